@@ -1,0 +1,116 @@
+/* config.h: the YAML configuration as an immutable snapshot (struct sp_config).
+ * Built by sp_config_load() from a file through libyaml, validated as a whole: a config that
+ * loads is complete and consistent, so nothing half-configured ever starts. No libuv, no sockets. */
+#ifndef SPLICER_CONFIG_H
+#define SPLICER_CONFIG_H
+
+#include "log.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+enum sp_balance {
+    SP_BALANCE_ROUND_ROBIN = 0, /* smooth weighted round-robin (default) */
+    SP_BALANCE_LEAST_CONN,
+    SP_BALANCE_SOURCE_HASH,
+    SP_BALANCE_RANDOM_TWO,
+    SP_BALANCE_COUNT
+};
+
+enum sp_relay_mode {
+    SP_RELAY_SPLICE = 0, /* default */
+    SP_RELAY_COPY,
+    SP_RELAY_MODE_COUNT
+};
+
+/* One configured position in the file, for messages about a value after parsing. */
+struct sp_conf_mark {
+    int line; /* 1-based */
+    int col;  /* 1-based */
+};
+
+struct sp_server_conf {
+    char *address; /* owned; as written, e.g. "127.0.0.1:9001" */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    unsigned weight; /* 1..1000, default 1 */
+    bool backup;     /* default false */
+    struct sp_conf_mark mark;
+};
+
+struct sp_health_conf {
+    bool enabled;         /* true when a health_check block is present */
+    uint64_t interval_ms; /* default 2s */
+    uint64_t timeout_ms;  /* default 1s */
+    unsigned rise;        /* default 2, 1..100 */
+    unsigned fall;        /* default 3, 1..100 */
+    char *send;           /* owned, NULL when absent; YAML escapes already applied */
+    size_t send_len;
+    char *expect; /* owned, NULL when absent */
+    size_t expect_len;
+};
+
+struct sp_upstream_conf {
+    char *name; /* owned */
+    enum sp_balance balance;
+    unsigned retries;         /* default 2, 0..100 */
+    unsigned max_fails;       /* passive checks; default 3, 0 = passive checks off */
+    uint64_t fail_timeout_ms; /* default 10s */
+    uint64_t slow_start_ms;   /* default 0 (off) */
+    struct sp_health_conf health;
+    struct sp_server_conf *servers; /* owned array, at least one */
+    size_t nservers;
+    struct sp_conf_mark mark;
+};
+
+struct sp_listener_conf {
+    char *name;   /* owned */
+    char *listen; /* owned; as written */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char *upstream_name;               /* owned */
+    struct sp_upstream_conf *upstream; /* borrowed from the same sp_config; never NULL */
+    uint64_t connect_timeout_ms;       /* default 2s, >0 */
+    uint64_t idle_timeout_ms;          /* default 5m, 0 = none */
+    unsigned max_connections;          /* default 10000, 1..1000000 */
+    unsigned backlog;                  /* default 511 */
+    enum sp_relay_mode relay;          /* default: the top-level relay */
+    struct sp_conf_mark mark;
+};
+
+struct sp_config {
+    char *path;                /* owned; the file it came from */
+    unsigned workers;          /* default 1; 0 in the file = one per CPU, resolved at load */
+    uint64_t shutdown_timeout_ms; /* default 30s */
+    uint64_t pipe_size;        /* default 1m; 4k..1g, a power of two is not required */
+    unsigned pipe_pool_max;    /* idle pipes kept per worker; default 64 */
+    enum sp_relay_mode relay;  /* default splice */
+    enum sp_log_level log_level; /* default info */
+    struct sp_listener_conf *listeners; /* owned array, at least one */
+    size_t nlisteners;
+    struct sp_upstream_conf *upstreams; /* owned array, at least one */
+    size_t nupstreams;
+};
+
+/* The first error found, formatted "FILE:LINE:COL: message" (LINE and COL 1-based). */
+struct sp_config_error {
+    char text[512];
+};
+
+/* Loads and validates `path`. On success returns 0 and *out owns a new config (free with
+ * sp_config_free). On failure returns a negative errno (-EINVAL for any content error, or the
+ * errno of opening the file), fills err->text and leaves *out untouched. Any thread. */
+int sp_config_load(const char *path, struct sp_config **out, struct sp_config_error *err);
+
+/* As sp_config_load, from memory; `name` stands for FILE in messages. */
+int sp_config_load_string(const char *name, const char *text, size_t len, struct sp_config **out,
+                          struct sp_config_error *err);
+
+/* Frees everything a loaded config owns. NULL is a no-op. */
+void sp_config_free(struct sp_config *cfg);
+
+const char *sp_balance_name(enum sp_balance b);
+const char *sp_relay_mode_name(enum sp_relay_mode m);
+
+#endif

@@ -1,0 +1,1 @@
+/* placeholder: balancer.c is being written */

@@ -1,0 +1,1 @@
+/* placeholder: listener.c is being written */

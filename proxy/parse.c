@@ -1,0 +1,1 @@
+/* placeholder: parse.c is being written */

@@ -1,0 +1,1 @@
+/* placeholder: pipe_pool.c is being written */

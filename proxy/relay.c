@@ -1,0 +1,1 @@
+/* placeholder: relay.c is being written */

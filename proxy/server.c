@@ -1,0 +1,1 @@
+/* placeholder: server.c is being written */

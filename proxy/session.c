@@ -1,0 +1,1 @@
+/* placeholder: session.c is being written */

@@ -1,0 +1,1 @@
+/* placeholder: sock.c is being written */

@@ -1,0 +1,1 @@
+/* placeholder: upstream.c is being written */

@@ -1,0 +1,1 @@
+/* placeholder: worker.c is being written */
