@@ -1,0 +1,67 @@
+/* upstream.h: the live upstream pools and their servers, built from a config snapshot and
+ * shared by every worker. Per-server state is atomics, each field with a single writer kind:
+ * `up` by the health checker, the counters and passive-check fields by whichever worker
+ * connects. No libuv; times are monotonic milliseconds (uv_now() of any loop, or
+ * sp_upstream_now_ms()). */
+#ifndef SPLICER_UPSTREAM_H
+#define SPLICER_UPSTREAM_H
+
+#include "config.h"
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct sp_server {
+    const struct sp_server_conf *conf; /* borrowed from the config snapshot */
+    struct sp_upstream *upstream;      /* borrowed; the pool holding this server */
+    unsigned index;                    /* position in upstream->servers */
+    const char *name;                  /* borrowed: conf->address */
+
+    _Atomic bool up;                  /* active health state (true without health checks) */
+    _Atomic uint32_t active;          /* proxied connections open now */
+    _Atomic uint64_t connections;     /* proxied connections established, ever */
+    _Atomic uint64_t connect_failures; /* refused or timed-out connects, ever */
+
+    /* Passive checks (nginx's max_fails/fail_timeout): failures counted in a window that
+     * starts at the first failure; reaching max_fails skips the server until down_until. */
+    _Atomic uint32_t fails;
+    _Atomic uint64_t fail_window_start_ms;
+    _Atomic uint64_t down_until_ms;
+    _Atomic uint64_t up_since_ms; /* when it last became usable, for slow_start */
+};
+
+struct sp_upstream {
+    const struct sp_upstream_conf *conf; /* borrowed from the config snapshot */
+    struct sp_server *servers;           /* owned array of conf->nservers */
+    size_t nservers;
+};
+
+/* Builds the servers of `conf`; every server starts up (the health checker, when configured,
+ * decides its real state before traffic flows). Returns 0 or -ENOMEM. Main thread. */
+int sp_upstream_init(struct sp_upstream *u, const struct sp_upstream_conf *conf);
+
+/* Frees what sp_upstream_init allocated. Safe on a zeroed or half-built struct. */
+void sp_upstream_deinit(struct sp_upstream *u);
+
+/* Monotonic clock in milliseconds, same base as uv_now() (CLOCK_MONOTONIC). */
+uint64_t sp_upstream_now_ms(void);
+
+/* True when the server may take a new connection now: up, and not held down by passive
+ * checks. Any thread. */
+bool sp_server_usable(const struct sp_server *s, uint64_t now_ms);
+
+/* A connect to `s` failed (refused, reset or timed out): counts it, and past max_fails within
+ * fail_timeout holds the server down for fail_timeout. Any worker thread. */
+void sp_server_connect_failed(struct sp_server *s, uint64_t now_ms);
+
+/* A connect to `s` succeeded: counts the connection and clears the passive failure count. */
+void sp_server_connect_ok(struct sp_server *s, uint64_t now_ms);
+
+/* The weight the balancers use now: conf weight, ramped linearly from 1/10 over slow_start
+ * after the server became usable again. Never 0. */
+unsigned sp_server_effective_weight(const struct sp_server *s, uint64_t now_ms);
+
+/* Sets the active health state; returns true when it changed. Health checker only. */
+bool sp_server_set_up(struct sp_server *s, bool up, uint64_t now_ms);
+
+#endif

@@ -1,0 +1,1 @@
+/* placeholder: runtime.c is being written */
