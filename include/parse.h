@@ -12,7 +12,8 @@
  * Result in milliseconds; more than ~24 days (INT32_MAX ms) is -ERANGE. */
 int sp_parse_duration_ms(const char *s, uint64_t *out);
 
-/* Byte size: "65536", "64k", "1m" (k = KiB, m = MiB, either case). Result up to SIZE_MAX/2. */
+/* Byte size: "65536", "64k", "1m", "1g" (k = KiB, m = MiB, g = GiB, either case).
+ * Result up to SIZE_MAX/2. */
 int sp_parse_size(const char *s, uint64_t *out);
 
 /* Unsigned decimal integer within [min, max]. No sign, no spaces, no trailing garbage. */

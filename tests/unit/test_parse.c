@@ -1,0 +1,244 @@
+/* test_parse.c: table tests for the scalar parsers in parse.h (durations, sizes, bounded
+ * integers, booleans, addresses), including that outputs stay untouched on failure. */
+#include "common.h"
+#include "parse.h"
+
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define UNTOUCHED 0xdeadbeefULL
+
+static const struct {
+    const char *in;
+    int rc;
+    uint64_t ms;
+} durations[] = {
+    {"500ms", 0, 500},
+    {"0ms", 0, 0},
+    {"0s", 0, 0},
+    {"2s", 0, 2000},
+    {"5m", 0, 300000},
+    {"1h", 0, 3600000},
+    {"596h", 0, 596ULL * 3600000},
+    {"2147483647ms", 0, 2147483647ULL},
+    {"2147483648ms", -ERANGE, 0},
+    {"597h", -ERANGE, 0},
+    {"99999999999999999999999s", -ERANGE, 0},
+    {"010s", 0, 10000},
+    {"10", -EINVAL, 0},
+    {"0", -EINVAL, 0},
+    {"5x", -EINVAL, 0},
+    {"-1s", -EINVAL, 0},
+    {"+1s", -EINVAL, 0},
+    {"1.5s", -EINVAL, 0},
+    {"1 s", -EINVAL, 0},
+    {" 1s", -EINVAL, 0},
+    {"1S", -EINVAL, 0},
+    {"1d", -EINVAL, 0},
+    {"1sec", -EINVAL, 0},
+    {"1h30m", -EINVAL, 0},
+    {"s", -EINVAL, 0},
+    {"", -EINVAL, 0},
+};
+
+START_TEST(duration_table)
+{
+    uint64_t out = UNTOUCHED;
+    int rc = sp_parse_duration_ms(durations[_i].in, &out);
+    ck_assert_msg(rc == durations[_i].rc, "'%s': rc %d, want %d", durations[_i].in, rc,
+                  durations[_i].rc);
+    ck_assert_uint_eq(out, rc == 0 ? durations[_i].ms : UNTOUCHED);
+}
+END_TEST
+
+static const struct {
+    const char *in;
+    int rc;
+    uint64_t bytes;
+} sizes[] = {
+    {"0", 0, 0},
+    {"65536", 0, 65536},
+    {"64k", 0, 65536},
+    {"64K", 0, 65536},
+    {"1m", 0, 1048576},
+    {"1M", 0, 1048576},
+    {"1g", 0, 1073741824},
+    {"2G", 0, 2147483648ULL},
+    {"9223372036854775807", 0, SIZE_MAX / 2},
+    {"9223372036854775808", -ERANGE, 0},
+    {"8589934592g", -ERANGE, 0},
+    {"99999999999999999999999", -ERANGE, 0},
+    {"1kb", -EINVAL, 0},
+    {"1t", -EINVAL, 0},
+    {"k", -EINVAL, 0},
+    {"-1k", -EINVAL, 0},
+    {"1.5m", -EINVAL, 0},
+    {"", -EINVAL, 0},
+};
+
+START_TEST(size_table)
+{
+    uint64_t out = UNTOUCHED;
+    int rc = sp_parse_size(sizes[_i].in, &out);
+    ck_assert_msg(rc == sizes[_i].rc, "'%s': rc %d, want %d", sizes[_i].in, rc, sizes[_i].rc);
+    ck_assert_uint_eq(out, rc == 0 ? sizes[_i].bytes : UNTOUCHED);
+}
+END_TEST
+
+static const struct {
+    const char *in;
+    uint64_t min, max;
+    int rc;
+    uint64_t v;
+} uints[] = {
+    {"0", 0, 10, 0, 0},
+    {"10", 0, 10, 0, 10},
+    {"11", 0, 10, -ERANGE, 0},
+    {"0", 1, 10, -ERANGE, 0},
+    {"1", 1, 10, 0, 1},
+    {"007", 0, 10, 0, 7},
+    {"18446744073709551615", 0, UINT64_MAX, 0, UINT64_MAX},
+    {"18446744073709551616", 0, UINT64_MAX, -ERANGE, 0},
+    {"-1", 0, 10, -EINVAL, 0},
+    {"+1", 0, 10, -EINVAL, 0},
+    {" 1", 0, 10, -EINVAL, 0},
+    {"1 ", 0, 10, -EINVAL, 0},
+    {"1x", 0, 10, -EINVAL, 0},
+    {"0x10", 0, 100, -EINVAL, 0},
+    {"1e3", 0, 10000, -EINVAL, 0},
+    {"", 0, 10, -EINVAL, 0},
+};
+
+START_TEST(uint_table)
+{
+    uint64_t out = UNTOUCHED;
+    int rc = sp_parse_uint(uints[_i].in, uints[_i].min, uints[_i].max, &out);
+    ck_assert_msg(rc == uints[_i].rc, "'%s': rc %d, want %d", uints[_i].in, rc, uints[_i].rc);
+    ck_assert_uint_eq(out, rc == 0 ? uints[_i].v : UNTOUCHED);
+}
+END_TEST
+
+static const struct {
+    const char *in;
+    int rc;
+    bool v;
+} bools[] = {
+    {"true", 0, true}, {"True", 0, true},   {"TRUE", 0, true},     {"yes", 0, true},
+    {"on", 0, true},   {"false", 0, false}, {"False", 0, false},   {"no", 0, false},
+    {"off", 0, false}, {"OFF", 0, false},   {"1", -EINVAL, 0},     {"0", -EINVAL, 0},
+    {"y", -EINVAL, 0}, {"", -EINVAL, 0},    {"truth", -EINVAL, 0}, {"true ", -EINVAL, 0},
+};
+
+START_TEST(bool_table)
+{
+    bool out = !bools[_i].v; /* the opposite, so an unwritten output shows */
+    int rc = sp_parse_bool(bools[_i].in, &out);
+    ck_assert_msg(rc == bools[_i].rc, "'%s': rc %d, want %d", bools[_i].in, rc, bools[_i].rc);
+    if (rc == 0)
+        ck_assert_int_eq(out, bools[_i].v);
+    else
+        ck_assert_int_eq(out, !bools[_i].v);
+}
+END_TEST
+
+/* host is the expected inet_ntop text; family 0 means "must fail with rc". */
+static const struct {
+    const char *in;
+    int rc;
+    int family;
+    const char *host;
+    unsigned port;
+} addrs[] = {
+    {"127.0.0.1:8080", 0, AF_INET, "127.0.0.1", 8080},
+    {"0.0.0.0:1", 0, AF_INET, "0.0.0.0", 1},
+    {"*:80", 0, AF_INET, "0.0.0.0", 80},
+    {"10.1.2.3:65535", 0, AF_INET, "10.1.2.3", 65535},
+    {"[::1]:9000", 0, AF_INET6, "::1", 9000},
+    {"[::]:80", 0, AF_INET6, "::", 80},
+    {"[2001:db8::42]:443", 0, AF_INET6, "2001:db8::42", 443},
+    {"[::ffff:10.0.0.1]:80", 0, AF_INET6, "::ffff:10.0.0.1", 80},
+    {"127.0.0.1:080", 0, AF_INET, "127.0.0.1", 80},
+    {"127.0.0.1:0", -ERANGE, 0, NULL, 0},
+    {"127.0.0.1:65536", -ERANGE, 0, NULL, 0},
+    {"127.0.0.1:70000", -ERANGE, 0, NULL, 0},
+    {"[::1]:0", -ERANGE, 0, NULL, 0},
+    {"127.0.0.1:99999999999999999999999", -ERANGE, 0, NULL, 0},
+    {"127.0.0.1", -EINVAL, 0, NULL, 0},
+    {"127.0.0.1:", -EINVAL, 0, NULL, 0},
+    {":80", -EINVAL, 0, NULL, 0},
+    {"127.0.0.1:http", -EINVAL, 0, NULL, 0},
+    {"127.0.0.1:-80", -EINVAL, 0, NULL, 0},
+    {"127.0.0.1:80 ", -EINVAL, 0, NULL, 0},
+    {"256.0.0.1:80", -EINVAL, 0, NULL, 0},
+    {"1.2.3:80", -EINVAL, 0, NULL, 0},
+    {"localhost:80", -EINVAL, 0, NULL, 0},
+    {"[::1:80", -EINVAL, 0, NULL, 0},
+    {"[::1]", -EINVAL, 0, NULL, 0},
+    {"[::1]80", -EINVAL, 0, NULL, 0},
+    {"[127.0.0.1]:80", -EINVAL, 0, NULL, 0},
+    {"[]:80", -EINVAL, 0, NULL, 0},
+    {"::1:80", -EINVAL, 0, NULL, 0},
+    {"[*]:80", -EINVAL, 0, NULL, 0},
+    {"[fe80::1%eth0]:80", -EINVAL, 0, NULL, 0},
+    {"x:99999", -EINVAL, 0, NULL, 0},
+    {"", -EINVAL, 0, NULL, 0},
+    {"[0000:0000:0000:0000:0000:0000:0000:0000:0000]:80", -EINVAL, 0, NULL, 0},
+};
+
+START_TEST(addr_table)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = 12345;
+    char host[INET6_ADDRSTRLEN];
+
+    memset(&ss, 0xa5, sizeof(ss));
+    int rc = sp_parse_addr(addrs[_i].in, &ss, &len);
+    ck_assert_msg(rc == addrs[_i].rc, "'%s': rc %d, want %d", addrs[_i].in, rc, addrs[_i].rc);
+    if (rc != 0) {
+        ck_assert_uint_eq(len, 12345);
+        ck_assert_uint_eq(((unsigned char *)&ss)[0], 0xa5);
+        return;
+    }
+    ck_assert_int_eq(ss.ss_family, addrs[_i].family);
+    if (addrs[_i].family == AF_INET) {
+        const struct sockaddr_in *sin = (const void *)&ss;
+        ck_assert_uint_eq(len, sizeof(*sin));
+        ck_assert_uint_eq(ntohs(sin->sin_port), addrs[_i].port);
+        ck_assert_ptr_nonnull(inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host)));
+    } else {
+        const struct sockaddr_in6 *sin6 = (const void *)&ss;
+        ck_assert_uint_eq(len, sizeof(*sin6));
+        ck_assert_uint_eq(ntohs(sin6->sin6_port), addrs[_i].port);
+        ck_assert_uint_eq(sin6->sin6_flowinfo, 0);
+        ck_assert_uint_eq(sin6->sin6_scope_id, 0);
+        ck_assert_ptr_nonnull(inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host)));
+    }
+    ck_assert_str_eq(host, addrs[_i].host);
+}
+END_TEST
+
+static Suite *parse_suite(void)
+{
+    Suite *s = suite_create("parse");
+    TCase *tc = tcase_create("tables");
+    tcase_add_loop_test(tc, duration_table, 0, SP_ARRAY_LEN(durations));
+    tcase_add_loop_test(tc, size_table, 0, SP_ARRAY_LEN(sizes));
+    tcase_add_loop_test(tc, uint_table, 0, SP_ARRAY_LEN(uints));
+    tcase_add_loop_test(tc, bool_table, 0, SP_ARRAY_LEN(bools));
+    tcase_add_loop_test(tc, addr_table, 0, SP_ARRAY_LEN(addrs));
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(parse_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
