@@ -4,13 +4,7 @@
 
 #include <stdbool.h>
 
-enum sp_log_level {
-    SP_LOG_DEBUG = 0,
-    SP_LOG_INFO,
-    SP_LOG_WARN,
-    SP_LOG_ERROR,
-    SP_LOG_LEVEL_COUNT
-};
+enum sp_log_level { SP_LOG_DEBUG = 0, SP_LOG_INFO, SP_LOG_WARN, SP_LOG_ERROR, SP_LOG_LEVEL_COUNT };
 
 /* Sets the process-wide threshold. Called from the main thread before workers start
  * (and on reload); readers tolerate a stale value. */

@@ -1,1 +1,130 @@
-/* placeholder: pipe_pool.c is being written */
+/* pipe_pool.c: per-worker pipe cache. The kernel may grant less than we ask: an unprivileged
+ * process gets EPERM above fs.pipe-max-size, and once the user owns more than
+ * fs.pipe-user-pages-soft every new pipe shrinks to two pages. Both only slow the relay down,
+ * so we take what we are given and remember to ask for less. */
+#include "pipe_pool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define PIPE_MIN_SIZE 4096u
+
+void sp_pipe_pool_init(struct sp_pipe_pool *pool, uint32_t want_size, unsigned max_free)
+{
+    *pool = (struct sp_pipe_pool){0};
+    pool->want_size = want_size < PIPE_MIN_SIZE ? PIPE_MIN_SIZE : want_size;
+    pool->try_size = pool->want_size;
+    pool->max_free = max_free;
+}
+
+static void size_pipe(struct sp_pipe_pool *pool, struct sp_pipe *p)
+{
+    while (pool->try_size > PIPE_MIN_SIZE) {
+        int got = fcntl(p->wfd, F_SETPIPE_SZ, (int)pool->try_size);
+        if (got != -1) {
+            p->size = (uint32_t)got;
+            break;
+        }
+        if (errno != EPERM && errno != ENOMEM && errno != EBUSY)
+            break;
+        /* Refused: ask for half from now on, so later pipes skip the failing call. */
+        pool->try_size /= 2;
+    }
+    if (p->size == 0) {
+        int got = fcntl(p->wfd, F_GETPIPE_SZ);
+        p->size = got > 0 ? (uint32_t)got : PIPE_MIN_SIZE;
+    }
+    if (p->size < pool->want_size)
+        pool->shrunk++;
+}
+
+static struct sp_pipe *pipe_new(struct sp_pipe_pool *pool)
+{
+    struct sp_pipe *p = malloc(sizeof(*p));
+    if (p == NULL) {
+        pool->failures++;
+        errno = ENOMEM;
+        return NULL;
+    }
+    int fds[2];
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) == -1) {
+        int err = errno;
+        free(p);
+        pool->failures++;
+        errno = err;
+        return NULL;
+    }
+    *p = (struct sp_pipe){.rfd = fds[0], .wfd = fds[1]};
+    size_pipe(pool, p);
+    pool->created++;
+    return p;
+}
+
+static void pipe_close(struct sp_pipe *p)
+{
+    close(p->rfd);
+    close(p->wfd);
+    free(p);
+}
+
+unsigned sp_pipe_pool_prefill(struct sp_pipe_pool *pool, unsigned n)
+{
+    unsigned made = 0;
+    while (made < n && pool->nfree < pool->max_free) {
+        struct sp_pipe *p = pipe_new(pool);
+        if (p == NULL)
+            break;
+        p->next = pool->free;
+        pool->free = p;
+        pool->nfree++;
+        made++;
+    }
+    return made;
+}
+
+struct sp_pipe *sp_pipe_pool_get(struct sp_pipe_pool *pool)
+{
+    struct sp_pipe *p = pool->free;
+    if (p != NULL) {
+        pool->free = p->next;
+        pool->nfree--;
+    } else {
+        p = pipe_new(pool);
+        if (p == NULL)
+            return NULL;
+    }
+    p->next = NULL;
+    pool->in_use++;
+    return p;
+}
+
+void sp_pipe_pool_put(struct sp_pipe_pool *pool, struct sp_pipe *p)
+{
+    pool->in_use--;
+    if (pool->nfree >= pool->max_free) {
+        pipe_close(p);
+        return;
+    }
+    p->next = pool->free;
+    pool->free = p;
+    pool->nfree++;
+}
+
+void sp_pipe_pool_kill(struct sp_pipe_pool *pool, struct sp_pipe *p)
+{
+    pool->in_use--;
+    pool->killed++;
+    pipe_close(p);
+}
+
+void sp_pipe_pool_deinit(struct sp_pipe_pool *pool)
+{
+    while (pool->free != NULL) {
+        struct sp_pipe *p = pool->free;
+        pool->free = p->next;
+        pipe_close(p);
+    }
+    pool->nfree = 0;
+}

@@ -1,1 +1,403 @@
-/* placeholder: session.c is being written */
+/* session.c: one proxied connection.
+ *
+ *   accept --> CONNECTING --(connected)--> RELAYING --(both FINs passed on)--> CLOSING --> freed
+ *                 |   ^                        |
+ *   refused/timeout   | next server            +--(reset, error, idle_timeout, abort)--> CLOSING
+ *                 v   |   (up to `retries`)
+ *              (old socket's poll handle closes, then connect_next)
+ *
+ * While RELAYING, what each socket is polled for is a pure function of the two relay
+ * directions (wanted_events), and libuv is told only when that changes: every uv_poll_start
+ * costs two epoll_ctl calls. A source whose pipe holds undelivered bytes is not polled for
+ * reads, which is both the backpressure and what keeps level-triggered polling from spinning.
+ *
+ * A session is freed only from the last close callback of its three handles. */
+#include "session.h"
+
+#include "balancer.h"
+#include "listener.h"
+#include "log.h"
+#include "relay.h"
+#include "sock.h"
+#include "worker.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+enum { CLI = 0, UPS = 1 };
+
+enum sess_state {
+    S_CONNECTING = 1,
+    S_RELAYING,
+    S_CLOSING,
+};
+
+/* Close flags: which side gets a reset rather than a FIN. */
+enum { RESET_CLI = 1, RESET_UPS = 2 };
+
+struct sp_session {
+    struct sp_worker *worker;       /* borrowed */
+    struct sp_listener *listener;   /* borrowed */
+    struct sp_server *server;       /* borrowed from the runtime; the current or chosen server */
+    struct sp_session *prev, *next; /* the worker's list of open sessions */
+    uv_poll_t poll[2];
+    uv_timer_t timer; /* connect_timeout while CONNECTING, idle_timeout while RELAYING */
+    int fd[2];        /* owned; -1 once closed */
+    int events[2];    /* interest libuv has now for each side */
+    uint8_t state;
+    uint8_t closes_pending; /* uv_close callbacks still to come */
+    bool poll_live[2];      /* poll[i] initialised and not yet closed */
+    bool retry_pending;     /* poll[UPS] is closing before the next connect attempt */
+    bool counted_on_server; /* server->active holds this session */
+    unsigned attempts;
+    struct sp_tried tried;
+    uint64_t last_io_ms;
+    struct sp_relay_dir dir[2]; /* dir[CLI]: client -> upstream, dir[UPS]: upstream -> client */
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } peer;
+};
+
+static void connect_next(struct sp_session *s);
+static void session_close(struct sp_session *s, int reset);
+
+static uint64_t now_ms(const struct sp_session *s)
+{
+    return uv_now(&s->worker->loop);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct sp_session *s = h->data;
+    if (--s->closes_pending > 0)
+        return;
+    if (s->state == S_CLOSING) {
+        free(s);
+        return;
+    }
+    if (s->retry_pending) {
+        s->retry_pending = false;
+        connect_next(s);
+    }
+}
+
+static void close_handle(struct sp_session *s, uv_handle_t *h)
+{
+    s->closes_pending++;
+    uv_close(h, on_handle_closed);
+}
+
+/* ---- relaying ---------------------------------------------------------------------------- */
+
+static int wanted_events(const struct sp_session *s, int side)
+{
+    const struct sp_relay_dir *in = &s->dir[side];      /* reads from this side */
+    const struct sp_relay_dir *out = &s->dir[side ^ 1]; /* writes to this side */
+    int ev = 0;
+    if (!in->src_eof && in->pending == 0)
+        ev |= UV_READABLE;
+    if (out->pending > 0)
+        ev |= UV_WRITABLE;
+    return ev;
+}
+
+static void on_io(uv_poll_t *h, int status, int events);
+
+static void apply_events(struct sp_session *s, int side, int ev)
+{
+    if (ev == s->events[side])
+        return;
+    s->events[side] = ev;
+    if (ev == 0)
+        uv_poll_stop(&s->poll[side]);
+    else
+        uv_poll_start(&s->poll[side], ev, on_io);
+}
+
+/* A direction failed on one socket: that socket is dead, so the other side is reset, which is
+ * how an abort travels through a TCP proxy. */
+static void dir_failed(struct sp_session *s, int d)
+{
+    const struct sp_relay_dir *dir = &s->dir[d];
+    int failed_side = dir->err_on_dst ? (d ^ 1) : d;
+    sp_log_debug("session %p: %s side: %s", (void *)s, failed_side == CLI ? "client" : "upstream",
+                 uv_strerror(dir->err));
+    session_close(s, failed_side == CLI ? RESET_UPS : RESET_CLI);
+}
+
+static void on_io(uv_poll_t *h, int status, int events)
+{
+    struct sp_session *s = h->data;
+    int side = h == &s->poll[UPS] ? UPS : CLI;
+
+    if (status < 0) {
+        /* POLLERR: libuv has stopped the handle; the socket error says what happened. */
+        int err = sp_sock_error(s->fd[side]);
+        s->events[side] = 0;
+        sp_log_debug("session %p: %s side error: %s", (void *)s,
+                     side == CLI ? "client" : "upstream", uv_strerror(err != 0 ? err : status));
+        session_close(s, side == CLI ? RESET_UPS : RESET_CLI);
+        return;
+    }
+    s->last_io_ms = now_ms(s);
+
+    struct sp_relay_ctx *ctx = &s->worker->relay;
+    if ((events & UV_READABLE) && sp_relay_pump(&s->dir[side], ctx) == SP_RELAY_ERROR) {
+        dir_failed(s, side);
+        return;
+    }
+    if ((events & UV_WRITABLE) && sp_relay_pump(&s->dir[side ^ 1], ctx) == SP_RELAY_ERROR) {
+        dir_failed(s, side ^ 1);
+        return;
+    }
+    if (sp_relay_done(&s->dir[CLI]) && sp_relay_done(&s->dir[UPS])) {
+        session_close(s, 0);
+        return;
+    }
+    apply_events(s, CLI, wanted_events(s, CLI));
+    apply_events(s, UPS, wanted_events(s, UPS));
+}
+
+static void on_idle_timer(uv_timer_t *t)
+{
+    struct sp_session *s = t->data;
+    uint64_t idle = s->listener->conf->idle_timeout_ms;
+    uint64_t quiet = now_ms(s) - s->last_io_ms;
+    /* The deadline moves with traffic without touching the timer per chunk: on expiry, re-arm
+     * for what is left unless the connection really was quiet the whole time. */
+    if (quiet < idle) {
+        uv_timer_start(&s->timer, on_idle_timer, idle - quiet, 0);
+        return;
+    }
+    sp_log_debug("session %p: idle for %llu ms, closing", (void *)s, (unsigned long long)quiet);
+    session_close(s, 0);
+}
+
+static int poll_init(struct sp_session *s, int side)
+{
+    int rc = uv_poll_init(&s->worker->loop, &s->poll[side], s->fd[side]);
+    if (rc != 0)
+        return rc;
+    s->poll[side].data = s;
+    s->poll_live[side] = true;
+    s->events[side] = 0;
+    return 0;
+}
+
+static void established(struct sp_session *s)
+{
+    struct sp_server *srv = s->server;
+    sp_server_connect_ok(srv, now_ms(s));
+    atomic_fetch_add_explicit(&srv->active, 1, memory_order_relaxed);
+    s->counted_on_server = true;
+
+    int rc = poll_init(s, CLI);
+    if (rc == 0 && !s->poll_live[UPS])
+        rc = poll_init(s, UPS);
+    if (rc != 0) {
+        sp_log_warn("session: cannot poll sockets: %s", uv_strerror(rc));
+        session_close(s, RESET_CLI | RESET_UPS);
+        return;
+    }
+    bool copy = s->listener->conf->relay == SP_RELAY_COPY;
+    sp_relay_dir_init(&s->dir[CLI], s->fd[CLI], s->fd[UPS], copy);
+    sp_relay_dir_init(&s->dir[UPS], s->fd[UPS], s->fd[CLI], copy);
+    s->state = S_RELAYING;
+    s->last_io_ms = now_ms(s);
+
+    /* The upstream handle still carries the connect callback: force a restart. */
+    s->events[UPS] = -1;
+    apply_events(s, CLI, wanted_events(s, CLI));
+    apply_events(s, UPS, wanted_events(s, UPS));
+
+    uint64_t idle = s->listener->conf->idle_timeout_ms;
+    if (idle > 0)
+        uv_timer_start(&s->timer, on_idle_timer, idle, 0);
+    else
+        uv_timer_stop(&s->timer);
+}
+
+/* ---- connecting -------------------------------------------------------------------------- */
+
+/* Failures of our own making say nothing about the server. */
+static bool local_error(int err)
+{
+    return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM ||
+           err == -EADDRNOTAVAIL;
+}
+
+static void attempt_failed(struct sp_session *s, int err)
+{
+    sp_server_connect_failed(s->server, now_ms(s));
+    sp_log_warn("upstream %s: connect to %s: %s", s->listener->upstream->conf->name,
+                s->server->name, uv_strerror(err));
+}
+
+static void on_connect(uv_poll_t *h, int status, int events);
+static void close_side(struct sp_session *s, int side, bool reset);
+
+/* Gives up on the current attempt. The next one starts from the close callback of this
+ * socket's poll handle, because libuv cannot point a live handle at a new fd. */
+static void retry_later(struct sp_session *s, int err)
+{
+    uv_timer_stop(&s->timer);
+    attempt_failed(s, err);
+    s->retry_pending = true;
+    close_side(s, UPS, false);
+}
+
+static void on_connect_timer(uv_timer_t *t)
+{
+    retry_later(t->data, UV_ETIMEDOUT);
+}
+
+static void on_connect(uv_poll_t *h, int status, int events)
+{
+    struct sp_session *s = h->data;
+    (void)events;
+    int err = sp_sock_error(s->fd[UPS]);
+    if (err == 0 && status < 0)
+        err = UV_ECONNREFUSED;
+    if (err == 0)
+        established(s);
+    else
+        retry_later(s, err);
+}
+
+/* Starts a connect to `srv`. Returns 0 when under way or done, or -errno at once. */
+static int start_connect(struct sp_session *s, struct sp_server *srv)
+{
+    int fd;
+    int rc = sp_sock_connect((const struct sockaddr *)&srv->conf->addr, srv->conf->addrlen, &fd);
+    if (rc != 0 && rc != -EINPROGRESS)
+        return rc;
+    s->fd[UPS] = fd;
+    s->server = srv;
+    if (rc == 0) {
+        established(s);
+        return 0;
+    }
+    int prc = poll_init(s, UPS);
+    if (prc != 0) {
+        close(fd);
+        s->fd[UPS] = -1;
+        return prc;
+    }
+    uv_poll_start(&s->poll[UPS], UV_WRITABLE, on_connect);
+    s->events[UPS] = UV_WRITABLE;
+    uv_timer_start(&s->timer, on_connect_timer, s->listener->conf->connect_timeout_ms, 0);
+    return 0;
+}
+
+static void connect_next(struct sp_session *s)
+{
+    const struct sp_upstream_conf *uc = s->listener->upstream->conf;
+    while (s->attempts <= uc->retries) {
+        struct sp_server *srv =
+            sp_balancer_pick(s->listener->balancer, &s->tried, &s->peer.sa, now_ms(s));
+        if (srv == NULL) {
+            sp_log_warn("upstream %s: no server available", uc->name);
+            break;
+        }
+        sp_tried_add(&s->tried, srv->index);
+        s->attempts++;
+        int rc = start_connect(s, srv);
+        if (rc == 0)
+            return;
+        if (local_error(rc)) {
+            sp_log_warn("upstream %s: cannot connect to %s: %s", uc->name, srv->name,
+                        uv_strerror(rc));
+            break;
+        }
+        s->server = srv;
+        attempt_failed(s, rc);
+    }
+    session_close(s, 0);
+}
+
+/* ---- life cycle -------------------------------------------------------------------------- */
+
+void sp_session_start(struct sp_listener *l, int fd, const struct sockaddr *peer, socklen_t len)
+{
+    struct sp_worker *w = l->worker;
+    struct sp_session *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        close(fd);
+        atomic_fetch_sub_explicit(&l->stats->active, 1, memory_order_relaxed);
+        return;
+    }
+    s->worker = w;
+    s->listener = l;
+    s->fd[CLI] = fd;
+    s->fd[UPS] = -1;
+    s->state = S_CONNECTING;
+    if (len <= sizeof(s->peer))
+        memcpy(&s->peer, peer, len);
+    sp_tried_init(&s->tried);
+    sp_relay_dir_init(&s->dir[CLI], -1, -1, false);
+    sp_relay_dir_init(&s->dir[UPS], -1, -1, false);
+    uv_timer_init(&w->loop, &s->timer);
+    s->timer.data = s;
+    sp_sock_nodelay(fd);
+
+    s->next = w->sessions;
+    if (w->sessions != NULL)
+        w->sessions->prev = s;
+    w->sessions = s;
+    w->nsessions++;
+
+    connect_next(s);
+}
+
+static void close_side(struct sp_session *s, int side, bool reset)
+{
+    if (s->poll_live[side]) {
+        s->poll_live[side] = false;
+        close_handle(s, (uv_handle_t *)&s->poll[side]);
+    }
+    if (s->fd[side] != -1) {
+        if (reset)
+            sp_sock_close_reset(s->fd[side]);
+        else
+            close(s->fd[side]);
+        s->fd[side] = -1;
+    }
+}
+
+static void session_close(struct sp_session *s, int reset)
+{
+    if (s->state == S_CLOSING)
+        return;
+    s->state = S_CLOSING;
+    struct sp_worker *w = s->worker;
+
+    sp_relay_dir_release(&s->dir[CLI], &w->relay);
+    sp_relay_dir_release(&s->dir[UPS], &w->relay);
+    close_side(s, CLI, reset & RESET_CLI);
+    close_side(s, UPS, reset & RESET_UPS);
+    close_handle(s, (uv_handle_t *)&s->timer);
+
+    atomic_fetch_sub_explicit(&s->listener->stats->active, 1, memory_order_relaxed);
+    if (s->counted_on_server)
+        atomic_fetch_sub_explicit(&s->server->active, 1, memory_order_relaxed);
+
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        w->sessions = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    w->nsessions--;
+    sp_worker_session_closed(w);
+}
+
+void sp_session_abort(struct sp_session *s)
+{
+    session_close(s, RESET_CLI | RESET_UPS);
+}

@@ -1,1 +1,93 @@
-/* placeholder: sock.c is being written */
+/* sock.c: the few socket calls every module needs, with the flags splicer always wants
+ * (non-blocking, close-on-exec, no Nagle). */
+#include "sock.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+int sp_sock_listen(const struct sockaddr *sa, socklen_t len, int backlog, bool reuseport)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return -errno;
+
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1)
+        goto fail;
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1)
+        goto fail;
+    if (sa->sa_family == AF_INET6 &&
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == -1)
+        goto fail;
+    if (bind(fd, sa, len) == -1)
+        goto fail;
+    if (listen(fd, backlog) == -1)
+        goto fail;
+    return fd;
+
+fail:;
+    int err = errno;
+    close(fd);
+    return -err;
+}
+
+int sp_sock_connect(const struct sockaddr *sa, socklen_t len, int *fd)
+{
+    *fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (*fd == -1)
+        return -errno;
+    sp_sock_nodelay(*fd);
+    if (connect(*fd, sa, len) == 0)
+        return 0;
+    int err = errno;
+    if (err == EINPROGRESS)
+        return -EINPROGRESS;
+    close(*fd);
+    *fd = -1;
+    return -err;
+}
+
+int sp_sock_error(int fd)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+        return -errno;
+    return -err;
+}
+
+void sp_sock_nodelay(int fd)
+{
+    int one = 1;
+    /* Best effort: a socket that refuses it still relays correctly, only later. */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+void sp_sock_close_reset(int fd)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fd);
+}
+
+const char *sp_sock_addr_str(const struct sockaddr *sa, char *buf, size_t len)
+{
+    char host[INET6_ADDRSTRLEN];
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        snprintf(buf, len, "%s:%u", host, ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        snprintf(buf, len, "[%s]:%u", host, ntohs(in6->sin6_port));
+    } else {
+        snprintf(buf, len, "(family %d)", sa->sa_family);
+    }
+    return buf;
+}

@@ -1,0 +1,80 @@
+/* relay.h: moving bytes in one direction, src socket -> dst socket, without libuv.
+ *
+ * Splice mode moves data src -> pipe -> dst inside the kernel. A direction borrows a pipe from
+ * the worker's pool when it reads and gives it back as soon as the pipe is empty again, so a
+ * direction holds a pipe only while the destination is refusing bytes. Because we read only
+ * into an empty pipe, splice()'s EAGAIN from the source can only mean "source empty", never
+ * "pipe full", and a pipe that still holds bytes means "destination full".
+ *
+ * Copy mode does the same with a user-space buffer from a small per-worker free list. It is the
+ * fallback when splice() is refused (EINVAL) or no pipe can be had, and `relay: copy`. */
+#ifndef SPLICER_RELAY_H
+#define SPLICER_RELAY_H
+
+#include "pipe_pool.h"
+#include <stdbool.h>
+#include <stdint.h>
+
+enum sp_relay_mode_rt {
+    SP_DIR_SPLICE = 0,
+    SP_DIR_COPY,
+};
+
+enum sp_relay_status {
+    SP_RELAY_WANT_READ = 0, /* source drained: wait for it to be readable */
+    SP_RELAY_WANT_WRITE,    /* destination full: wait for it to be writable, do not read */
+    SP_RELAY_DONE,          /* source at EOF, all delivered, destination shut for writing */
+    SP_RELAY_ERROR,         /* dir->err is -errno; dir->err_on_dst says which socket failed */
+};
+
+/* Per-worker resources and counters shared by every direction of that worker. */
+struct sp_relay_ctx {
+    struct sp_pipe_pool *pipes; /* borrowed */
+    void *free_bufs;            /* owned free list of copy buffers */
+    unsigned nfree_bufs;
+    unsigned max_free_bufs;
+    uint32_t budget; /* bytes one pump may move before yielding to other connections */
+
+    uint64_t splice_bytes;   /* payload delivered by splice() */
+    uint64_t copy_bytes;     /* payload delivered by read()/write() */
+    uint64_t copy_fallbacks; /* directions moved to copy mode because splice could not serve */
+    uint64_t bufs_in_use;
+};
+
+struct sp_relay_dir {
+    int src;              /* borrowed fd */
+    int dst;              /* borrowed fd */
+    struct sp_pipe *pipe; /* borrowed from ctx->pipes while pending > 0 */
+    char *buf;            /* copy mode: borrowed from ctx while pending > 0 */
+    uint32_t pending;     /* bytes read from src and not yet written to dst */
+    uint32_t off;         /* copy mode: offset of the pending bytes in buf */
+    uint8_t mode;         /* enum sp_relay_mode_rt */
+    bool src_eof;         /* src returned EOF */
+    bool dst_shut;        /* shutdown(dst, SHUT_WR) done */
+    bool err_on_dst;      /* with SP_RELAY_ERROR: the failing socket is dst */
+    int err;              /* -errno of the failure */
+    uint64_t bytes;       /* delivered to dst */
+};
+
+void sp_relay_ctx_init(struct sp_relay_ctx *ctx, struct sp_pipe_pool *pipes,
+                       unsigned max_free_bufs);
+void sp_relay_ctx_deinit(struct sp_relay_ctx *ctx);
+
+/* Prepares a direction; copy selects copy mode from the start. */
+void sp_relay_dir_init(struct sp_relay_dir *d, int src, int dst, bool copy);
+
+/* Moves what can be moved now and says what to wait for. Never blocks, never allocates on
+ * the steady path. Owner worker only. */
+enum sp_relay_status sp_relay_pump(struct sp_relay_dir *d, struct sp_relay_ctx *ctx);
+
+/* True once the direction has finished: EOF forwarded. */
+static inline bool sp_relay_done(const struct sp_relay_dir *d)
+{
+    return d->dst_shut;
+}
+
+/* Gives back what the direction borrowed: an empty pipe to the pool, a pipe that may hold
+ * bytes is killed; the copy buffer to the free list. Call once when the session closes. */
+void sp_relay_dir_release(struct sp_relay_dir *d, struct sp_relay_ctx *ctx);
+
+#endif

@@ -1,0 +1,19 @@
+/* session.h: one proxied connection, from accept to the last close callback. A session lives
+ * on the worker that accepted it and never crosses threads. */
+#ifndef SPLICER_SESSION_H
+#define SPLICER_SESSION_H
+
+#include "common.h"
+#include <sys/socket.h>
+
+struct sp_listener;
+
+/* Takes ownership of the accepted client `fd` and starts connecting to a server of the
+ * listener's upstream. On failure the client is closed and counted; nothing is returned
+ * because the listener has nothing more to do either way. Worker thread. */
+void sp_session_start(struct sp_listener *l, int fd, const struct sockaddr *peer, socklen_t len);
+
+/* Closes the session now, as on shutdown_timeout: both sockets get a reset. Worker thread. */
+void sp_session_abort(struct sp_session *s);
+
+#endif
