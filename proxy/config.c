@@ -1,1 +1,624 @@
-/* placeholder: config.c is being written */
+/* config.c: the configuration model. One key table per section (top level, listener, upstream,
+ * server, health_check), the defaults, the cross-checks that need the whole file (upstream names
+ * resolve, listen addresses are unique) and the public load/free API. The YAML mechanics and
+ * the generic value parsers live in config_yaml.c. */
+#include "config.h"
+#include "common.h"
+#include "config_yaml.h"
+#include "parse.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* sp_cfg_parse_enum stores an unsigned index; these enums must have that representation */
+_Static_assert(sizeof(enum sp_balance) == sizeof(unsigned), "enum sp_balance is not unsigned");
+_Static_assert(sizeof(enum sp_relay_mode) == sizeof(unsigned), "enum sp_relay_mode size");
+
+#define MAX_WORKERS 256
+
+/* Positions the cross-checks point at, which the public structs have no field for. */
+struct listener_marks {
+    yaml_mark_t listen;
+    yaml_mark_t upstream;
+};
+
+/* State of one load. The field parsers get &walk and recover this with sp_container_of. */
+struct build {
+    struct sp_cfg_walk walk;
+    struct sp_config *cfg;           /* owned until handed to the caller */
+    struct listener_marks *lmarks;   /* owned; one per listener */
+    struct sp_upstream_conf *cur_up; /* borrowed; the upstream whose servers are parsed now */
+};
+
+static const char *const balance_names[SP_BALANCE_COUNT + 1] = {"round_robin", "least_conn",
+                                                                "source_hash", "random_two", NULL};
+static const char *const relay_names[SP_RELAY_MODE_COUNT + 1] = {"splice", "copy", NULL};
+
+static struct build *build_of(struct sp_cfg_walk *w)
+{
+    return sp_container_of(w, struct build, walk);
+}
+
+static struct sp_conf_mark conf_mark(yaml_mark_t m)
+{
+    struct sp_conf_mark c = {(int)m.line + 1, (int)m.column + 1};
+    return c;
+}
+
+static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return false;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+    return x->sin6_port == y->sin6_port &&
+           memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+}
+
+static int parse_address(struct sp_cfg_walk *w, yaml_node_t *val, const char *what, char **str,
+                         struct sockaddr_storage *ss, socklen_t *len)
+{
+    const char *s;
+    int rc = sp_cfg_scalar(w, val, what, &s);
+    if (rc != 0)
+        return rc;
+    rc = sp_parse_addr(s, ss, len);
+    if (rc == -ERANGE)
+        return sp_cfg_fail(w, val->start_mark, "port out of range in '%.64s' for %s (1..65535)", s,
+                           what);
+    if (rc != 0)
+        return sp_cfg_fail(w, val->start_mark,
+                           "invalid address '%.64s' for %s (expected IPv4:port, [IPv6]:port or "
+                           "*:port; host names are not supported)",
+                           s, what);
+    *str = strdup(s);
+    return *str == NULL ? sp_cfg_oom(w) : 0;
+}
+
+/* ---- servers ---------------------------------------------------------------------------- */
+
+static int p_server_address(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
+                            void *obj, const char *what)
+{
+    struct sp_upstream_conf *up = build_of(w)->cur_up;
+    struct sp_server_conf *srv = obj;
+    (void)f;
+
+    int rc = parse_address(w, val, what, &srv->address, &srv->addr, &srv->addrlen);
+    if (rc != 0)
+        return rc;
+    /* the same backend twice would skew the balance silently; weight says it openly */
+    for (struct sp_server_conf *o = up->servers; o < srv; o++) {
+        if (same_addr(&o->addr, &srv->addr))
+            return sp_cfg_fail(w, val->start_mark,
+                               "duplicate server '%.64s' in upstream '%.64s' (first at line %d)",
+                               srv->address, up->name, o->mark.line);
+    }
+    return 0;
+}
+
+static const struct sp_cfg_field server_fields[] = {
+    {.key = "address", .parse = p_server_address, .required = true},
+    {.key = "weight",
+     .parse = sp_cfg_parse_uint,
+     .off = offsetof(struct sp_server_conf, weight),
+     .min = 1,
+     .max = 1000},
+    {.key = "backup", .parse = sp_cfg_parse_bool, .off = offsetof(struct sp_server_conf, backup)},
+};
+
+static int p_servers(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
+                     void *obj, const char *what)
+{
+    struct sp_upstream_conf *up = obj;
+    (void)f;
+
+    size_t n = val->type == YAML_SEQUENCE_NODE
+                   ? (size_t)(val->data.sequence.items.top - val->data.sequence.items.start)
+                   : 0;
+    if (n == 0 && (sp_cfg_is_null(val) || val->type == YAML_SEQUENCE_NODE))
+        return sp_cfg_fail(w, val->start_mark, "upstream '%.64s' has no servers", up->name);
+    int rc = sp_cfg_expect(w, val, YAML_SEQUENCE_NODE, what);
+    if (rc != 0)
+        return rc;
+
+    up->servers = calloc(n, sizeof(*up->servers));
+    if (up->servers == NULL)
+        return sp_cfg_oom(w);
+    up->nservers = n;
+    build_of(w)->cur_up = up;
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *item = sp_cfg_node(w, val->data.sequence.items.start[i]);
+        struct sp_server_conf *srv = &up->servers[i];
+        char where[128];
+        snprintf(where, sizeof(where), "server %zu of upstream '%.64s'", i + 1, up->name);
+        srv->weight = 1;
+        srv->mark = conf_mark(item->start_mark);
+        rc = sp_cfg_expect(w, item, YAML_MAPPING_NODE, where);
+        if (rc == 0)
+            rc = sp_cfg_walk_map(w, item, server_fields, SP_ARRAY_LEN(server_fields), srv, where,
+                                 item->start_mark);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- upstreams -------------------------------------------------------------------------- */
+
+static const struct sp_cfg_field health_fields[] = {
+    {.key = "interval",
+     .parse = sp_cfg_parse_duration,
+     .off = offsetof(struct sp_health_conf, interval_ms),
+     .min = 1},
+    {.key = "timeout",
+     .parse = sp_cfg_parse_duration,
+     .off = offsetof(struct sp_health_conf, timeout_ms),
+     .min = 1},
+    {.key = "rise",
+     .parse = sp_cfg_parse_uint,
+     .off = offsetof(struct sp_health_conf, rise),
+     .min = 1,
+     .max = 100},
+    {.key = "fall",
+     .parse = sp_cfg_parse_uint,
+     .off = offsetof(struct sp_health_conf, fall),
+     .min = 1,
+     .max = 100},
+    {.key = "send",
+     .parse = sp_cfg_parse_bytes,
+     .off = offsetof(struct sp_health_conf, send),
+     .off2 = offsetof(struct sp_health_conf, send_len)},
+    {.key = "expect",
+     .parse = sp_cfg_parse_bytes,
+     .off = offsetof(struct sp_health_conf, expect),
+     .off2 = offsetof(struct sp_health_conf, expect_len)},
+};
+
+static int p_health(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
+                    void *obj, const char *what)
+{
+    struct sp_upstream_conf *up = obj;
+    char where[128];
+    (void)f;
+
+    int rc = sp_cfg_expect(w, val, YAML_MAPPING_NODE, what);
+    if (rc != 0)
+        return rc;
+    up->health.enabled = true;
+    snprintf(where, sizeof(where), "health_check of upstream '%.64s'", up->name);
+    return sp_cfg_walk_map(w, val, health_fields, SP_ARRAY_LEN(health_fields), &up->health, where,
+                           val->start_mark);
+}
+
+static const struct sp_cfg_field upstream_fields[] = {
+    {.key = "balance",
+     .parse = sp_cfg_parse_enum,
+     .off = offsetof(struct sp_upstream_conf, balance),
+     .names = balance_names},
+    {.key = "retries",
+     .parse = sp_cfg_parse_uint,
+     .off = offsetof(struct sp_upstream_conf, retries),
+     .max = 100},
+    {.key = "max_fails",
+     .parse = sp_cfg_parse_uint,
+     .off = offsetof(struct sp_upstream_conf, max_fails),
+     .max = 1000},
+    {.key = "fail_timeout",
+     .parse = sp_cfg_parse_duration,
+     .off = offsetof(struct sp_upstream_conf, fail_timeout_ms)},
+    {.key = "slow_start",
+     .parse = sp_cfg_parse_duration,
+     .off = offsetof(struct sp_upstream_conf, slow_start_ms)},
+    {.key = "health_check", .parse = p_health},
+    {.key = "servers", .parse = p_servers, .required = true},
+};
+
+static void upstream_defaults(struct sp_upstream_conf *u)
+{
+    u->balance = SP_BALANCE_ROUND_ROBIN;
+    u->retries = 2;
+    u->max_fails = 3;
+    u->fail_timeout_ms = 10 * 1000;
+    u->slow_start_ms = 0;
+    u->health.enabled = false;
+    u->health.interval_ms = 2000;
+    u->health.timeout_ms = 1000;
+    u->health.rise = 2;
+    u->health.fall = 3;
+}
+
+/* The key of a listener or upstream entry is its name: a non-empty scalar. */
+static int section_name(struct sp_cfg_walk *w, const yaml_node_t *k, const char *kind,
+                        const char **name)
+{
+    if (k->type != YAML_SCALAR_NODE)
+        return sp_cfg_fail(w, k->start_mark, "expected a scalar %s name, found %s", kind,
+                           sp_cfg_kind(k));
+    const char *s = (const char *)k->data.scalar.value;
+    if (s[0] == '\0' || strlen(s) != k->data.scalar.length)
+        return sp_cfg_fail(w, k->start_mark, "%s name must be a non-empty string", kind);
+    *name = s;
+    return 0;
+}
+
+/* Counts the entries of a mapping of named sections; an absent or empty one is an error. */
+static int section_count(struct sp_cfg_walk *w, yaml_node_t *val, const char *what,
+                         const char *kind, size_t *n)
+{
+    int rc = sp_cfg_expect(w, val, YAML_MAPPING_NODE, what);
+    if (rc != 0)
+        return rc;
+    *n = (size_t)(val->data.mapping.pairs.top - val->data.mapping.pairs.start);
+    if (*n == 0)
+        return sp_cfg_fail(w, val->start_mark, "%s is empty (at least one %s is required)", what,
+                           kind);
+    return 0;
+}
+
+static int p_upstreams(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
+                       void *obj, const char *what)
+{
+    struct sp_config *cfg = obj;
+    size_t n;
+    (void)f;
+
+    int rc = section_count(w, val, what, "upstream", &n);
+    if (rc != 0)
+        return rc;
+    cfg->upstreams = calloc(n, sizeof(*cfg->upstreams));
+    if (cfg->upstreams == NULL)
+        return sp_cfg_oom(w);
+    cfg->nupstreams = n;
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_pair_t *p = &val->data.mapping.pairs.start[i];
+        yaml_node_t *k = sp_cfg_node(w, p->key), *v = sp_cfg_node(w, p->value);
+        struct sp_upstream_conf *u = &cfg->upstreams[i];
+        const char *name;
+        char where[96];
+
+        rc = section_name(w, k, "upstream", &name);
+        if (rc != 0)
+            return rc;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(cfg->upstreams[j].name, name) == 0)
+                return sp_cfg_fail(w, k->start_mark,
+                                   "duplicate upstream '%.64s' (first at line %d)", name,
+                                   cfg->upstreams[j].mark.line);
+        }
+        upstream_defaults(u);
+        u->mark = conf_mark(k->start_mark);
+        if ((u->name = strdup(name)) == NULL)
+            return sp_cfg_oom(w);
+        snprintf(where, sizeof(where), "upstream '%.64s'", name);
+        rc = sp_cfg_expect(w, v, YAML_MAPPING_NODE, where);
+        if (rc == 0)
+            rc = sp_cfg_walk_map(w, v, upstream_fields, SP_ARRAY_LEN(upstream_fields), u, where,
+                                 k->start_mark);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- listeners -------------------------------------------------------------------------- */
+
+static int p_listen(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
+                    void *obj, const char *what)
+{
+    struct build *b = build_of(w);
+    struct sp_listener_conf *l = obj;
+    (void)f;
+
+    b->lmarks[l - b->cfg->listeners].listen = val->start_mark;
+    return parse_address(w, val, what, &l->listen, &l->addr, &l->addrlen);
+}
+
+static int p_upstream_ref(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
+                          void *obj, const char *what)
+{
+    struct build *b = build_of(w);
+    struct sp_listener_conf *l = obj;
+
+    /* resolved in resolve(): upstreams may come after the listeners in the file */
+    b->lmarks[l - b->cfg->listeners].upstream = val->start_mark;
+    return sp_cfg_parse_string(w, f, val, obj, what);
+}
+
+static const struct sp_cfg_field listener_fields[] = {
+    {.key = "listen", .parse = p_listen, .required = true},
+    {.key = "upstream",
+     .parse = p_upstream_ref,
+     .off = offsetof(struct sp_listener_conf, upstream_name),
+     .required = true},
+    {.key = "connect_timeout",
+     .parse = sp_cfg_parse_duration,
+     .off = offsetof(struct sp_listener_conf, connect_timeout_ms),
+     .min = 1},
+    {.key = "idle_timeout",
+     .parse = sp_cfg_parse_duration,
+     .off = offsetof(struct sp_listener_conf, idle_timeout_ms)},
+    {.key = "max_connections",
+     .parse = sp_cfg_parse_uint,
+     .off = offsetof(struct sp_listener_conf, max_connections),
+     .min = 1,
+     .max = 1000000},
+    {.key = "backlog",
+     .parse = sp_cfg_parse_uint,
+     .off = offsetof(struct sp_listener_conf, backlog),
+     .min = 1,
+     .max = 65535},
+    {.key = "relay",
+     .parse = sp_cfg_parse_enum,
+     .off = offsetof(struct sp_listener_conf, relay),
+     .names = relay_names},
+};
+
+static void listener_defaults(struct sp_listener_conf *l)
+{
+    l->connect_timeout_ms = 2000;
+    l->idle_timeout_ms = 5 * 60 * 1000;
+    l->max_connections = 10000;
+    l->backlog = 511;
+    l->relay = SP_RELAY_MODE_COUNT; /* "not set": inherits the top-level relay in resolve() */
+}
+
+static int p_listeners(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
+                       void *obj, const char *what)
+{
+    struct build *b = build_of(w);
+    struct sp_config *cfg = obj;
+    size_t n;
+    (void)f;
+
+    int rc = section_count(w, val, what, "listener", &n);
+    if (rc != 0)
+        return rc;
+    cfg->listeners = calloc(n, sizeof(*cfg->listeners));
+    b->lmarks = calloc(n, sizeof(*b->lmarks));
+    if (cfg->listeners == NULL || b->lmarks == NULL)
+        return sp_cfg_oom(w);
+    cfg->nlisteners = n;
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_pair_t *p = &val->data.mapping.pairs.start[i];
+        yaml_node_t *k = sp_cfg_node(w, p->key), *v = sp_cfg_node(w, p->value);
+        struct sp_listener_conf *l = &cfg->listeners[i];
+        const char *name;
+        char where[96];
+
+        rc = section_name(w, k, "listener", &name);
+        if (rc != 0)
+            return rc;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(cfg->listeners[j].name, name) == 0)
+                return sp_cfg_fail(w, k->start_mark,
+                                   "duplicate listener '%.64s' (first at line %d)", name,
+                                   cfg->listeners[j].mark.line);
+        }
+        listener_defaults(l);
+        l->mark = conf_mark(k->start_mark);
+        if ((l->name = strdup(name)) == NULL)
+            return sp_cfg_oom(w);
+        snprintf(where, sizeof(where), "listener '%.64s'", name);
+        rc = sp_cfg_expect(w, v, YAML_MAPPING_NODE, where);
+        if (rc == 0)
+            rc = sp_cfg_walk_map(w, v, listener_fields, SP_ARRAY_LEN(listener_fields), l, where,
+                                 k->start_mark);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- top level -------------------------------------------------------------------------- */
+
+static int p_log_level(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
+                       void *obj, const char *what)
+{
+    struct sp_config *cfg = obj;
+    const char *s;
+    (void)f;
+
+    int rc = sp_cfg_scalar(w, val, what, &s);
+    if (rc != 0)
+        return rc;
+    if (sp_log_level_parse(s, &cfg->log_level) != 0)
+        return sp_cfg_fail(w, val->start_mark,
+                           "invalid value '%.64s' for %s (expected one of: debug, info, warn, "
+                           "error)",
+                           s, what);
+    return 0;
+}
+
+static const struct sp_cfg_field top_fields[] = {
+    {.key = "workers",
+     .parse = sp_cfg_parse_uint,
+     .off = offsetof(struct sp_config, workers),
+     .max = MAX_WORKERS},
+    {.key = "shutdown_timeout",
+     .parse = sp_cfg_parse_duration,
+     .off = offsetof(struct sp_config, shutdown_timeout_ms)},
+    {.key = "pipe_size",
+     .parse = sp_cfg_parse_size,
+     .off = offsetof(struct sp_config, pipe_size),
+     .min = 4 << 10,
+     .max = 1 << 30},
+    {.key = "pipe_pool_max",
+     .parse = sp_cfg_parse_uint,
+     .off = offsetof(struct sp_config, pipe_pool_max),
+     .max = 100000},
+    {.key = "relay",
+     .parse = sp_cfg_parse_enum,
+     .off = offsetof(struct sp_config, relay),
+     .names = relay_names},
+    {.key = "log_level", .parse = p_log_level},
+    {.key = "listeners", .parse = p_listeners, .required = true},
+    {.key = "upstreams", .parse = p_upstreams, .required = true},
+};
+
+static void config_defaults(struct sp_config *cfg)
+{
+    cfg->workers = 1;
+    cfg->shutdown_timeout_ms = 30 * 1000;
+    cfg->pipe_size = 1 << 20;
+    cfg->pipe_pool_max = 64;
+    cfg->relay = SP_RELAY_SPLICE;
+    cfg->log_level = SP_LOG_INFO;
+}
+
+static struct sp_upstream_conf *find_upstream(struct sp_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nupstreams; i++) {
+        if (strcmp(cfg->upstreams[i].name, name) == 0)
+            return &cfg->upstreams[i];
+    }
+    return NULL;
+}
+
+static int undefined_upstream(struct build *b, const struct sp_listener_conf *l, yaml_mark_t m)
+{
+    const char *best = NULL;
+    unsigned best_d = 3;
+
+    for (size_t i = 0; i < b->cfg->nupstreams; i++) {
+        unsigned d = sp_cfg_distance(l->upstream_name, b->cfg->upstreams[i].name);
+        if (d < best_d) {
+            best_d = d;
+            best = b->cfg->upstreams[i].name;
+        }
+    }
+    if (best != NULL)
+        return sp_cfg_fail(&b->walk, m,
+                           "listener '%.64s' uses undefined upstream '%.64s' (did you mean "
+                           "'%.64s'?)",
+                           l->name, l->upstream_name, best);
+    return sp_cfg_fail(&b->walk, m, "listener '%.64s' uses undefined upstream '%.64s'", l->name,
+                       l->upstream_name);
+}
+
+/* Checks that need the whole file, then fills the defaults that depend on other keys. */
+static int resolve(struct build *b)
+{
+    struct sp_config *cfg = b->cfg;
+
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        struct sp_listener_conf *l = &cfg->listeners[i];
+        l->upstream = find_upstream(cfg, l->upstream_name);
+        if (l->upstream == NULL)
+            return undefined_upstream(b, l, b->lmarks[i].upstream);
+        for (size_t j = 0; j < i; j++) {
+            if (same_addr(&cfg->listeners[j].addr, &l->addr))
+                return sp_cfg_fail(&b->walk, b->lmarks[i].listen,
+                                   "listener '%.64s' listens on '%.64s', already used by "
+                                   "listener '%.64s'",
+                                   l->name, l->listen, cfg->listeners[j].name);
+        }
+        if (l->relay == SP_RELAY_MODE_COUNT)
+            l->relay = cfg->relay;
+    }
+    if (cfg->workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg->workers = n < 1 ? 1 : n > MAX_WORKERS ? MAX_WORKERS : (unsigned)n;
+    }
+    return 0;
+}
+
+static int build_config(struct build *b, yaml_node_t *root)
+{
+    b->cfg = calloc(1, sizeof(*b->cfg));
+    if (b->cfg == NULL)
+        return sp_cfg_oom(&b->walk);
+    config_defaults(b->cfg);
+    b->cfg->path = strdup(b->walk.file);
+    if (b->cfg->path == NULL)
+        return sp_cfg_oom(&b->walk);
+    int rc = sp_cfg_walk_map(&b->walk, root, top_fields, SP_ARRAY_LEN(top_fields), b->cfg, NULL,
+                             root->start_mark);
+    return rc != 0 ? rc : resolve(b);
+}
+
+int sp_config_load_string(const char *name, const char *text, size_t len, struct sp_config **out,
+                          struct sp_config_error *err)
+{
+    struct sp_config_error scratch;
+    struct build b;
+    yaml_node_t *root = NULL;
+
+    memset(&b, 0, sizeof(b));
+    b.walk.file = name;
+    b.walk.text = text;
+    b.walk.len = len;
+    b.walk.err = err != NULL ? err : &scratch;
+    b.walk.err->text[0] = '\0';
+
+    int rc = sp_cfg_doc_load(&b.walk, &root);
+    if (rc == 0)
+        rc = build_config(&b, root);
+    sp_cfg_doc_free(&b.walk);
+    free(b.lmarks);
+    if (rc != 0) {
+        sp_config_free(b.cfg);
+        return rc;
+    }
+    *out = b.cfg;
+    return 0;
+}
+
+int sp_config_load(const char *path, struct sp_config **out, struct sp_config_error *err)
+{
+    char *text;
+    size_t len;
+
+    int rc = sp_cfg_read_file(path, &text, &len);
+    if (rc != 0) {
+        if (err != NULL)
+            snprintf(err->text, sizeof(err->text), "%s: cannot read: %s", path, strerror(-rc));
+        return rc;
+    }
+    rc = sp_config_load_string(path, text, len, out, err);
+    free(text);
+    return rc;
+}
+
+static void upstream_free(struct sp_upstream_conf *u)
+{
+    free(u->name);
+    for (size_t i = 0; i < u->nservers; i++)
+        free(u->servers[i].address);
+    free(u->servers);
+    free(u->health.send);
+    free(u->health.expect);
+}
+
+void sp_config_free(struct sp_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        free(cfg->listeners[i].name);
+        free(cfg->listeners[i].listen);
+        free(cfg->listeners[i].upstream_name);
+    }
+    free(cfg->listeners);
+    for (size_t i = 0; i < cfg->nupstreams; i++)
+        upstream_free(&cfg->upstreams[i]);
+    free(cfg->upstreams);
+    free(cfg->path);
+    free(cfg);
+}
+
+const char *sp_balance_name(enum sp_balance b)
+{
+    return (unsigned)b < SP_BALANCE_COUNT ? balance_names[b] : "unknown";
+}
+
+const char *sp_relay_mode_name(enum sp_relay_mode m)
+{
+    return (unsigned)m < SP_RELAY_MODE_COUNT ? relay_names[m] : "unknown";
+}

@@ -1,0 +1,508 @@
+/* config_yaml.c: the YAML half of the config loader. Owns the libyaml document for one load,
+ * turns libyaml's 0-based marks into "FILE:LINE:COL: message" errors, and walks mappings against
+ * the key tables that config.c declares. Knows nothing about listeners or upstreams. */
+#include "config_yaml.h"
+#include "common.h"
+#include "parse.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_FIELDS    16
+#define MAX_FILE_SIZE (16u << 20) /* a config is small; refuse to slurp a disk image */
+
+#define FIELD_AT(obj, off, type) ((type *)(void *)((char *)(obj) + (off)))
+
+int sp_cfg_read_file(const char *path, char **buf, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1)
+        return -errno;
+
+    size_t cap = 4096, n = 0;
+    char *b = malloc(cap + 1);
+    int rc = b == NULL ? -ENOMEM : 0;
+    while (rc == 0) {
+        if (n == cap) {
+            char *nb = cap >= MAX_FILE_SIZE ? NULL : realloc(b, cap * 2 + 1);
+            if (nb == NULL) {
+                rc = cap >= MAX_FILE_SIZE ? -EFBIG : -ENOMEM;
+                break;
+            }
+            b = nb;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, b + n, cap - n);
+        if (r == -1 && errno == EINTR)
+            continue;
+        if (r == -1)
+            rc = -errno;
+        else if (r == 0)
+            break;
+        else
+            n += (size_t)r;
+    }
+    close(fd);
+    if (rc != 0) {
+        free(b);
+        return rc;
+    }
+    b[n] = '\0';
+    *buf = b;
+    *len = n;
+    return 0;
+}
+
+int sp_cfg_fail(struct sp_cfg_walk *w, yaml_mark_t mark, const char *fmt, ...)
+{
+    char *t = w->err->text;
+    size_t room = sizeof(w->err->text);
+    int n = snprintf(t, room, "%s:%zu:%zu: ", w->file, mark.line + 1, mark.column + 1);
+    if (n > 0 && (size_t)n < room) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(t + n, room - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return -EINVAL;
+}
+
+int sp_cfg_oom(struct sp_cfg_walk *w)
+{
+    snprintf(w->err->text, sizeof(w->err->text), "%s: out of memory", w->file);
+    return -ENOMEM;
+}
+
+yaml_node_t *sp_cfg_node(struct sp_cfg_walk *w, int id)
+{
+    return yaml_document_get_node(&w->doc, id);
+}
+
+bool sp_cfg_is_null(const yaml_node_t *n)
+{
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    const char *v = (const char *)n->data.scalar.value;
+    return v[0] == '\0' || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
+           strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
+}
+
+const char *sp_cfg_kind(const yaml_node_t *n)
+{
+    switch (n->type) {
+    case YAML_SCALAR_NODE:
+        return sp_cfg_is_null(n) ? "an empty value" : "a scalar";
+    case YAML_SEQUENCE_NODE:
+        return "a sequence";
+    case YAML_MAPPING_NODE:
+        return "a mapping";
+    default:
+        return "nothing";
+    }
+}
+
+int sp_cfg_expect(struct sp_cfg_walk *w, const yaml_node_t *n, yaml_node_type_t type,
+                  const char *what)
+{
+    if (n->type == type)
+        return 0;
+    const char *want = type == YAML_MAPPING_NODE    ? "a mapping"
+                       : type == YAML_SEQUENCE_NODE ? "a sequence"
+                                                    : "a scalar";
+    return sp_cfg_fail(w, n->start_mark, "expected %s for %s, found %s", want, what,
+                       sp_cfg_kind(n));
+}
+
+/* Reader errors carry a byte offset instead of a mark: count lines up to it ourselves. */
+static yaml_mark_t offset_mark(const struct sp_cfg_walk *w, size_t off)
+{
+    yaml_mark_t m = {0, 0, 0};
+    for (size_t i = 0; i < off && i < w->len; i++) {
+        if (w->text[i] == '\n') {
+            m.line++;
+            m.column = 0;
+        } else {
+            m.column++;
+        }
+    }
+    m.index = off;
+    return m;
+}
+
+/* True when line `line` holds an unquoted "[v6]:port" value, which YAML reads as the start of a
+ * flow sequence and reports in words that never mention the address. */
+static bool unquoted_v6(const struct sp_cfg_walk *w, size_t line)
+{
+    const char *p = w->text, *end = w->text + w->len;
+    for (size_t l = 0; l < line && p < end; p++) {
+        if (*p == '\n')
+            l++;
+    }
+    for (; p + 1 < end && *p != '\n'; p++) {
+        if (p[0] != ' ' || p[1] != '[')
+            continue;
+        const char *q = p + 2;
+        while (q < end && (strchr("0123456789abcdefABCDEF:.", *q) != NULL && *q != '\0'))
+            q++;
+        if (q + 2 < end && q[0] == ']' && q[1] == ':' && q[2] >= '0' && q[2] <= '9')
+            return true;
+    }
+    return false;
+}
+
+static int yaml_error(struct sp_cfg_walk *w, const yaml_parser_t *p)
+{
+    const char *problem = p->problem != NULL ? p->problem : "cannot parse";
+
+    if (p->error == YAML_MEMORY_ERROR)
+        return sp_cfg_oom(w);
+    if (p->error == YAML_READER_ERROR) {
+        yaml_mark_t m = offset_mark(w, p->problem_offset);
+        if (p->problem_value != -1)
+            return sp_cfg_fail(w, m, "YAML error: %s (#x%X)", problem, p->problem_value);
+        return sp_cfg_fail(w, m, "YAML error: %s", problem);
+    }
+    /* libyaml's words for a tab in the indentation do not say "tab" */
+    size_t at = p->problem_mark.index;
+    if (p->error == YAML_SCANNER_ERROR && at < w->len && w->text[at] == '\t')
+        return sp_cfg_fail(w, p->problem_mark, "YAML error: %s (a tab; indent with spaces)",
+                           problem);
+    if (unquoted_v6(w, p->problem_mark.line))
+        return sp_cfg_fail(w, p->problem_mark,
+                           "YAML error: %s (quote bracketed IPv6 addresses, as in \"[::1]:80\")",
+                           problem);
+    if (p->context != NULL)
+        return sp_cfg_fail(w, p->problem_mark, "YAML error: %s (%s at line %zu, column %zu)",
+                           problem, p->context, p->context_mark.line + 1,
+                           p->context_mark.column + 1);
+    return sp_cfg_fail(w, p->problem_mark, "YAML error: %s", problem);
+}
+
+/* A second document is refused rather than ignored: someone would expect it to count. */
+static int check_single_document(struct sp_cfg_walk *w, yaml_parser_t *p)
+{
+    yaml_document_t extra;
+    if (!yaml_parser_load(p, &extra))
+        return yaml_error(w, p);
+    yaml_node_t *root = yaml_document_get_root_node(&extra);
+    int rc = 0;
+    if (root != NULL)
+        rc = sp_cfg_fail(w, root->start_mark, "multiple YAML documents are not supported");
+    yaml_document_delete(&extra);
+    return rc;
+}
+
+int sp_cfg_doc_load(struct sp_cfg_walk *w, yaml_node_t **root)
+{
+    yaml_parser_t p;
+    int rc;
+
+    if (!yaml_parser_initialize(&p))
+        return sp_cfg_oom(w);
+    yaml_parser_set_input_string(&p, (const unsigned char *)w->text, w->len);
+    /* on failure yaml_parser_load frees the partial document itself */
+    if (!yaml_parser_load(&p, &w->doc)) {
+        rc = yaml_error(w, &p);
+        goto out;
+    }
+    w->doc_loaded = true;
+    rc = check_single_document(w, &p);
+    if (rc != 0)
+        goto out;
+
+    yaml_node_t *r = yaml_document_get_root_node(&w->doc);
+    if (r == NULL || sp_cfg_is_null(r)) {
+        yaml_mark_t start = {0, 0, 0};
+        rc = sp_cfg_fail(w, start, "configuration is empty");
+    } else if (r->type != YAML_MAPPING_NODE) {
+        rc = sp_cfg_fail(w, r->start_mark, "expected a mapping at top level, found %s",
+                         sp_cfg_kind(r));
+    } else {
+        *root = r;
+    }
+out:
+    yaml_parser_delete(&p);
+    return rc;
+}
+
+void sp_cfg_doc_free(struct sp_cfg_walk *w)
+{
+    if (w->doc_loaded)
+        yaml_document_delete(&w->doc);
+    w->doc_loaded = false;
+}
+
+unsigned sp_cfg_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    unsigned row[65];
+
+    if (la > 64 || lb > 64)
+        return UINT_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = (unsigned)j;
+    for (size_t i = 1; i <= la; i++) {
+        unsigned diag = row[0];
+        row[0] = (unsigned)i;
+        for (size_t j = 1; j <= lb; j++) {
+            unsigned up = row[j];
+            unsigned best = SP_MIN(up, row[j - 1]) + 1;
+            unsigned subst = diag + (a[i - 1] != b[j - 1]);
+            row[j] = SP_MIN(best, subst);
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* "in listener 'web'" or "at top level", for messages about keys of a section. */
+static const char *place(const char *where, char *buf, size_t size)
+{
+    if (where == NULL)
+        return "at top level";
+    snprintf(buf, size, "in %s", where);
+    return buf;
+}
+
+static int unknown_key(struct sp_cfg_walk *w, const yaml_node_t *k, const struct sp_cfg_field *tab,
+                       size_t n, const char *in)
+{
+    const char *key = (const char *)k->data.scalar.value;
+    const char *best = NULL;
+    unsigned best_d = 3; /* suggest only within two edits: further is more likely noise */
+
+    for (size_t i = 0; i < n; i++) {
+        unsigned d = sp_cfg_distance(key, tab[i].key);
+        if (d < best_d) {
+            best_d = d;
+            best = tab[i].key;
+        }
+    }
+    if (best != NULL)
+        return sp_cfg_fail(w, k->start_mark, "unknown key '%.64s' %s (did you mean '%s'?)", key, in,
+                           best);
+    return sp_cfg_fail(w, k->start_mark, "unknown key '%.64s' %s", key, in);
+}
+
+int sp_cfg_walk_map(struct sp_cfg_walk *w, yaml_node_t *map, const struct sp_cfg_field *tab,
+                    size_t n, void *obj, const char *where, yaml_mark_t owner)
+{
+    yaml_mark_t seen[MAX_FIELDS];
+    bool got[MAX_FIELDS] = {false};
+    char in[160], what[224];
+    const char *inp = place(where, in, sizeof(in));
+
+    if (n > MAX_FIELDS)
+        abort(); /* a table grew past the seen[] array: a bug, not a config error */
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *k = sp_cfg_node(w, p->key);
+        yaml_node_t *v = sp_cfg_node(w, p->value);
+        if (k->type != YAML_SCALAR_NODE)
+            return sp_cfg_fail(w, k->start_mark, "expected a scalar key %s, found %s", inp,
+                               sp_cfg_kind(k));
+        const char *key = (const char *)k->data.scalar.value;
+        size_t i = 0;
+        while (i < n && strcmp(key, tab[i].key) != 0)
+            i++;
+        if (i == n)
+            return unknown_key(w, k, tab, n, inp);
+        if (got[i])
+            return sp_cfg_fail(w, k->start_mark, "duplicate key '%s' %s (first at line %zu)", key,
+                               inp, seen[i].line + 1);
+        got[i] = true;
+        seen[i] = k->start_mark;
+        if (where == NULL)
+            snprintf(what, sizeof(what), "'%s'", key);
+        else
+            snprintf(what, sizeof(what), "'%s' in %s", key, where);
+        int rc = tab[i].parse(w, &tab[i], v, obj, what);
+        if (rc != 0)
+            return rc;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (tab[i].required && !got[i])
+            return sp_cfg_fail(w, owner, "missing required key '%s' %s", tab[i].key, inp);
+    }
+    return 0;
+}
+
+static int scalar_node(struct sp_cfg_walk *w, const yaml_node_t *n, const char *what)
+{
+    if (n->type != YAML_SCALAR_NODE)
+        return sp_cfg_expect(w, n, YAML_SCALAR_NODE, what);
+    if (sp_cfg_is_null(n))
+        return sp_cfg_fail(w, n->start_mark, "missing value for %s", what);
+    return 0;
+}
+
+int sp_cfg_scalar(struct sp_cfg_walk *w, const yaml_node_t *n, const char *what, const char **out)
+{
+    int rc = scalar_node(w, n, what);
+    if (rc != 0)
+        return rc;
+    const char *v = (const char *)n->data.scalar.value;
+    /* libyaml decodes "\0" in double quotes; every parser below would stop at it silently */
+    if (strlen(v) != n->data.scalar.length)
+        return sp_cfg_fail(w, n->start_mark, "NUL byte in the value of %s", what);
+    *out = v;
+    return 0;
+}
+
+int sp_cfg_parse_uint(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
+                      void *obj, const char *what)
+{
+    const char *s;
+    uint64_t v;
+    int rc = sp_cfg_scalar(w, val, what, &s);
+    if (rc != 0)
+        return rc;
+    rc = sp_parse_uint(s, f->min, f->max, &v);
+    if (rc == -EINVAL)
+        return sp_cfg_fail(w, val->start_mark,
+                           "invalid integer '%.64s' for %s (expected %" PRIu64 "..%" PRIu64 ")", s,
+                           what, f->min, f->max);
+    if (rc != 0)
+        return sp_cfg_fail(w, val->start_mark,
+                           "value '%.64s' for %s is out of range (%" PRIu64 "..%" PRIu64 ")", s,
+                           what, f->min, f->max);
+    *FIELD_AT(obj, f->off, unsigned) = (unsigned)v;
+    return 0;
+}
+
+int sp_cfg_parse_duration(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
+                          void *obj, const char *what)
+{
+    const char *s;
+    uint64_t v;
+    int rc = sp_cfg_scalar(w, val, what, &s);
+    if (rc != 0)
+        return rc;
+    rc = sp_parse_duration_ms(s, &v);
+    if (rc == -EINVAL)
+        return sp_cfg_fail(w, val->start_mark,
+                           "invalid duration '%.64s' for %s (expected a number and a unit: ms, "
+                           "s, m or h, as in 2s)",
+                           s, what);
+    if (rc != 0)
+        return sp_cfg_fail(w, val->start_mark,
+                           "duration '%.64s' for %s is too long (at most about 24 days)", s, what);
+    if (v < f->min)
+        return sp_cfg_fail(w, val->start_mark, "%s must be greater than 0", what);
+    *FIELD_AT(obj, f->off, uint64_t) = v;
+    return 0;
+}
+
+/* 4096 -> "4k": bounds in messages read like the values a user writes. */
+static void fmt_size(char *buf, size_t size, uint64_t v)
+{
+    static const char units[] = "gmk";
+    for (int i = 0; i < 3; i++) {
+        uint64_t u = (uint64_t)1 << (10 * (3 - i));
+        if (v >= u && v % u == 0) {
+            snprintf(buf, size, "%" PRIu64 "%c", v / u, units[i]);
+            return;
+        }
+    }
+    snprintf(buf, size, "%" PRIu64, v);
+}
+
+int sp_cfg_parse_size(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
+                      void *obj, const char *what)
+{
+    const char *s;
+    uint64_t v;
+    char lo[24], hi[24];
+    int rc = sp_cfg_scalar(w, val, what, &s);
+    if (rc != 0)
+        return rc;
+    rc = sp_parse_size(s, &v);
+    if (rc == -EINVAL)
+        return sp_cfg_fail(w, val->start_mark,
+                           "invalid size '%.64s' for %s (expected bytes, or a number with k, m "
+                           "or g, as in 64k)",
+                           s, what);
+    if (rc != 0 || v < f->min || v > f->max) {
+        fmt_size(lo, sizeof(lo), f->min);
+        fmt_size(hi, sizeof(hi), f->max);
+        return sp_cfg_fail(w, val->start_mark, "size '%.64s' for %s is out of range (%s..%s)", s,
+                           what, lo, hi);
+    }
+    *FIELD_AT(obj, f->off, uint64_t) = v;
+    return 0;
+}
+
+int sp_cfg_parse_bool(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
+                      void *obj, const char *what)
+{
+    const char *s;
+    bool v;
+    int rc = sp_cfg_scalar(w, val, what, &s);
+    if (rc != 0)
+        return rc;
+    if (sp_parse_bool(s, &v) != 0)
+        return sp_cfg_fail(w, val->start_mark,
+                           "invalid boolean '%.64s' for %s (expected true or false)", s, what);
+    *FIELD_AT(obj, f->off, bool) = v;
+    return 0;
+}
+
+int sp_cfg_parse_enum(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
+                      void *obj, const char *what)
+{
+    const char *s;
+    char list[160] = "";
+    size_t used = 0;
+    int rc = sp_cfg_scalar(w, val, what, &s);
+    if (rc != 0)
+        return rc;
+    for (unsigned i = 0; f->names[i] != NULL; i++) {
+        if (strcmp(s, f->names[i]) == 0) {
+            *FIELD_AT(obj, f->off, unsigned) = i;
+            return 0;
+        }
+        int m = snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "", f->names[i]);
+        if (m > 0 && (size_t)m < sizeof(list) - used)
+            used += (size_t)m;
+    }
+    return sp_cfg_fail(w, val->start_mark, "invalid value '%.64s' for %s (expected one of: %s)", s,
+                       what, list);
+}
+
+int sp_cfg_parse_string(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
+                        void *obj, const char *what)
+{
+    const char *s;
+    int rc = sp_cfg_scalar(w, val, what, &s);
+    if (rc != 0)
+        return rc;
+    char *copy = strdup(s);
+    if (copy == NULL)
+        return sp_cfg_oom(w);
+    *FIELD_AT(obj, f->off, char *) = copy;
+    return 0;
+}
+
+int sp_cfg_parse_bytes(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
+                       void *obj, const char *what)
+{
+    int rc = scalar_node(w, val, what);
+    if (rc != 0)
+        return rc;
+    size_t len = val->data.scalar.length;
+    char *copy = malloc(len + 1);
+    if (copy == NULL)
+        return sp_cfg_oom(w);
+    memcpy(copy, val->data.scalar.value, len);
+    copy[len] = '\0'; /* for printing; the length field is what counts */
+    *FIELD_AT(obj, f->off, char *) = copy;
+    *FIELD_AT(obj, f->off2, size_t) = len;
+    return 0;
+}
