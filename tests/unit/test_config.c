@@ -1,0 +1,466 @@
+/* test_config.c: the config loader against tests/fixtures/config: good files give exact struct
+ * values and defaults; bad files and in-memory texts give the exact "FILE:LINE:COL: message". */
+#include "common.h"
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static struct sp_config *const UNTOUCHED = (struct sp_config *)&UNTOUCHED;
+
+static void fixture(char *buf, size_t size, const char *rel)
+{
+    const char *dir = getenv("SPLICER_FIXTURES");
+    ck_assert_msg(dir != NULL, "SPLICER_FIXTURES is not set");
+    int n = snprintf(buf, size, "%s/%s", dir, rel);
+    ck_assert(n > 0 && (size_t)n < size);
+}
+
+static struct sp_config *load_good(const char *rel)
+{
+    char path[1024];
+    struct sp_config *cfg = NULL;
+    struct sp_config_error err;
+
+    fixture(path, sizeof(path), rel);
+    int rc = sp_config_load(path, &cfg, &err);
+    ck_assert_msg(rc == 0, "%s: rc %d: %s", rel, rc, err.text);
+    ck_assert_ptr_nonnull(cfg);
+    ck_assert_str_eq(cfg->path, path);
+    return cfg;
+}
+
+static void assert_addr(const struct sockaddr_storage *ss, socklen_t len, const char *host,
+                        unsigned port)
+{
+    char buf[INET6_ADDRSTRLEN];
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *sin = (const void *)ss;
+        ck_assert_uint_eq(len, sizeof(*sin));
+        ck_assert_uint_eq(ntohs(sin->sin_port), port);
+        inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof(buf));
+    } else {
+        const struct sockaddr_in6 *sin6 = (const void *)ss;
+        ck_assert_int_eq(ss->ss_family, AF_INET6);
+        ck_assert_uint_eq(len, sizeof(*sin6));
+        ck_assert_uint_eq(ntohs(sin6->sin6_port), port);
+        inet_ntop(AF_INET6, &sin6->sin6_addr, buf, sizeof(buf));
+    }
+    ck_assert_str_eq(buf, host);
+}
+
+START_TEST(good_full)
+{
+    struct sp_config *cfg = load_good("config/good/full.yaml");
+
+    ck_assert_uint_eq(cfg->workers, 4);
+    ck_assert_uint_eq(cfg->shutdown_timeout_ms, 45000);
+    ck_assert_uint_eq(cfg->pipe_size, 256 * 1024);
+    ck_assert_uint_eq(cfg->pipe_pool_max, 128);
+    ck_assert_int_eq(cfg->relay, SP_RELAY_COPY);
+    ck_assert_int_eq(cfg->log_level, SP_LOG_DEBUG);
+
+    ck_assert_uint_eq(cfg->nlisteners, 2);
+    struct sp_listener_conf *web = &cfg->listeners[0], *api = &cfg->listeners[1];
+    ck_assert_str_eq(web->name, "web");
+    ck_assert_str_eq(web->listen, "127.0.0.1:8080");
+    assert_addr(&web->addr, web->addrlen, "127.0.0.1", 8080);
+    ck_assert_str_eq(web->upstream_name, "web_pool");
+    ck_assert_ptr_eq(web->upstream, &cfg->upstreams[0]);
+    ck_assert_uint_eq(web->connect_timeout_ms, 500);
+    ck_assert_uint_eq(web->idle_timeout_ms, 0);
+    ck_assert_uint_eq(web->max_connections, 20000);
+    ck_assert_uint_eq(web->backlog, 1024);
+    ck_assert_int_eq(web->relay, SP_RELAY_SPLICE);
+    ck_assert_int_eq(web->mark.line, 9);
+    ck_assert_int_eq(web->mark.col, 3);
+
+    ck_assert_str_eq(api->name, "api");
+    ck_assert_str_eq(api->listen, "[::1]:8443");
+    assert_addr(&api->addr, api->addrlen, "::1", 8443);
+    ck_assert_ptr_eq(api->upstream, &cfg->upstreams[1]);
+    ck_assert_int_eq(api->relay, SP_RELAY_COPY); /* inherited */
+
+    ck_assert_uint_eq(cfg->nupstreams, 2);
+    struct sp_upstream_conf *u = &cfg->upstreams[0];
+    ck_assert_str_eq(u->name, "web_pool");
+    ck_assert_int_eq(u->balance, SP_BALANCE_LEAST_CONN);
+    ck_assert_uint_eq(u->retries, 0);
+    ck_assert_uint_eq(u->max_fails, 5);
+    ck_assert_uint_eq(u->fail_timeout_ms, 60000);
+    ck_assert_uint_eq(u->slow_start_ms, 30000);
+    ck_assert(u->health.enabled);
+    ck_assert_uint_eq(u->health.interval_ms, 5000);
+    ck_assert_uint_eq(u->health.timeout_ms, 1500);
+    ck_assert_uint_eq(u->health.rise, 4);
+    ck_assert_uint_eq(u->health.fall, 6);
+    ck_assert_uint_eq(u->health.send_len, 6);
+    ck_assert_mem_eq(u->health.send, "PING\r\n", 6);
+    ck_assert_uint_eq(u->health.expect_len, 5);
+    ck_assert_str_eq(u->health.expect, "+PONG");
+
+    ck_assert_uint_eq(u->nservers, 3);
+    ck_assert_str_eq(u->servers[0].address, "127.0.0.1:9001");
+    assert_addr(&u->servers[0].addr, u->servers[0].addrlen, "127.0.0.1", 9001);
+    ck_assert_uint_eq(u->servers[0].weight, 1);
+    ck_assert(!u->servers[0].backup);
+    ck_assert_uint_eq(u->servers[1].weight, 2);
+    ck_assert(!u->servers[1].backup);
+    assert_addr(&u->servers[2].addr, u->servers[2].addrlen, "::1", 9003);
+    ck_assert(u->servers[2].backup);
+    ck_assert_int_eq(u->servers[2].mark.line, 38);
+    ck_assert_int_eq(u->servers[2].mark.col, 9);
+
+    struct sp_upstream_conf *a = &cfg->upstreams[1];
+    ck_assert_str_eq(a->name, "api_pool");
+    ck_assert_int_eq(a->balance, SP_BALANCE_RANDOM_TWO);
+    ck_assert(!a->health.enabled);
+    ck_assert_uint_eq(a->nservers, 1);
+    ck_assert_uint_eq(a->servers[0].weight, 1000);
+    ck_assert(!a->servers[0].backup);
+    assert_addr(&a->servers[0].addr, a->servers[0].addrlen, "10.0.0.1", 443);
+    sp_config_free(cfg);
+}
+END_TEST
+
+START_TEST(good_minimal_defaults)
+{
+    struct sp_config *cfg = load_good("config/good/minimal.yaml");
+
+    ck_assert_uint_eq(cfg->workers, 1);
+    ck_assert_uint_eq(cfg->shutdown_timeout_ms, 30000);
+    ck_assert_uint_eq(cfg->pipe_size, 1024 * 1024);
+    ck_assert_uint_eq(cfg->pipe_pool_max, 64);
+    ck_assert_int_eq(cfg->relay, SP_RELAY_SPLICE);
+    ck_assert_int_eq(cfg->log_level, SP_LOG_INFO);
+
+    ck_assert_uint_eq(cfg->nlisteners, 1);
+    struct sp_listener_conf *l = &cfg->listeners[0];
+    ck_assert_uint_eq(l->connect_timeout_ms, 2000);
+    ck_assert_uint_eq(l->idle_timeout_ms, 300000);
+    ck_assert_uint_eq(l->max_connections, 10000);
+    ck_assert_uint_eq(l->backlog, 511);
+    ck_assert_int_eq(l->relay, SP_RELAY_SPLICE);
+    ck_assert_ptr_eq(l->upstream, &cfg->upstreams[0]);
+
+    ck_assert_uint_eq(cfg->nupstreams, 1);
+    struct sp_upstream_conf *u = &cfg->upstreams[0];
+    ck_assert_int_eq(u->balance, SP_BALANCE_ROUND_ROBIN);
+    ck_assert_uint_eq(u->retries, 2);
+    ck_assert_uint_eq(u->max_fails, 3);
+    ck_assert_uint_eq(u->fail_timeout_ms, 10000);
+    ck_assert_uint_eq(u->slow_start_ms, 0);
+    ck_assert(!u->health.enabled);
+    ck_assert_uint_eq(u->health.interval_ms, 2000);
+    ck_assert_uint_eq(u->health.timeout_ms, 1000);
+    ck_assert_uint_eq(u->health.rise, 2);
+    ck_assert_uint_eq(u->health.fall, 3);
+    ck_assert_ptr_null(u->health.send);
+    ck_assert_uint_eq(u->health.send_len, 0);
+    ck_assert_ptr_null(u->health.expect);
+    ck_assert_uint_eq(u->nservers, 1);
+    ck_assert_uint_eq(u->servers[0].weight, 1);
+    ck_assert(!u->servers[0].backup);
+    ck_assert_int_eq(u->servers[0].mark.line, 8);
+    ck_assert_int_eq(u->servers[0].mark.col, 9);
+    sp_config_free(cfg);
+}
+END_TEST
+
+START_TEST(good_relay_inherit)
+{
+    struct sp_config *cfg = load_good("config/good/relay_inherit.yaml");
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+    ck_assert_int_eq(cfg->relay, SP_RELAY_COPY);
+    ck_assert_int_eq(cfg->listeners[0].relay, SP_RELAY_COPY);
+    ck_assert_int_eq(cfg->listeners[1].relay, SP_RELAY_SPLICE);
+    ck_assert_uint_eq(cfg->workers, cpus < 1 ? 1 : cpus > 256 ? 256 : (unsigned)cpus);
+    ck_assert(cfg->upstreams[0].health.enabled); /* an empty block turns checks on */
+    ck_assert_uint_eq(cfg->upstreams[0].health.interval_ms, 2000);
+    sp_config_free(cfg);
+}
+END_TEST
+
+START_TEST(good_binary_check)
+{
+    struct sp_config *cfg = load_good("config/good/binary_check.yaml");
+    struct sp_health_conf *h = &cfg->upstreams[0].health;
+
+    ck_assert_int_eq(cfg->upstreams[0].balance, SP_BALANCE_SOURCE_HASH);
+    ck_assert_uint_eq(h->send_len, 8);
+    ck_assert_mem_eq(h->send, "\0\1PING\r\n", 8);
+    ck_assert_ptr_nonnull(h->expect);
+    ck_assert_uint_eq(h->expect_len, 0);
+    ck_assert_ptr_eq(cfg->listeners[0].upstream, &cfg->upstreams[0]);
+    ck_assert_ptr_eq(cfg->listeners[1].upstream, &cfg->upstreams[0]);
+    assert_addr(&cfg->listeners[0].addr, cfg->listeners[0].addrlen, "0.0.0.0", 6380);
+    assert_addr(&cfg->listeners[1].addr, cfg->listeners[1].addrlen, "::", 6380);
+    sp_config_free(cfg);
+}
+END_TEST
+
+/* The shipped examples must keep loading. */
+START_TEST(shipped_examples)
+{
+    struct sp_config *cfg = load_good("../../configs/splicer.yaml");
+    ck_assert_uint_ge(cfg->nlisteners, 1);
+    ck_assert(cfg->upstreams[0].health.enabled);
+    sp_config_free(cfg);
+    cfg = load_good("../../configs/minimal.yaml");
+    ck_assert_uint_eq(cfg->nlisteners, 1);
+    sp_config_free(cfg);
+}
+END_TEST
+
+/* Expected text after "PATH:", so the table does not depend on where the tree is. */
+static const struct {
+    const char *file;
+    const char *msg;
+} bad_files[] = {
+    {"syntax_indent.yaml", "4:4: YAML error: did not find expected key (while parsing a block "
+                           "mapping at line 2, column 3)"},
+    {"syntax_tab.yaml",
+     "2:1: YAML error: found character that cannot start any token (a tab; indent with spaces)"},
+    {"syntax_quote.yaml", "9:1: YAML error: found unexpected end of stream (while scanning a "
+                          "quoted scalar at line 8, column 18)"},
+    {"unknown_listener_key.yaml",
+     "5:5: unknown key 'conect_timeout' in listener 'web' (did you mean 'connect_timeout'?)"},
+    {"unknown_top_key.yaml", "1:1: unknown key 'worker' at top level (did you mean 'workers'?)"},
+    {"unknown_top_key_far.yaml", "9:1: unknown key 'frontends' at top level"},
+    {"health_unknown_key.yaml", "8:7: unknown key 'intervall' in health_check of upstream "
+                                "'web_pool' (did you mean 'interval'?)"},
+    {"type_sequence_for_scalar.yaml",
+     "3:13: expected a scalar for 'listen' in listener 'web', found a sequence"},
+    {"type_scalar_for_mapping.yaml", "1:12: expected a mapping for 'listeners', found a scalar"},
+    {"type_mapping_for_sequence.yaml",
+     "8:7: expected a sequence for 'servers' in upstream 'web_pool', found a mapping"},
+    {"duplicate_key.yaml", "5:5: duplicate key 'listen' in listener 'web' (first at line 3)"},
+    {"duplicate_listener.yaml", "5:3: duplicate listener 'web' (first at line 2)"},
+    {"duplicate_upstream.yaml", "9:3: duplicate upstream 'web_pool' (first at line 6)"},
+    {"duplicate_server.yaml",
+     "9:18: duplicate server '127.0.0.1:9001' in upstream 'web_pool' (first at line 8)"},
+    {"duration_unit.yaml", "5:19: invalid duration '5x' for 'idle_timeout' in listener 'web' "
+                           "(expected a number and a unit: ms, s, m or h, as in 2s)"},
+    {"duration_bare.yaml", "1:19: invalid duration '10' for 'shutdown_timeout' (expected a "
+                           "number and a unit: ms, s, m or h, as in 2s)"},
+    {"duration_negative.yaml",
+     "7:19: invalid duration '-1s' for 'fail_timeout' in upstream 'web_pool' (expected a number "
+     "and a unit: ms, s, m or h, as in 2s)"},
+    {"duration_zero.yaml", "5:22: 'connect_timeout' in listener 'web' must be greater than 0"},
+    {"health_interval_zero.yaml",
+     "8:17: 'interval' in health_check of upstream 'web_pool' must be greater than 0"},
+    {"size_bad.yaml", "1:12: invalid size '1mb' for 'pipe_size' (expected bytes, or a number "
+                      "with k, m or g, as in 64k)"},
+    {"size_range.yaml", "1:12: size '2k' for 'pipe_size' is out of range (4k..1g)"},
+    {"int_bad.yaml", "1:10: invalid integer 'four' for 'workers' (expected 0..256)"},
+    {"int_range.yaml", "9:17: value '0' for 'weight' in server 1 of upstream 'web_pool' is out "
+                       "of range (1..1000)"},
+    {"bool_bad.yaml", "10:17: invalid boolean 'maybe' for 'backup' in server 2 of upstream "
+                      "'web_pool' (expected true or false)"},
+    {"enum_balance.yaml",
+     "7:14: invalid value 'fastest' for 'balance' in upstream 'web_pool' (expected one of: "
+     "round_robin, least_conn, source_hash, random_two)"},
+    {"enum_log_level.yaml", "1:12: invalid value 'loud' for 'log_level' (expected one of: "
+                            "debug, info, warn, error)"},
+    {"address_port_range.yaml",
+     "3:13: port out of range in '127.0.0.1:70000' for 'listen' in listener 'web' (1..65535)"},
+    {"address_no_port.yaml",
+     "8:18: invalid address '127.0.0.1' for 'address' in server 1 of upstream 'web_pool' "
+     "(expected IPv4:port, [IPv6]:port or *:port; host names are not supported)"},
+    {"address_v6_unclosed.yaml",
+     "3:13: invalid address '[::1:80' for 'listen' in listener 'web' (expected IPv4:port, "
+     "[IPv6]:port or *:port; host names are not supported)"},
+    {"address_v6_unquoted.yaml", "3:14: YAML error: did not find expected node content (quote "
+                                 "bracketed IPv6 addresses, as in \"[::1]:80\")"},
+    {"address_name.yaml",
+     "3:13: invalid address 'localhost:80' for 'listen' in listener 'web' (expected IPv4:port, "
+     "[IPv6]:port or *:port; host names are not supported)"},
+    {"undefined_upstream.yaml",
+     "4:15: listener 'web' uses undefined upstream 'web_pol' (did you mean 'web_pool'?)"},
+    {"same_address.yaml",
+     "6:13: listener 'api' listens on '127.0.0.1:8080', already used by listener 'web'"},
+    {"empty_servers.yaml", "8:14: upstream 'web_pool' has no servers"},
+    {"no_servers.yaml", "6:3: missing required key 'servers' in upstream 'web_pool'"},
+    {"missing_listen.yaml", "2:3: missing required key 'listen' in listener 'web'"},
+    {"missing_upstream.yaml", "2:3: missing required key 'upstream' in listener 'web'"},
+    {"missing_address.yaml",
+     "9:9: missing required key 'address' in server 2 of upstream 'web_pool'"},
+    {"missing_listeners.yaml", "1:1: missing required key 'listeners' at top level"},
+    {"missing_upstreams.yaml", "1:1: missing required key 'upstreams' at top level"},
+    {"no_listeners.yaml", "1:12: 'listeners' is empty (at least one listener is required)"},
+    {"empty.yaml", "1:1: configuration is empty"},
+    {"comments_only.yaml", "1:1: configuration is empty"},
+    {"not_a_mapping.yaml", "1:1: expected a mapping at top level, found a sequence"},
+    {"two_documents.yaml", "10:1: multiple YAML documents are not supported"},
+};
+
+START_TEST(bad_file)
+{
+    char rel[256], path[1024], want[1400];
+    struct sp_config *cfg = UNTOUCHED;
+    struct sp_config_error err;
+
+    snprintf(rel, sizeof(rel), "config/bad/%s", bad_files[_i].file);
+    fixture(path, sizeof(path), rel);
+    snprintf(want, sizeof(want), "%s:%s", path, bad_files[_i].msg);
+    int rc = sp_config_load(path, &cfg, &err);
+    ck_assert_int_eq(rc, -EINVAL);
+    ck_assert_ptr_eq(cfg, UNTOUCHED);
+    ck_assert_str_eq(err.text, want);
+}
+END_TEST
+
+#define LISTENERS "listeners:\n  web:\n    listen: 127.0.0.1:8080\n    upstream: web_pool\n"
+#define UPSTREAMS "upstreams:\n  web_pool:\n    servers:\n      - address: 127.0.0.1:9001\n"
+
+/* In-memory texts; the "mem" name stands for FILE. len 0 means strlen(text). */
+static const struct {
+    const char *text;
+    size_t len;
+    const char *msg;
+} bad_strings[] = {
+    {"listeners:\n  web:\n    listen:\n    upstream: web_pool\n" UPSTREAMS, 0,
+     "mem:3:12: missing value for 'listen' in listener 'web'"},
+    {"listeners:\n" UPSTREAMS, 0,
+     "mem:1:11: expected a mapping for 'listeners', found an empty "
+     "value"},
+    {"listeners:\n  web: 127.0.0.1:80\n" UPSTREAMS, 0,
+     "mem:2:8: expected a mapping for listener 'web', found a scalar"},
+    {"listeners:\n  ? [a]\n  : {}\n" UPSTREAMS, 0,
+     "mem:2:5: expected a scalar listener name, found a sequence"},
+    {"listeners:\n  '': {listen: 127.0.0.1:80, upstream: web_pool}\n" UPSTREAMS, 0,
+     "mem:2:3: listener name must be a non-empty string"},
+    {LISTENERS "upstreams:\n  web_pool:\n    servers: ~\n", 0,
+     "mem:7:14: upstream 'web_pool' has no servers"},
+    {LISTENERS "upstreams:\n  web_pool:\n    servers:\n      - 127.0.0.1:9001\n", 0,
+     "mem:8:9: expected a mapping for server 1 of upstream 'web_pool', found a scalar"},
+    {LISTENERS "upstreams:\n  web_pool:\n    servers:\n      - {address: 1.2.3.4:5, wieght: 2}\n",
+     0,
+     "mem:8:30: unknown key 'wieght' in server 1 of upstream 'web_pool' (did you mean "
+     "'weight'?)"},
+    {LISTENERS "upstreams:\n  web_pool:\n    health_check: on\n    servers: [{address: "
+               "1.2.3.4:5}]\n",
+     0, "mem:7:19: expected a mapping for 'health_check' in upstream 'web_pool', found a scalar"},
+    {LISTENERS UPSTREAMS "  other:\n    servers: [{address: 1.2.3.4:5}]\n    retries: 101\n", 0,
+     "mem:11:14: value '101' for 'retries' in upstream 'other' is out of range (0..100)"},
+    {"listeners:\n  web:\n    listen: 127.0.0.1:8080\n    upstream: nowhere\n" UPSTREAMS, 0,
+     "mem:4:15: listener 'web' uses undefined upstream 'nowhere'"},
+    {"listeners:\n  web:\n    listen: 127.0.0.1:0\n    upstream: web_pool\n" UPSTREAMS, 0,
+     "mem:3:13: port out of range in '127.0.0.1:0' for 'listen' in listener 'web' (1..65535)"},
+    {"relay: zerocopy\n" LISTENERS UPSTREAMS, 0,
+     "mem:1:8: invalid value 'zerocopy' for 'relay' (expected one of: splice, copy)"},
+    {"shutdown_timeout: 600h\n" LISTENERS UPSTREAMS, 0,
+     "mem:1:19: duration '600h' for 'shutdown_timeout' is too long (at most about 24 days)"},
+    {"shutdown_timeout: \"1\\0s\"\n" LISTENERS UPSTREAMS, 0,
+     "mem:1:19: NUL byte in the value of 'shutdown_timeout'"},
+    {"workers: 257\n" LISTENERS UPSTREAMS, 0,
+     "mem:1:10: value '257' for 'workers' is out of range (0..256)"},
+    {"pipe_size: 2g\n" LISTENERS UPSTREAMS, 0,
+     "mem:1:12: size '2g' for 'pipe_size' is out of range (4k..1g)"},
+    {"---\n", 0, "mem:1:1: configuration is empty"},
+    {"~\n", 0, "mem:1:1: configuration is empty"},
+    {"listeners\n", 0, "mem:1:1: expected a mapping at top level, found a scalar"},
+    {"workers: 1\nworkers: 2\n", 0,
+     "mem:2:1: duplicate key 'workers' at top level (first at "
+     "line 1)"},
+    {"a: *nope\n", 0, "mem:1:4: YAML error: found undefined alias"},
+    {"workers: 1\n# caf\xc3\n", 0, "mem:2:7: YAML error: invalid trailing UTF-8 octet (#xA)"},
+    {"workers: 1\x00\n", 12, "mem:1:11: YAML error: control characters are not allowed (#x0)"},
+};
+
+START_TEST(bad_string)
+{
+    struct sp_config *cfg = UNTOUCHED;
+    struct sp_config_error err;
+    size_t len = bad_strings[_i].len ? bad_strings[_i].len : strlen(bad_strings[_i].text);
+
+    int rc = sp_config_load_string("mem", bad_strings[_i].text, len, &cfg, &err);
+    ck_assert_int_eq(rc, -EINVAL);
+    ck_assert_ptr_eq(cfg, UNTOUCHED);
+    ck_assert_str_eq(err.text, bad_strings[_i].msg);
+}
+END_TEST
+
+START_TEST(load_string_ok)
+{
+    static const char text[] = "log_level: WARNING\n" LISTENERS UPSTREAMS;
+    struct sp_config *cfg = NULL;
+
+    /* err may be NULL when the caller does not want the text */
+    ck_assert_int_eq(sp_config_load_string("inline", text, strlen(text), &cfg, NULL), 0);
+    ck_assert_str_eq(cfg->path, "inline");
+    ck_assert_int_eq(cfg->log_level, SP_LOG_WARN);
+    ck_assert_str_eq(cfg->listeners[0].name, "web");
+    sp_config_free(cfg);
+    sp_config_free(NULL);
+}
+END_TEST
+
+START_TEST(unreadable)
+{
+    char path[1024], want[1200];
+    struct sp_config *cfg = UNTOUCHED;
+    struct sp_config_error err;
+
+    fixture(path, sizeof(path), "config/bad/does-not-exist.yaml");
+    ck_assert_int_eq(sp_config_load(path, &cfg, &err), -ENOENT);
+    snprintf(want, sizeof(want), "%s: cannot read: %s", path, strerror(ENOENT));
+    ck_assert_str_eq(err.text, want);
+
+    fixture(path, sizeof(path), "config/bad");
+    ck_assert_int_eq(sp_config_load(path, &cfg, &err), -EISDIR);
+    snprintf(want, sizeof(want), "%s: cannot read: %s", path, strerror(EISDIR));
+    ck_assert_str_eq(err.text, want);
+    ck_assert_ptr_eq(cfg, UNTOUCHED);
+}
+END_TEST
+
+START_TEST(names)
+{
+    ck_assert_str_eq(sp_balance_name(SP_BALANCE_ROUND_ROBIN), "round_robin");
+    ck_assert_str_eq(sp_balance_name(SP_BALANCE_LEAST_CONN), "least_conn");
+    ck_assert_str_eq(sp_balance_name(SP_BALANCE_SOURCE_HASH), "source_hash");
+    ck_assert_str_eq(sp_balance_name(SP_BALANCE_RANDOM_TWO), "random_two");
+    ck_assert_str_eq(sp_balance_name(SP_BALANCE_COUNT), "unknown");
+    ck_assert_str_eq(sp_relay_mode_name(SP_RELAY_SPLICE), "splice");
+    ck_assert_str_eq(sp_relay_mode_name(SP_RELAY_COPY), "copy");
+    ck_assert_str_eq(sp_relay_mode_name(SP_RELAY_MODE_COUNT), "unknown");
+}
+END_TEST
+
+static Suite *config_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *good = tcase_create("good");
+    tcase_add_test(good, good_full);
+    tcase_add_test(good, good_minimal_defaults);
+    tcase_add_test(good, good_relay_inherit);
+    tcase_add_test(good, good_binary_check);
+    tcase_add_test(good, shipped_examples);
+    tcase_add_test(good, load_string_ok);
+    tcase_add_test(good, names);
+    suite_add_tcase(s, good);
+
+    TCase *bad = tcase_create("bad");
+    tcase_add_loop_test(bad, bad_file, 0, SP_ARRAY_LEN(bad_files));
+    tcase_add_loop_test(bad, bad_string, 0, SP_ARRAY_LEN(bad_strings));
+    tcase_add_test(bad, unreadable);
+    suite_add_tcase(s, bad);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(config_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
