@@ -1,0 +1,244 @@
+/* harness.h: helpers for the integration suites. Runs the real $SPLICER_BIN on loopback with
+ * temp configs, loopback backends in threads, client I/O with deadlines and /proc probes.
+ * Nothing here runs at load time; every loop is bounded in count and time. Only 127.0.0.1/::1.
+ *
+ * Lifetime: every temp file, process and backend created here is registered, and sph_cleanup()
+ * (call it from a checked teardown) kills and reaps the processes, stops the backends and removes
+ * the files. In CK_FORK mode Check also SIGKILLs the test's process group after each test, so a
+ * failing assert (which skips the teardown) still leaves no splicer behind. */
+#ifndef SPLICER_HARNESS_H
+#define SPLICER_HARNESS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define SPH_PATH_MAX  64
+#define SPH_MAX_CONNS 256 /* concurrent connections per backend */
+
+/* ---- time ---- */
+
+/* Monotonic milliseconds. */
+int64_t sph_now_ms(void);
+void sph_sleep_ms(int ms);
+
+/* Polls cond(arg) every 5 ms until it returns true (true) or timeout_ms passes (false). */
+bool sph_wait_until(bool (*cond)(void *arg), void *arg, int timeout_ms);
+
+/* Polls until *v >= target (true) or timeout_ms passes (false). */
+bool sph_wait_atomic_ge(atomic_int *v, int target, int timeout_ms);
+
+/* ---- temp files and ports ---- */
+
+/* Writes a config rendered from a printf template to a new mkstemp file under /tmp, registered
+ * for removal by sph_cleanup(). path gets the name. Returns 0 or -errno. */
+int sph_config_write(char path[SPH_PATH_MAX], const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* A loopback port that was free a moment ago (bind port 0, read it, close). family is AF_INET
+ * or AF_INET6. Returns the port or -errno. */
+int sph_free_port(int family);
+
+/* A CLOEXEC socket bound to loopback:port of family and listening with backlog; fd or -errno. */
+int sph_listen(int family, int port, int backlog);
+
+/* "127.0.0.1:P" or "[::1]:P" into buf (at least 32 bytes); returns buf. */
+const char *sph_addr(char *buf, int family, int port);
+
+/* Reads a whole file into a NUL-terminated malloc'd string, NULL on failure. */
+char *sph_read_file(const char *path);
+
+/* ---- the splicer process ---- */
+
+struct sph_proc {
+    pid_t pid;  /* -1 when none or already reaped */
+    int status; /* waitpid status, valid once reaped */
+    bool reaped;
+    char out_path[SPH_PATH_MAX]; /* captured stdout; removed by sph_cleanup */
+    char err_path[SPH_PATH_MAX]; /* captured stderr; removed by sph_cleanup */
+};
+
+/* Path of the binary under test ($SPLICER_BIN), or NULL when unset. */
+const char *sph_bin(void);
+
+/* fork/exec $SPLICER_BIN with args (NULL-terminated, without argv[0]); stdin is /dev/null,
+ * stdout and stderr go to temp files. p is registered until sph_cleanup(). Returns 0 or -errno. */
+int sph_proc_spawn(struct sph_proc *p, const char *const args[]);
+
+/* Spawns and waits up to timeout_ms. Returns the exit code (0..255), 128+signal when killed,
+ * or -ETIMEDOUT (the process is then killed) / -errno. */
+int sph_run(struct sph_proc *p, const char *const args[], int timeout_ms);
+
+/* Starts `$SPLICER_BIN -c conf` and waits until a socket is listening on `port` (read from
+ * /proc/net/tcp{,6}, so no probe connection reaches a backend and skews its counters). Returns 0,
+ * -ECHILD if the process exited first, -ETIMEDOUT. */
+int sph_splicer_start(struct sph_proc *p, const char *conf, int port, int timeout_ms);
+
+/* True when some socket of this network namespace listens on loopback/any `port`. */
+bool sph_port_listening(int port);
+
+int sph_proc_signal(struct sph_proc *p, int sig);
+
+/* Reaps p within timeout_ms. Returns the exit code, 128+signal, or -ETIMEDOUT (still running). */
+int sph_proc_wait(struct sph_proc *p, int timeout_ms);
+
+/* SIGKILL and reap; no-op when already reaped. */
+void sph_proc_kill(struct sph_proc *p);
+
+/* Captured output so far (malloc'd, never NULL: "" on error). */
+char *sph_proc_stdout(const struct sph_proc *p);
+char *sph_proc_stderr(const struct sph_proc *p);
+
+/* VmRSS in KiB from /proc/<pid>/status, or -errno. */
+long sph_proc_rss_kb(pid_t pid);
+
+/* Number of entries in /proc/<pid>/fd, or -errno. */
+int sph_proc_fd_count(pid_t pid);
+
+/* ---- data: deterministic pattern and checksum ---- */
+
+/* Fills buf with the bytes at [offset, offset+len) of the infinite stream named by seed. The
+ * stream is position-addressable, so any chunking gives the same bytes. */
+void sph_pattern_fill(uint64_t seed, uint64_t offset, void *buf, size_t len);
+
+/* Returns -1 when buf matches the stream at offset, else the index of the first mismatch. */
+int64_t sph_pattern_check(uint64_t seed, uint64_t offset, const void *buf, size_t len);
+
+/* Position-sensitive running checksum (Fletcher-style over bytes, mod 2^64). */
+struct sph_sum {
+    uint64_t a, b, n;
+};
+void sph_sum_init(struct sph_sum *s);
+void sph_sum_update(struct sph_sum *s, const void *buf, size_t len);
+uint64_t sph_sum_value(const struct sph_sum *s);
+
+/* ---- backends ---- */
+
+enum sph_kind {
+    SPH_ECHO = 0,  /* echo; on client EOF finish echoing, shutdown(SHUT_WR), close */
+    SPH_NAME,      /* write "<name>\n" on accept, then echo */
+    SPH_SINK,      /* read to EOF; record byte count and checksum */
+    SPH_SOURCE,    /* write source_len pattern bytes, shutdown(SHUT_WR), then act as sink */
+    SPH_RESET,     /* read a little, then close with SO_LINGER{1,0} (RST) */
+    SPH_HALFCLOSE, /* read to EOF, then reply "<count> <sum as %016llx>\n" and close */
+    SPH_SLOW,      /* read slow_chunk bytes every slow_delay_ms, to EOF */
+    SPH_STALL,     /* accept, never read; close when the peer goes away or on stop */
+    SPH_KIND_COUNT
+};
+
+struct sph_backend;
+
+struct sph_conn_slot {
+    struct sph_backend *b; /* borrowed */
+    pthread_t thr;
+    int fd;           /* owned by the connection thread; -1 when closed */
+    atomic_bool busy; /* thread started and not yet joined */
+    atomic_bool done; /* thread finished; accept loop may join */
+};
+
+struct sph_backend {
+    enum sph_kind kind;
+    int family;
+    int port;
+    int lfd; /* owned; -1 once stopped */
+    char name[16];
+    uint64_t source_len, seed; /* SPH_SOURCE */
+    size_t slow_chunk;         /* SPH_SLOW */
+    int slow_delay_ms;         /* SPH_SLOW */
+    pthread_t thr;
+    bool running;
+    atomic_bool stop;
+    atomic_int accepted;      /* connections accepted */
+    atomic_int active;        /* connections currently open */
+    atomic_int closed;        /* connections finished */
+    atomic_int eofs;          /* ... of which the client sent a clean EOF */
+    atomic_int resets;        /* ... of which reading saw ECONNRESET */
+    atomic_ullong bytes_in;   /* over all connections */
+    atomic_ullong last_bytes; /* SINK/SOURCE/HALFCLOSE: bytes read on the last finished conn */
+    atomic_ullong last_sum;   /* ... and their sph_sum_value */
+    struct sph_conn_slot slots[SPH_MAX_CONNS];
+};
+
+/* Initialises b for `kind` (name/source/slow fields may be set after this, before start). */
+void sph_backend_init(struct sph_backend *b, enum sph_kind kind, int family);
+
+/* Binds loopback port 0 of b->family, listens, starts the accept thread; b->port is set. The
+ * backend is registered so sph_cleanup() stops it. Returns 0 or -errno. */
+int sph_backend_start(struct sph_backend *b);
+
+/* Closes the listener (new connects are refused), shuts down open connections, joins every
+ * thread. Idempotent. */
+void sph_backend_stop(struct sph_backend *b);
+
+/* A "blackhole" server: a listener with backlog 0 whose accept queue is filled by a connection
+ * that is never accepted; Linux then drops further SYNs, so connects to it hang in SYN_SENT
+ * without root or firewall rules. */
+struct sph_blackhole {
+    int lfd, filler[2];
+    int port;
+};
+int sph_blackhole_open(struct sph_blackhole *h);
+void sph_blackhole_close(struct sph_blackhole *h);
+
+/* ---- client ---- */
+
+/* Connects to loopback:port; returns a non-blocking CLOEXEC fd or -errno (-ECONNREFUSED,
+ * -ETIMEDOUT after timeout_ms). */
+int sph_connect(int family, int port, int timeout_ms);
+
+/* Writes all of buf before the deadline. Returns 0 or -errno (-ETIMEDOUT, -EPIPE, ...). */
+int sph_write_all(int fd, const void *buf, size_t len, int timeout_ms);
+
+/* Reads exactly len bytes unless EOF comes first. Returns the bytes read (short only on EOF),
+ * or -errno (-ECONNRESET, -ETIMEDOUT with nothing read). */
+ssize_t sph_read_exact(int fd, void *buf, size_t len, int timeout_ms);
+
+/* Reads until EOF into buf (excess beyond cap is discarded but counted). Returns the total, or
+ * -errno: -ECONNRESET on RST, -ETIMEDOUT. */
+ssize_t sph_read_to_eof(int fd, void *buf, size_t cap, int timeout_ms);
+
+/* Reads one line ending in '\n' (stripped) into buf. Returns its length or -errno; -EPIPE on
+ * EOF before the newline. */
+ssize_t sph_read_line(int fd, char *buf, size_t cap, int timeout_ms);
+
+/* Waits for the peer to end the connection, discarding data. Returns 0 on FIN, -ECONNRESET on
+ * RST, -ETIMEDOUT. */
+int sph_wait_closed(int fd, int timeout_ms);
+
+/* Closes with SO_LINGER{1,0}, which sends RST. */
+void sph_abort(int fd);
+
+/* Sends a short message and expects it echoed back within timeout_ms. Returns 0 or -errno
+ * (-EPROTO when the reply differs, -EPIPE on EOF). */
+int sph_ping(int fd, int timeout_ms);
+
+/* A client stream against an echo: sends len pattern bytes (seed) while reading and checking
+ * the echo at the same time. Optional pacing: pause_ms between chunk writes. */
+struct sph_xfer {
+    uint64_t len;
+    uint64_t seed;
+    size_t chunk;   /* bytes per write; 0 = 64 KiB */
+    int pause_ms;   /* wait after each chunk; 0 = none */
+    int timeout_ms; /* overall deadline */
+    bool shut_wr;   /* shutdown(SHUT_WR) after the last byte, then expect EOF after the echo */
+    /* results */
+    atomic_ullong sent, received;
+    int64_t mismatch_at; /* -1 when every byte matched */
+    int err;             /* 0 or -errno */
+    bool got_eof;        /* EOF after the full echo (only with shut_wr) */
+};
+
+void sph_xfer_init(struct sph_xfer *x, uint64_t len, uint64_t seed, int timeout_ms);
+
+/* Runs the transfer on fd to completion or error. Returns x->err. */
+int sph_echo_xfer(int fd, struct sph_xfer *x);
+
+/* ---- teardown ---- */
+
+/* Kills and reaps registered processes, stops registered backends, removes registered files. */
+void sph_cleanup(void);
+
+#endif
