@@ -1,0 +1,223 @@
+/* test_limits.c: per-listener limits as a client sees them: max_connections, connect_timeout
+ * against a server that never answers the handshake, idle_timeout, and all servers refusing. */
+#include "harness.h"
+
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define START_MS 10000
+
+static void teardown(void)
+{
+    sph_cleanup();
+}
+
+/* Starts splicer: one listener with the extra listener lines `lopts`, one pool with `servers`
+ * (already formatted "      - address: ...\n" lines) and `retries`. Returns the listen port. */
+static int proxy_start(struct sph_proc *p, const char *lopts, const char *servers, int retries)
+{
+    char conf[SPH_PATH_MAX];
+    int port = sph_free_port(AF_INET);
+    int rc = sph_config_write(conf,
+                              "workers: 1\n"
+                              "shutdown_timeout: 1s\n"
+                              "listeners:\n"
+                              "  main:\n"
+                              "    listen: 127.0.0.1:%d\n"
+                              "    upstream: pool\n"
+                              "%s"
+                              "upstreams:\n"
+                              "  pool:\n"
+                              "    retries: %d\n"
+                              "    servers:\n%s",
+                              port, lopts, retries, servers);
+    ck_assert_int_eq(rc, 0);
+    rc = sph_splicer_start(p, conf, port, START_MS);
+    if (rc != 0) {
+        char *err = sph_proc_stderr(p);
+        ck_abort_msg("splicer did not start listening (%s); stderr:\n%s", strerror(-rc), err);
+    }
+    return port;
+}
+
+static void one_server(char *buf, size_t cap, int port)
+{
+    snprintf(buf, cap, "      - address: 127.0.0.1:%d\n", port);
+}
+
+static int echo_start(struct sph_backend *b)
+{
+    sph_backend_init(b, SPH_ECHO, AF_INET);
+    ck_assert_int_eq(sph_backend_start(b), 0);
+    return b->port;
+}
+
+static int served(int port, int timeout_ms)
+{
+    int fd = sph_connect(AF_INET, port, 2000);
+    ck_assert_msg(fd >= 0, "connect: %s", strerror(-fd));
+    int rc = sph_ping(fd, timeout_ms);
+    if (rc != 0) {
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+/* max_connections: 2. A third concurrent client is accepted and closed at once without a
+ * backend connection; once one of the two leaves, a new client is served again. */
+START_TEST(max_connections)
+{
+    struct sph_backend echo;
+    struct sph_proc p;
+    char servers[128];
+    one_server(servers, sizeof(servers), echo_start(&echo));
+    int port = proxy_start(&p, "    max_connections: 2\n", servers, 0);
+    int c1 = served(port, 2000), c2 = served(port, 2000);
+    ck_assert_msg(c1 >= 0 && c2 >= 0, "first two clients not served: %d %d", c1, c2);
+    int c3 = sph_connect(AF_INET, port, 2000);
+    ck_assert_msg(c3 >= 0, "third client: connect: %s", strerror(-c3));
+    int64_t t0 = sph_now_ms();
+    int rc = sph_wait_closed(c3, 1000);
+    ck_assert_msg(rc == 0 || rc == -ECONNRESET, "third client not closed within 1 s: %s",
+                  strerror(-rc));
+    ck_assert_int_le(sph_now_ms() - t0, 1000);
+    close(c3);
+    sph_sleep_ms(100);
+    ck_assert_int_eq(atomic_load(&echo.accepted), 2);
+    close(c1);
+    ck_assert(sph_wait_atomic_ge(&echo.closed, 1, 2000));
+    /* The slot frees when splicer finishes closing c1's session, a moment after the backend
+     * sees it go; allow that moment with a few bounded attempts. */
+    int c4 = -1;
+    for (int i = 0; i < 20 && c4 < 0; i++) {
+        c4 = served(port, 1000);
+        if (c4 < 0)
+            sph_sleep_ms(50);
+    }
+    ck_assert_msg(c4 >= 0, "no new client served after one of two left: %s", strerror(-c4));
+    ck_assert_int_eq(sph_ping(c2, 2000), 0);
+    close(c2);
+    close(c4);
+}
+END_TEST
+
+/* connect_timeout against a blackhole (SYNs dropped; see harness.h): the client is closed after
+ * about connect_timeout, not before and not much later. */
+START_TEST(connect_timeout)
+{
+    struct sph_blackhole bh;
+    ck_assert_int_eq(sph_blackhole_open(&bh), 0);
+    int probe = sph_connect(AF_INET, bh.port, 300);
+    if (probe >= 0)
+        close(probe);
+    ck_assert_msg(probe == -ETIMEDOUT, "blackhole is not one here (connect: %s)",
+                  probe >= 0 ? "succeeded" : strerror(-probe));
+    struct sph_proc p;
+    char servers[128];
+    one_server(servers, sizeof(servers), bh.port);
+    int port = proxy_start(&p, "    connect_timeout: 500ms\n", servers, 0);
+    int fd = sph_connect(AF_INET, port, 2000);
+    ck_assert_int_ge(fd, 0);
+    int64_t t0 = sph_now_ms();
+    int rc = sph_wait_closed(fd, 3000);
+    int64_t dt = sph_now_ms() - t0;
+    ck_assert_msg(rc == 0 || rc == -ECONNRESET, "client not closed within 3 s: %s", strerror(-rc));
+    ck_assert_msg(dt >= 400 && dt <= 2000, "closed after %lld ms, connect_timeout is 500 ms",
+                  (long long)dt);
+    close(fd);
+    sph_blackhole_close(&bh);
+}
+END_TEST
+
+/* idle_timeout: 300ms. A silent connection is closed within about that; */
+START_TEST(idle_timeout_closes)
+{
+    struct sph_backend echo;
+    struct sph_proc p;
+    char servers[128];
+    one_server(servers, sizeof(servers), echo_start(&echo));
+    int port = proxy_start(&p, "    idle_timeout: 300ms\n", servers, 0);
+    int fd = served(port, 2000);
+    ck_assert_int_ge(fd, 0);
+    int64_t t0 = sph_now_ms();
+    int rc = sph_wait_closed(fd, 3000);
+    int64_t dt = sph_now_ms() - t0;
+    ck_assert_msg(rc == 0 || rc == -ECONNRESET, "idle client not closed within 3 s: %s",
+                  strerror(-rc));
+    ck_assert_msg(dt >= 250 && dt <= 1500, "idle connection closed after %lld ms (timeout 300)",
+                  (long long)dt);
+    close(fd);
+}
+END_TEST
+
+/* ... while one with traffic every 100 ms outlives it several times over. */
+START_TEST(idle_timeout_spares_busy)
+{
+    struct sph_backend echo;
+    struct sph_proc p;
+    char servers[128];
+    one_server(servers, sizeof(servers), echo_start(&echo));
+    int port = proxy_start(&p, "    idle_timeout: 300ms\n", servers, 0);
+    int fd = served(port, 2000);
+    ck_assert_int_ge(fd, 0);
+    int64_t t0 = sph_now_ms();
+    for (int i = 0; i < 12; i++) {
+        sph_sleep_ms(100);
+        int rc = sph_ping(fd, 1000);
+        ck_assert_msg(rc == 0, "busy connection broken after %lld ms: %s",
+                      (long long)(sph_now_ms() - t0), strerror(-rc));
+    }
+    ck_assert_int_ge(sph_now_ms() - t0, 1000);
+    close(fd);
+}
+END_TEST
+
+/* Every server refuses: the client is closed promptly, not left hanging. */
+START_TEST(all_refused)
+{
+    struct sph_proc p;
+    char servers[256];
+    snprintf(servers, sizeof(servers),
+             "      - address: 127.0.0.1:%d\n"
+             "      - address: 127.0.0.1:%d\n",
+             sph_free_port(AF_INET), sph_free_port(AF_INET));
+    int port = proxy_start(&p, "", servers, 2);
+    int fd = sph_connect(AF_INET, port, 2000);
+    ck_assert_int_ge(fd, 0);
+    sph_write_all(fd, "hello\n", 6, 1000); /* may already fail with EPIPE: fine */
+    int64_t t0 = sph_now_ms();
+    int rc = sph_wait_closed(fd, 1000);
+    ck_assert_msg(rc == 0 || rc == -ECONNRESET, "client not closed within 1 s: %s", strerror(-rc));
+    ck_assert_int_le(sph_now_ms() - t0, 1000);
+    close(fd);
+}
+END_TEST
+
+static Suite *limits_suite(void)
+{
+    Suite *s = suite_create("limits");
+    TCase *tc = tcase_create("limits");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_test(tc, max_connections);
+    tcase_add_test(tc, connect_timeout);
+    tcase_add_test(tc, idle_timeout_closes);
+    tcase_add_test(tc, idle_timeout_spares_busy);
+    tcase_add_test(tc, all_refused);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(limits_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
