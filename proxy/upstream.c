@@ -1,1 +1,164 @@
-/* placeholder: upstream.c is being written */
+/* upstream.c: the servers of one upstream pool and their shared state: the health flag,
+ * connection counters, passive checks (max_fails within fail_timeout) and the slow_start ramp.
+ * Every field is an atomic read and written by several threads; no locks. */
+#include "upstream.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Relaxed is enough everywhere: each field is a self-contained fact (a counter, a deadline),
+ * and a balancer seeing one a little late only costs one connection a slightly stale choice. */
+#define RLX memory_order_relaxed
+
+int sp_upstream_init(struct sp_upstream *u, const struct sp_upstream_conf *conf)
+{
+    memset(u, 0, sizeof(*u));
+    u->conf = conf;
+    if (conf->nservers == 0)
+        return 0;
+    u->servers = calloc(conf->nservers, sizeof(*u->servers));
+    if (u->servers == NULL)
+        return -ENOMEM;
+    u->nservers = conf->nservers;
+    for (size_t i = 0; i < u->nservers; i++) {
+        struct sp_server *s = &u->servers[i];
+        s->conf = &conf->servers[i];
+        s->upstream = u;
+        s->index = (unsigned)i;
+        s->name = conf->servers[i].address;
+        atomic_init(&s->up, true);
+        atomic_init(&s->active, 0);
+        atomic_init(&s->connections, 0);
+        atomic_init(&s->connect_failures, 0);
+        atomic_init(&s->fails, 0);
+        atomic_init(&s->fail_window_start_ms, 0);
+        atomic_init(&s->down_until_ms, 0);
+        /* 0 = usable since start: no slow_start ramp for the first traffic. */
+        atomic_init(&s->up_since_ms, 0);
+    }
+    return 0;
+}
+
+void sp_upstream_deinit(struct sp_upstream *u)
+{
+    free(u->servers);
+    u->servers = NULL;
+    u->nservers = 0;
+}
+
+uint64_t sp_upstream_now_ms(void)
+{
+    struct timespec ts;
+
+    /* CLOCK_MONOTONIC cannot fail with a valid pointer; libuv's uv_now() uses the same base. */
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+bool sp_server_usable(const struct sp_server *s, uint64_t now_ms)
+{
+    return atomic_load_explicit(&s->up, RLX) &&
+           now_ms >= atomic_load_explicit(&s->down_until_ms, RLX);
+}
+
+/* Counts one failure in the current window and returns the count. A window starts at the first
+ * failure after a success or after the previous window ran out. */
+static uint32_t count_failure(struct sp_server *s, uint64_t fail_timeout, uint64_t now_ms)
+{
+    uint64_t start = atomic_load_explicit(&s->fail_window_start_ms, RLX);
+    uint32_t fails = atomic_load_explicit(&s->fails, RLX);
+    /* Loops cache their clock, so another worker's `now` may be slightly behind ours:
+     * now < start is "inside the window", never a huge unsigned difference. */
+    bool expired = now_ms >= start && now_ms - start >= fail_timeout;
+
+    if (fails == 0 || expired) {
+        /* Only the thread that moves the window start resets the count; a racing thread
+         * counts into the new window instead. A failure counted into the old window just
+         * before the reset is lost, which is harmless. */
+        if (atomic_compare_exchange_strong_explicit(&s->fail_window_start_ms, &start, now_ms, RLX,
+                                                    RLX)) {
+            atomic_store_explicit(&s->fails, 1, RLX);
+            return 1;
+        }
+    }
+    return atomic_fetch_add_explicit(&s->fails, 1, RLX) + 1;
+}
+
+void sp_server_connect_failed(struct sp_server *s, uint64_t now_ms)
+{
+    const struct sp_upstream_conf *uc = s->upstream->conf;
+
+    atomic_fetch_add_explicit(&s->connect_failures, 1, RLX);
+    if (uc->max_fails == 0)
+        return;
+    /* Connects started before the hold may still fail during it; they say nothing new, and
+     * counting them would stretch the hold past fail_timeout. */
+    if (now_ms < atomic_load_explicit(&s->down_until_ms, RLX))
+        return;
+
+    uint32_t fails = count_failure(s, uc->fail_timeout_ms, now_ms);
+    if (fails < uc->max_fails)
+        return;
+    /* The compare-exchange lets exactly one of several racing threads trip the hold. */
+    if (!atomic_compare_exchange_strong_explicit(&s->fails, &fails, 0, RLX, RLX))
+        return;
+    atomic_store_explicit(&s->down_until_ms, now_ms + uc->fail_timeout_ms, RLX);
+    sp_log_warn("upstream %s: server %s failed %u times, skipped for %llu ms", uc->name, s->name,
+                fails, (unsigned long long)uc->fail_timeout_ms);
+}
+
+void sp_server_connect_ok(struct sp_server *s, uint64_t now_ms)
+{
+    (void)now_ms;
+    atomic_fetch_add_explicit(&s->connections, 1, RLX);
+    /* Read first: a store on every connect would bounce the cache line between workers. */
+    if (atomic_load_explicit(&s->fails, RLX) != 0)
+        atomic_store_explicit(&s->fails, 0, RLX);
+}
+
+/* When the server last became usable: set_up() records the health transition, and a passive
+ * hold that has run out counts as a recovery at down_until without anyone writing it. */
+static uint64_t usable_since(const struct sp_server *s, uint64_t now_ms)
+{
+    uint64_t since = atomic_load_explicit(&s->up_since_ms, RLX);
+    uint64_t down_until = atomic_load_explicit(&s->down_until_ms, RLX);
+
+    if (down_until > since && now_ms >= down_until)
+        since = down_until;
+    return since;
+}
+
+/* weight * (slow_start + 9 * elapsed) / (10 * slow_start), at least 1: a linear ramp from
+ * weight/10 right after recovery to the full weight once slow_start has elapsed. With
+ * weight <= 1000 the products stay in 64 bits for any slow_start under 2^40 ms (34 years). */
+unsigned sp_server_effective_weight(const struct sp_server *s, uint64_t now_ms)
+{
+    unsigned weight = s->conf->weight != 0 ? s->conf->weight : 1;
+    uint64_t ramp = s->upstream->conf->slow_start_ms;
+
+    if (ramp == 0)
+        return weight;
+    uint64_t since = usable_since(s, now_ms);
+    if (since == 0)
+        return weight;
+    uint64_t elapsed = now_ms > since ? now_ms - since : 0;
+    if (elapsed >= ramp)
+        return weight;
+    uint64_t w = (uint64_t)weight * (ramp + 9 * elapsed) / (10 * ramp);
+    return w != 0 ? (unsigned)w : 1;
+}
+
+bool sp_server_set_up(struct sp_server *s, bool up, uint64_t now_ms)
+{
+    /* The health checker is the only writer of `up`, so load-then-store cannot race. */
+    if (atomic_load_explicit(&s->up, RLX) == up)
+        return false;
+    /* up_since first, so a balancer that sees the flag also sees the ramp start (seq_cst). */
+    if (up)
+        atomic_store(&s->up_since_ms, now_ms);
+    atomic_store(&s->up, up);
+    return true;
+}
