@@ -20,16 +20,21 @@ static inline void sp_tried_init(struct sp_tried *t)
 {
     t->n = 0;
 }
+/* Records server index `idx` as tried, dropping the oldest past SP_TRIED_MAX. */
 void sp_tried_add(struct sp_tried *t, unsigned idx);
+/* True when `idx` is among the last SP_TRIED_MAX added. */
 bool sp_tried_has(const struct sp_tried *t, unsigned idx);
 
 struct sp_balancer_ops;
+struct sp_lb_cands;
 
 struct sp_balancer {
     const struct sp_balancer_ops *ops; /* borrowed; the algorithm of up->conf->balance */
     struct sp_upstream *up;            /* borrowed */
     void *state;                       /* owned by the algorithm */
-    uint64_t rng;                      /* per-balancer xorshift state */
+    uint64_t rng;                      /* per-balancer splitmix64 state */
+    struct sp_lb_cands *cands;         /* owned; candidate buffers sized at init, so a pick
+                                          never allocates */
 };
 
 /* Prepares the algorithm configured for `up`. seed varies per worker. Returns 0 or -ENOMEM. */
