@@ -17,9 +17,9 @@ struct sp_server {
     unsigned index;                    /* position in upstream->servers */
     const char *name;                  /* borrowed: conf->address */
 
-    _Atomic bool up;                  /* active health state (true without health checks) */
-    _Atomic uint32_t active;          /* proxied connections open now */
-    _Atomic uint64_t connections;     /* proxied connections established, ever */
+    _Atomic bool up;                   /* active health state (true without health checks) */
+    _Atomic uint32_t active;           /* proxied connections open now */
+    _Atomic uint64_t connections;      /* proxied connections established, ever */
     _Atomic uint64_t connect_failures; /* refused or timed-out connects, ever */
 
     /* Passive checks (nginx's max_fails/fail_timeout): failures counted in a window that
@@ -27,7 +27,9 @@ struct sp_server {
     _Atomic uint32_t fails;
     _Atomic uint64_t fail_window_start_ms;
     _Atomic uint64_t down_until_ms;
-    _Atomic uint64_t up_since_ms; /* when it last became usable, for slow_start */
+    _Atomic uint64_t up_since_ms; /* when set_up() last brought it up, for slow_start; 0 = up
+                                     since start (no ramp). An expired passive hold counts as
+                                     a recovery at down_until without being written here. */
 };
 
 struct sp_upstream {
@@ -51,14 +53,19 @@ uint64_t sp_upstream_now_ms(void);
 bool sp_server_usable(const struct sp_server *s, uint64_t now_ms);
 
 /* A connect to `s` failed (refused, reset or timed out): counts it, and past max_fails within
- * fail_timeout holds the server down for fail_timeout. Any worker thread. */
+ * fail_timeout holds the server down for fail_timeout. The window opens at the first failure
+ * (after a success or after the previous window ran out). Failures while the server is held
+ * are counted in connect_failures only, so stale connects cannot stretch the hold. No-op on
+ * the passive state when max_fails is 0. Any worker thread. */
 void sp_server_connect_failed(struct sp_server *s, uint64_t now_ms);
 
 /* A connect to `s` succeeded: counts the connection and clears the passive failure count. */
 void sp_server_connect_ok(struct sp_server *s, uint64_t now_ms);
 
 /* The weight the balancers use now: conf weight, ramped linearly from 1/10 over slow_start
- * after the server became usable again. Never 0. */
+ * after the server became usable again (health recovery or an expired passive hold):
+ * max(1, weight * (slow_start + 9 * elapsed) / (10 * slow_start)) while elapsed < slow_start,
+ * else weight. Never 0. Any thread. */
 unsigned sp_server_effective_weight(const struct sp_server *s, uint64_t now_ms);
 
 /* Sets the active health state; returns true when it changed. Health checker only. */
