@@ -280,7 +280,7 @@ static int p_upstreams(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml
         yaml_node_pair_t *p = &val->data.mapping.pairs.start[i];
         yaml_node_t *k = sp_cfg_node(w, p->key), *v = sp_cfg_node(w, p->value);
         struct sp_upstream_conf *u = &cfg->upstreams[i];
-        const char *name;
+        const char *name = NULL;
         char where[96];
 
         rc = section_name(w, k, "upstream", &name);
@@ -389,7 +389,7 @@ static int p_listeners(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml
         yaml_node_pair_t *p = &val->data.mapping.pairs.start[i];
         yaml_node_t *k = sp_cfg_node(w, p->key), *v = sp_cfg_node(w, p->value);
         struct sp_listener_conf *l = &cfg->listeners[i];
-        const char *name;
+        const char *name = NULL;
         char where[96];
 
         rc = section_name(w, k, "listener", &name);

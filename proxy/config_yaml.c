@@ -359,7 +359,7 @@ int sp_cfg_scalar(struct sp_cfg_walk *w, const yaml_node_t *n, const char *what,
 int sp_cfg_parse_uint(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
                       void *obj, const char *what)
 {
-    const char *s;
+    const char *s = NULL;
     uint64_t v;
     int rc = sp_cfg_scalar(w, val, what, &s);
     if (rc != 0)
@@ -380,7 +380,7 @@ int sp_cfg_parse_uint(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_
 int sp_cfg_parse_duration(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
                           void *obj, const char *what)
 {
-    const char *s;
+    const char *s = NULL;
     uint64_t v;
     int rc = sp_cfg_scalar(w, val, what, &s);
     if (rc != 0)
@@ -417,7 +417,7 @@ static void fmt_size(char *buf, size_t size, uint64_t v)
 int sp_cfg_parse_size(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
                       void *obj, const char *what)
 {
-    const char *s;
+    const char *s = NULL;
     uint64_t v;
     char lo[24], hi[24];
     int rc = sp_cfg_scalar(w, val, what, &s);
@@ -442,7 +442,7 @@ int sp_cfg_parse_size(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_
 int sp_cfg_parse_bool(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
                       void *obj, const char *what)
 {
-    const char *s;
+    const char *s = NULL;
     bool v;
     int rc = sp_cfg_scalar(w, val, what, &s);
     if (rc != 0)
@@ -457,7 +457,7 @@ int sp_cfg_parse_bool(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_
 int sp_cfg_parse_enum(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
                       void *obj, const char *what)
 {
-    const char *s;
+    const char *s = NULL;
     char list[160] = "";
     size_t used = 0;
     int rc = sp_cfg_scalar(w, val, what, &s);
@@ -479,7 +479,7 @@ int sp_cfg_parse_enum(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_
 int sp_cfg_parse_string(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
                         void *obj, const char *what)
 {
-    const char *s;
+    const char *s = NULL;
     int rc = sp_cfg_scalar(w, val, what, &s);
     if (rc != 0)
         return rc;
