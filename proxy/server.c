@@ -3,6 +3,7 @@
  * within shutdown_timeout), a second one or the timeout closes everything at once. */
 #include "server.h"
 
+#include "health.h"
 #include "log.h"
 #include "runtime.h"
 #include "worker.h"
@@ -16,6 +17,7 @@
 struct server {
     struct sp_runtime *rt;     /* owned */
     struct sp_worker *workers; /* owned array */
+    struct sp_health *health;  /* owned; NULL without health checks */
     unsigned nworkers;
     _Atomic unsigned exited;
     bool stopping;
@@ -65,6 +67,8 @@ static void on_signal(uv_signal_t *h, int signum)
 
 static void close_loop_handles(struct server *srv)
 {
+    sp_health_stop(srv->health);
+    srv->health = NULL;
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->shutdown_timer, NULL);
@@ -165,6 +169,13 @@ int sp_server_run(struct sp_config *cfg)
         close_loop_handles(&srv);
     } else {
         log_started(srv.rt->cfg);
+        rc = sp_health_start(&srv.loop, srv.rt, &srv.health);
+        if (rc != 0) {
+            sp_log_error("cannot start health checks: %s", uv_strerror(rc));
+            srv.stopping = true;
+            for (unsigned i = 0; i < srv.nworkers; i++)
+                sp_worker_force(&srv.workers[i]);
+        }
     }
     uv_run(&srv.loop, UV_RUN_DEFAULT);
 

@@ -192,10 +192,7 @@ static int poll_init(struct sp_session *s, int side)
 
 static void established(struct sp_session *s)
 {
-    struct sp_server *srv = s->server;
-    sp_server_connect_ok(srv, now_ms(s));
-    atomic_fetch_add_explicit(&srv->active, 1, memory_order_relaxed);
-    s->counted_on_server = true;
+    sp_server_connect_ok(s->server, now_ms(s));
 
     int rc = poll_init(s, CLI);
     if (rc == 0 && !s->poll_live[UPS])
@@ -232,8 +229,26 @@ static bool local_error(int err)
            err == -EADDRNOTAVAIL;
 }
 
+/* A connect in progress counts as active on its server, so least_conn and random_two see a
+ * burst of new connections as load before they are established. */
+static void hold_server(struct sp_session *s, struct sp_server *srv)
+{
+    s->server = srv;
+    atomic_fetch_add_explicit(&srv->active, 1, memory_order_relaxed);
+    s->counted_on_server = true;
+}
+
+static void release_server(struct sp_session *s)
+{
+    if (s->counted_on_server) {
+        atomic_fetch_sub_explicit(&s->server->active, 1, memory_order_relaxed);
+        s->counted_on_server = false;
+    }
+}
+
 static void attempt_failed(struct sp_session *s, int err)
 {
+    release_server(s);
     sp_server_connect_failed(s->server, now_ms(s));
     sp_log_warn("upstream %s: connect to %s: %s", s->listener->upstream->conf->name,
                 s->server->name, uv_strerror(err));
@@ -278,13 +293,14 @@ static int start_connect(struct sp_session *s, struct sp_server *srv)
     if (rc != 0 && rc != -EINPROGRESS)
         return rc;
     s->fd[UPS] = fd;
-    s->server = srv;
+    hold_server(s, srv);
     if (rc == 0) {
         established(s);
         return 0;
     }
     int prc = poll_init(s, UPS);
     if (prc != 0) {
+        release_server(s);
         close(fd);
         s->fd[UPS] = -1;
         return prc;
@@ -302,7 +318,8 @@ static void connect_next(struct sp_session *s)
         struct sp_server *srv =
             sp_balancer_pick(s->listener->balancer, &s->tried, &s->peer.sa, now_ms(s));
         if (srv == NULL) {
-            sp_log_warn("upstream %s: no server available", uc->name);
+            /* Per connection, so debug: an outage would otherwise flood the log. */
+            sp_log_debug("upstream %s: no server available", uc->name);
             break;
         }
         sp_tried_add(&s->tried, srv->index);
@@ -384,8 +401,7 @@ static void session_close(struct sp_session *s, int reset)
     close_handle(s, (uv_handle_t *)&s->timer);
 
     atomic_fetch_sub_explicit(&s->listener->stats->active, 1, memory_order_relaxed);
-    if (s->counted_on_server)
-        atomic_fetch_sub_explicit(&s->server->active, 1, memory_order_relaxed);
+    release_server(s);
 
     if (s->prev != NULL)
         s->prev->next = s->next;

@@ -1,0 +1,296 @@
+/* health.c: active checks on the main loop.
+ *
+ *   IDLE --interval+jitter--> CONNECTING --writable, SO_ERROR 0--> (send) --> READING --match--> ok
+ *     ^                            |                                              |
+ *     +----- result recorded <-----+-- refused / timeout / EOF / wrong reply -----+
+ *
+ * One uv_timer per check serves both as the interval timer (IDLE) and the timeout (in flight).
+ * The poll handle is closed after every check because the next one uses a new socket. */
+#include "health.h"
+
+#include "log.h"
+#include "sock.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Bytes of reply kept while looking for `expect`; a longer reply without it fails. */
+#define REPLY_MAX 4096
+
+enum check_phase {
+    PH_IDLE = 0,
+    PH_CONNECTING,
+    PH_READING,
+};
+
+struct check {
+    struct sp_health *health;          /* borrowed: the owner */
+    struct sp_server *server;          /* borrowed from the runtime */
+    const struct sp_health_conf *conf; /* borrowed */
+    uv_timer_t timer;
+    uv_poll_t poll;
+    int fd; /* owned while a check is in flight, else -1 */
+    enum check_phase phase;
+    bool poll_live;
+    struct sp_health_state state;
+    size_t got;
+    char reply[REPLY_MAX];
+};
+
+struct sp_health {
+    uv_loop_t *loop;      /* borrowed */
+    struct check *checks; /* owned array */
+    size_t nchecks;
+    unsigned open_handles; /* handles not yet closed; freed when it reaches 0 after stop */
+    bool stopping;
+    uint64_t rng;
+};
+
+bool sp_health_record(struct sp_health_state *st, bool ok, unsigned rise, unsigned fall)
+{
+    if (!st->checked) {
+        st->checked = true;
+        st->streak = 0;
+        bool changed = st->up != ok;
+        st->up = ok;
+        return changed;
+    }
+    if (ok == st->up) {
+        st->streak = 0;
+        return false;
+    }
+    st->streak++;
+    if (st->streak < (ok ? rise : fall))
+        return false;
+    st->up = ok;
+    st->streak = 0;
+    return true;
+}
+
+static uint64_t next_rand(struct sp_health *h)
+{
+    /* xorshift64: jitter only needs to keep checks from lining up. */
+    h->rng ^= h->rng << 13;
+    h->rng ^= h->rng >> 7;
+    h->rng ^= h->rng << 17;
+    return h->rng;
+}
+
+static void on_timer(uv_timer_t *t);
+
+static void schedule(struct check *c)
+{
+    uint64_t interval = c->conf->interval_ms;
+    uint64_t jitter = interval / 10 > 0 ? next_rand(c->health) % (interval / 10 + 1) : 0;
+    uv_timer_start(&c->timer, on_timer, interval + jitter, 0);
+}
+
+static void on_handle_closed(uv_handle_t *hd)
+{
+    struct check *c = hd->data;
+    struct sp_health *h = c->health;
+    if (hd == (uv_handle_t *)&c->poll)
+        c->poll_live = false;
+    if (--h->open_handles == 0 && h->stopping) {
+        free(h->checks);
+        free(h);
+    }
+}
+
+static void end_io(struct check *c)
+{
+    if (c->poll_live && !uv_is_closing((uv_handle_t *)&c->poll)) {
+        uv_close((uv_handle_t *)&c->poll, on_handle_closed);
+    }
+    if (c->fd != -1) {
+        close(c->fd);
+        c->fd = -1;
+    }
+    c->phase = PH_IDLE;
+}
+
+static void finish(struct check *c, bool ok, const char *why)
+{
+    end_io(c);
+    const struct sp_health_conf *hc = c->conf;
+    bool first = !c->state.checked;
+    unsigned streak = c->state.streak + 1;
+    if (sp_health_record(&c->state, ok, hc->rise, hc->fall)) {
+        sp_server_set_up(c->server, c->state.up, uv_now(c->health->loop));
+        if (first)
+            sp_log_info("upstream %s: server %s up -> down (first check: %s)",
+                        c->server->upstream->conf->name, c->server->name, why);
+        else
+            sp_log_info("upstream %s: server %s %s -> %s (%s; %u consecutive %s)",
+                        c->server->upstream->conf->name, c->server->name, ok ? "down" : "up",
+                        ok ? "up" : "down", why, streak, ok ? "successes" : "failures");
+    } else if (!ok) {
+        sp_log_debug("upstream %s: server %s check failed: %s", c->server->upstream->conf->name,
+                     c->server->name, why);
+    }
+    if (!c->health->stopping)
+        schedule(c);
+}
+
+static void on_io(uv_poll_t *p, int status, int events);
+
+static void send_probe(struct check *c)
+{
+    const struct sp_health_conf *hc = c->conf;
+    if (hc->send != NULL && hc->send_len > 0) {
+        /* A probe is small: it fits the socket buffer of a fresh connection in one go. */
+        ssize_t n = send(c->fd, hc->send, hc->send_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n != (ssize_t)hc->send_len) {
+            finish(c, false, n == -1 ? strerror(errno) : "short send");
+            return;
+        }
+    }
+    if (hc->expect == NULL) {
+        finish(c, true, "connected");
+        return;
+    }
+    c->phase = PH_READING;
+    c->got = 0;
+    uv_poll_start(&c->poll, UV_READABLE, on_io);
+}
+
+static void read_reply(struct check *c)
+{
+    const struct sp_health_conf *hc = c->conf;
+    ssize_t n = recv(c->fd, c->reply + c->got, sizeof(c->reply) - c->got, MSG_DONTWAIT);
+    if (n == -1 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n == -1) {
+        finish(c, false, strerror(errno));
+        return;
+    }
+    if (n == 0) {
+        finish(c, false, "closed before the expected reply");
+        return;
+    }
+    c->got += (size_t)n;
+    if (memmem(c->reply, c->got, hc->expect, hc->expect_len) != NULL)
+        finish(c, true, "expected reply");
+    else if (c->got == sizeof(c->reply))
+        finish(c, false, "reply without the expected text");
+}
+
+static void on_io(uv_poll_t *p, int status, int events)
+{
+    struct check *c = p->data;
+    (void)events;
+    if (c->phase == PH_CONNECTING) {
+        int err = sp_sock_error(c->fd);
+        if (err == 0 && status < 0)
+            err = status;
+        if (err != 0) {
+            finish(c, false, uv_strerror(err));
+            return;
+        }
+        send_probe(c);
+        return;
+    }
+    if (status < 0) {
+        finish(c, false, uv_strerror(sp_sock_error(c->fd)));
+        return;
+    }
+    read_reply(c);
+}
+
+static void start_check(struct check *c)
+{
+    if (c->poll_live) {
+        /* The last check's handle is still closing: try again shortly. */
+        uv_timer_start(&c->timer, on_timer, 10, 0);
+        return;
+    }
+    const struct sp_server_conf *sc = c->server->conf;
+    int rc = sp_sock_connect((const struct sockaddr *)&sc->addr, sc->addrlen, &c->fd);
+    if (rc != 0 && rc != -EINPROGRESS) {
+        finish(c, false, uv_strerror(rc));
+        return;
+    }
+    rc = uv_poll_init(c->health->loop, &c->poll, c->fd);
+    if (rc != 0) {
+        finish(c, false, uv_strerror(rc));
+        return;
+    }
+    c->poll.data = c;
+    c->poll_live = true;
+    c->health->open_handles++;
+    c->phase = PH_CONNECTING;
+    uv_poll_start(&c->poll, UV_WRITABLE, on_io);
+    uv_timer_start(&c->timer, on_timer, c->conf->timeout_ms, 0);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct check *c = t->data;
+    if (c->phase == PH_IDLE)
+        start_check(c);
+    else
+        finish(c, false, "timeout");
+}
+
+static size_t count_checks(const struct sp_runtime *rt)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < rt->cfg->nupstreams; i++) {
+        if (rt->cfg->upstreams[i].health.enabled)
+            n += rt->upstreams[i].nservers;
+    }
+    return n;
+}
+
+int sp_health_start(uv_loop_t *loop, struct sp_runtime *rt, struct sp_health **out)
+{
+    *out = NULL;
+    size_t n = count_checks(rt);
+    if (n == 0)
+        return 0;
+    struct sp_health *h = calloc(1, sizeof(*h));
+    if (h == NULL)
+        return -ENOMEM;
+    h->checks = calloc(n, sizeof(*h->checks));
+    if (h->checks == NULL) {
+        free(h);
+        return -ENOMEM;
+    }
+    h->loop = loop;
+    h->nchecks = n;
+    h->rng = uv_hrtime() | 1;
+    size_t k = 0;
+    for (size_t i = 0; i < rt->cfg->nupstreams; i++) {
+        struct sp_upstream *u = &rt->upstreams[i];
+        if (!u->conf->health.enabled)
+            continue;
+        for (size_t j = 0; j < u->nservers; j++) {
+            struct check *c = &h->checks[k++];
+            c->health = h;
+            c->server = &u->servers[j];
+            c->conf = &u->conf->health;
+            c->fd = -1;
+            c->state.up = true;
+            uv_timer_init(loop, &c->timer);
+            c->timer.data = c;
+            h->open_handles++;
+            start_check(c);
+        }
+    }
+    *out = h;
+    return 0;
+}
+
+void sp_health_stop(struct sp_health *h)
+{
+    if (h == NULL)
+        return;
+    h->stopping = true;
+    for (size_t i = 0; i < h->nchecks; i++) {
+        struct check *c = &h->checks[i];
+        end_io(c);
+        uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    }
+}
