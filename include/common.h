@@ -2,6 +2,7 @@
 #ifndef SPLICER_COMMON_H
 #define SPLICER_COMMON_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 #ifndef SPLICER_VERSION
@@ -14,6 +15,16 @@
 
 #define SP_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define SP_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Statistics with a single writing thread and readers elsewhere (the metrics scrape). A relaxed
+ * load and store compile to plain moves, so the hot path pays nothing for being readable. */
+#define SP_STAT_ADD(c, n)                                                                          \
+    atomic_store_explicit(&(c), atomic_load_explicit(&(c), memory_order_relaxed) + (n),            \
+                          memory_order_relaxed)
+#define SP_STAT_SUB(c, n)                                                                          \
+    atomic_store_explicit(&(c), atomic_load_explicit(&(c), memory_order_relaxed) - (n),            \
+                          memory_order_relaxed)
+#define SP_STAT_GET(c) atomic_load_explicit(&(c), memory_order_relaxed)
 
 struct sp_config;
 struct sp_listener_conf;

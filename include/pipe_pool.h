@@ -4,6 +4,7 @@
 #ifndef SPLICER_PIPE_POOL_H
 #define SPLICER_PIPE_POOL_H
 
+#include "common.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,18 +16,18 @@ struct sp_pipe {
 };
 
 struct sp_pipe_pool {
-    struct sp_pipe *free; /* owned idle pipes, all empty */
-    unsigned nfree;
-    unsigned max_free;  /* idle pipes kept; more are closed on put */
-    uint32_t want_size; /* capacity asked of F_SETPIPE_SZ for new pipes */
-    uint32_t try_size;  /* what we currently ask: lowered after the kernel refuses */
+    struct sp_pipe *free;   /* owned idle pipes, all empty */
+    _Atomic unsigned nfree; /* gauge for metrics; written by the owner only */
+    unsigned max_free;      /* idle pipes kept; more are closed on put */
+    uint32_t want_size;     /* capacity asked of F_SETPIPE_SZ for new pipes */
+    uint32_t try_size;      /* what we currently ask: lowered after the kernel refuses */
 
     /* counters, read by metrics */
-    uint64_t in_use;   /* pipes lent out now */
-    uint64_t created;  /* pipe2() successes */
-    uint64_t killed;   /* closed while possibly holding bytes */
-    uint64_t shrunk;   /* pipes smaller than want_size (EPERM or user page limit) */
-    uint64_t failures; /* pipe2() failures (fd or memory exhaustion) */
+    _Atomic uint64_t in_use;   /* pipes lent out now */
+    _Atomic uint64_t created;  /* pipe2() successes */
+    _Atomic uint64_t killed;   /* closed while possibly holding bytes */
+    _Atomic uint64_t shrunk;   /* pipes smaller than want_size (EPERM or user page limit) */
+    _Atomic uint64_t failures; /* pipe2() failures (fd or memory exhaustion) */
 };
 
 /* Prepares an empty pool. want_size is the capacity to request (F_SETPIPE_SZ); max_free the

@@ -11,6 +11,7 @@
 #ifndef SPLICER_RELAY_H
 #define SPLICER_RELAY_H
 
+#include "common.h"
 #include "pipe_pool.h"
 #include <stdbool.h>
 #include <stdint.h>
@@ -35,10 +36,11 @@ struct sp_relay_ctx {
     unsigned max_free_bufs;
     uint32_t budget; /* bytes one pump may move before yielding to other connections */
 
-    uint64_t splice_bytes;   /* payload delivered by splice() */
-    uint64_t copy_bytes;     /* payload delivered by read()/write() */
-    uint64_t copy_fallbacks; /* directions moved to copy mode because splice could not serve */
-    uint64_t bufs_in_use;
+    _Atomic uint64_t splice_bytes; /* payload delivered by splice() */
+    _Atomic uint64_t copy_bytes;   /* payload delivered by read()/write() */
+    _Atomic uint64_t
+        copy_fallbacks; /* directions moved to copy mode because splice could not serve */
+    _Atomic uint64_t bufs_in_use;
 };
 
 struct sp_relay_dir {

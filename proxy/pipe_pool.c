@@ -37,14 +37,14 @@ static void size_pipe(struct sp_pipe_pool *pool, struct sp_pipe *p)
         p->size = got > 0 ? (uint32_t)got : PIPE_MIN_SIZE;
     }
     if (p->size < pool->want_size)
-        pool->shrunk++;
+        SP_STAT_ADD(pool->shrunk, 1);
 }
 
 static struct sp_pipe *pipe_new(struct sp_pipe_pool *pool)
 {
     struct sp_pipe *p = malloc(sizeof(*p));
     if (p == NULL) {
-        pool->failures++;
+        SP_STAT_ADD(pool->failures, 1);
         errno = ENOMEM;
         return NULL;
     }
@@ -52,13 +52,13 @@ static struct sp_pipe *pipe_new(struct sp_pipe_pool *pool)
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) == -1) {
         int err = errno;
         free(p);
-        pool->failures++;
+        SP_STAT_ADD(pool->failures, 1);
         errno = err;
         return NULL;
     }
     *p = (struct sp_pipe){.rfd = fds[0], .wfd = fds[1]};
     size_pipe(pool, p);
-    pool->created++;
+    SP_STAT_ADD(pool->created, 1);
     return p;
 }
 
@@ -78,7 +78,7 @@ unsigned sp_pipe_pool_prefill(struct sp_pipe_pool *pool, unsigned n)
             break;
         p->next = pool->free;
         pool->free = p;
-        pool->nfree++;
+        SP_STAT_ADD(pool->nfree, 1);
         made++;
     }
     return made;
@@ -89,33 +89,33 @@ struct sp_pipe *sp_pipe_pool_get(struct sp_pipe_pool *pool)
     struct sp_pipe *p = pool->free;
     if (p != NULL) {
         pool->free = p->next;
-        pool->nfree--;
+        SP_STAT_SUB(pool->nfree, 1);
     } else {
         p = pipe_new(pool);
         if (p == NULL)
             return NULL;
     }
     p->next = NULL;
-    pool->in_use++;
+    SP_STAT_ADD(pool->in_use, 1);
     return p;
 }
 
 void sp_pipe_pool_put(struct sp_pipe_pool *pool, struct sp_pipe *p)
 {
-    pool->in_use--;
+    SP_STAT_SUB(pool->in_use, 1);
     if (pool->nfree >= pool->max_free) {
         pipe_close(p);
         return;
     }
     p->next = pool->free;
     pool->free = p;
-    pool->nfree++;
+    SP_STAT_ADD(pool->nfree, 1);
 }
 
 void sp_pipe_pool_kill(struct sp_pipe_pool *pool, struct sp_pipe *p)
 {
-    pool->in_use--;
-    pool->killed++;
+    SP_STAT_SUB(pool->in_use, 1);
+    SP_STAT_ADD(pool->killed, 1);
     pipe_close(p);
 }
 

@@ -55,13 +55,13 @@ static char *buf_get(struct sp_relay_ctx *ctx)
         if (b == NULL)
             return NULL;
     }
-    ctx->bufs_in_use++;
+    SP_STAT_ADD(ctx->bufs_in_use, 1);
     return (char *)b;
 }
 
 static void buf_put(struct sp_relay_ctx *ctx, char *p)
 {
-    ctx->bufs_in_use--;
+    SP_STAT_SUB(ctx->bufs_in_use, 1);
     if (ctx->nfree_bufs >= ctx->max_free_bufs) {
         free(p);
         return;
@@ -106,7 +106,7 @@ static int splice_out(struct sp_relay_dir *d, struct sp_relay_ctx *ctx)
         if (n > 0) {
             d->pending -= (uint32_t)n;
             d->bytes += (uint64_t)n;
-            ctx->splice_bytes += (uint64_t)n;
+            SP_STAT_ADD(ctx->splice_bytes, (uint64_t)n);
             if (d->pending == 0) {
                 sp_pipe_pool_put(ctx->pipes, d->pipe);
                 d->pipe = NULL;
@@ -131,7 +131,7 @@ static int copy_out(struct sp_relay_dir *d, struct sp_relay_ctx *ctx)
             d->pending -= (uint32_t)n;
             d->off += (uint32_t)n;
             d->bytes += (uint64_t)n;
-            ctx->copy_bytes += (uint64_t)n;
+            SP_STAT_ADD(ctx->copy_bytes, (uint64_t)n);
             if (d->pending == 0) {
                 buf_put(ctx, d->buf);
                 d->buf = NULL;
@@ -152,7 +152,7 @@ static int copy_out(struct sp_relay_dir *d, struct sp_relay_ctx *ctx)
 static void to_copy_mode(struct sp_relay_dir *d, struct sp_relay_ctx *ctx)
 {
     d->mode = SP_DIR_COPY;
-    ctx->copy_fallbacks++;
+    SP_STAT_ADD(ctx->copy_fallbacks, 1);
 }
 
 /* Reads once into an empty pipe. Returns bytes read, 0 at EOF, -EAGAIN when src is empty,
