@@ -19,6 +19,9 @@ struct sp_listener {
     uv_poll_t poll;
     uv_timer_t pause;  /* resumes accepting after an fd-exhaustion pause */
     bool handles_live; /* poll and pause initialised on the worker loop */
+    /* Payload relayed by this worker's sessions: [0] client to server ("upstream"),
+     * [1] server to client ("downstream"). Written by the worker, read by metrics. */
+    _Atomic uint64_t bytes[2];
 };
 
 /* Binds the listening socket (SO_REUSEPORT). Loop handles are set up later by

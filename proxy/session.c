@@ -131,6 +131,19 @@ static void dir_failed(struct sp_session *s, int d)
     session_close(s, failed_side == CLI ? RESET_UPS : RESET_CLI);
 }
 
+/* Runs one direction and accounts what it delivered. False when the session has closed. */
+static bool pump(struct sp_session *s, int d)
+{
+    struct sp_relay_dir *dir = &s->dir[d];
+    uint64_t before = dir->bytes;
+    enum sp_relay_status st = sp_relay_pump(dir, &s->worker->relay);
+    SP_STAT_ADD(s->listener->bytes[d], dir->bytes - before);
+    if (st != SP_RELAY_ERROR)
+        return true;
+    dir_failed(s, d);
+    return false;
+}
+
 static void on_io(uv_poll_t *h, int status, int events)
 {
     struct sp_session *s = h->data;
@@ -147,15 +160,10 @@ static void on_io(uv_poll_t *h, int status, int events)
     }
     s->last_io_ms = now_ms(s);
 
-    struct sp_relay_ctx *ctx = &s->worker->relay;
-    if ((events & UV_READABLE) && sp_relay_pump(&s->dir[side], ctx) == SP_RELAY_ERROR) {
-        dir_failed(s, side);
+    if ((events & UV_READABLE) && !pump(s, side))
         return;
-    }
-    if ((events & UV_WRITABLE) && sp_relay_pump(&s->dir[side ^ 1], ctx) == SP_RELAY_ERROR) {
-        dir_failed(s, side ^ 1);
+    if ((events & UV_WRITABLE) && !pump(s, side ^ 1))
         return;
-    }
     if (sp_relay_done(&s->dir[CLI]) && sp_relay_done(&s->dir[UPS])) {
         session_close(s, 0);
         return;
