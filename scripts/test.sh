@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# test.sh: everything CI checks. Installs missing packages (deps.sh), checks C formatting when
+# clang-format is installed, then builds and runs every ctest suite twice: a Release build in
+# build/ and an ASan+UBSan Debug build in build-asan/. Exits non-zero if anything failed.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+LOG_DIR=${TEST_LOG_DIR:-$PWD/build-logs}
+JOBS=${TEST_JOBS:-2}
+
+scripts/deps.sh
+mkdir -p "$LOG_DIR"
+
+results=()   # one "name: OK|FAILED|..." line per stage, for the summary
+failures=0
+passed=0
+failed=0
+
+record() {
+    results+=("$(printf '%-22s %s' "$1" "$2")")
+    if [[ $2 != OK* && $2 != skipped* ]]; then
+        failures=$((failures + 1))
+    fi
+}
+
+banner() { printf '\n==== %s ====\n' "$*"; }
+
+format_check() {
+    banner "clang-format"
+    if ! command -v clang-format >/dev/null 2>&1; then
+        echo "clang-format is not installed: formatting not checked"
+        record format "skipped (no clang-format)"
+        return 0
+    fi
+    local files=()
+    if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        mapfile -t files < <(git ls-files -- '*.c' '*.h')
+    else
+        mapfile -t files < <(find proxy include tests scripts bench -name '*.[ch]' 2>/dev/null)
+    fi
+    if ((${#files[@]} == 0)); then
+        record format "OK (no files)"
+    elif clang-format --dry-run --Werror "${files[@]}"; then
+        record format "OK (${#files[@]} files)"
+    else
+        echo "fix with: clang-format -i <file>"
+        record format FAILED
+    fi
+}
+
+# build_and_test NAME DIR [cmake args...]: configure, build and run ctest; records each step.
+build_and_test() {
+    local name=$1 dir=$2
+    shift 2
+    banner "$name: configure and build ($dir)"
+    if ! cmake -S . -B "$dir" "$@" || ! cmake --build "$dir" -j"$JOBS"; then
+        record "$name build" FAILED
+        record "$name tests" "not run"
+        return 0
+    fi
+    record "$name build" OK
+
+    banner "$name: ctest"
+    local log=$LOG_DIR/ctest-$name.log rc=0
+    ctest --test-dir "$dir" --output-on-failure --no-tests=error 2>&1 | tee "$log" ||
+        rc=$?
+    # "100% tests passed, 0 tests failed out of 12"
+    local line p=0 f=0 total
+    line=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1 ||
+        true)
+    if [[ -n $line ]]; then
+        total=${line##* out of }
+        f=$(sed -E 's/.* ([0-9]+) tests? failed.*/\1/' <<<"$line")
+        p=$((total - f))
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+    if ((rc == 0)); then
+        record "$name tests" "OK ($p passed)"
+    else
+        record "$name tests" "FAILED ($f of $((p + f)) failed, rc $rc)"
+    fi
+}
+
+format_check
+build_and_test release build -DCMAKE_BUILD_TYPE=Release
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    build_and_test asan build-asan -DSPLICER_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+
+banner summary
+printf '%s\n' "${results[@]}"
+echo "ctest logs: $LOG_DIR"
+echo "tests: $passed passed, $failed failed"
+if ((failures > 0)); then
+    echo "test.sh: FAILED ($failures stage(s))"
+    exit 1
+fi
+echo "test.sh: all OK"
