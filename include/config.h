@@ -1,6 +1,7 @@
 /* config.h: the YAML configuration as an immutable snapshot (struct sp_config).
  * Built by sp_config_load() from a file through libyaml, validated as a whole: a config that
- * loads is complete and consistent, so nothing half-configured ever starts. No libuv, no sockets. */
+ * loads is complete and consistent, so nothing half-configured ever starts. No libuv, no sockets.
+ */
 #ifndef SPLICER_CONFIG_H
 #define SPLICER_CONFIG_H
 
@@ -79,14 +80,37 @@ struct sp_listener_conf {
     struct sp_conf_mark mark;
 };
 
+enum sp_log_format {
+    SP_LOG_FORMAT_JSON = 0, /* default */
+    SP_LOG_FORMAT_TEXT,
+    SP_LOG_FORMAT_COUNT
+};
+
+/* admin: the HTTP endpoint for /metrics, /status, /healthz and drain/enable. */
+struct sp_admin_conf {
+    bool enabled; /* true when an admin block with listen is present */
+    char *listen; /* owned; as written */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+};
+
+/* access_log: one line per closed connection. */
+struct sp_access_log_conf {
+    bool enabled;              /* false for "off" (the default) */
+    char *path;                /* owned; "stderr", "stdout" or a file path (appended to) */
+    enum sp_log_format format; /* log_format: json (default) | text */
+};
+
 struct sp_config {
-    char *path;                /* owned; the file it came from */
-    unsigned workers;          /* default 1; 0 in the file = one per CPU, resolved at load */
+    char *path;                   /* owned; the file it came from */
+    unsigned workers;             /* default 1; 0 in the file = one per CPU, resolved at load */
     uint64_t shutdown_timeout_ms; /* default 30s */
-    uint64_t pipe_size;        /* default 1m; 4k..1g, a power of two is not required */
-    unsigned pipe_pool_max;    /* idle pipes kept per worker; default 64 */
-    enum sp_relay_mode relay;  /* default splice */
-    enum sp_log_level log_level; /* default info */
+    uint64_t pipe_size;           /* default 1m; 4k..1g, a power of two is not required */
+    unsigned pipe_pool_max;       /* idle pipes kept per worker; default 64 */
+    enum sp_relay_mode relay;     /* default splice */
+    enum sp_log_level log_level;  /* default info */
+    struct sp_admin_conf admin;
+    struct sp_access_log_conf access_log;
     struct sp_listener_conf *listeners; /* owned array, at least one */
     size_t nlisteners;
     struct sp_upstream_conf *upstreams; /* owned array, at least one */

@@ -18,6 +18,8 @@ struct sp_server {
     const char *name;                  /* borrowed: conf->address */
 
     _Atomic bool up;                   /* active health state (true without health checks) */
+    _Atomic bool drained;              /* by the admin endpoint: no new connections */
+    _Atomic int check_result;          /* last active check: enum sp_check_result or -errno */
     _Atomic uint32_t active;           /* proxied connections open now */
     _Atomic uint64_t connections;      /* proxied connections established, ever */
     _Atomic uint64_t connect_failures; /* refused or timed-out connects, ever */
@@ -31,6 +33,20 @@ struct sp_server {
                                      since start (no ramp). An expired passive hold counts as
                                      a recovery at down_until without being written here. */
 };
+
+/* Outcome of the last active health check, as kept in sp_server.check_result; a negative value
+ * is the -errno of the connect or I/O that failed. */
+enum sp_check_result {
+    SP_CHECK_NONE = 0, /* not checked (yet, or no health_check block) */
+    SP_CHECK_OK = 1,
+    SP_CHECK_TIMEOUT = 2,
+    SP_CHECK_BAD_REPLY = 3, /* reply without `expect` */
+    SP_CHECK_CLOSED = 4,    /* closed before the expected reply */
+};
+
+/* Short text for a check_result value ("ok", "timeout", "connection refused", ...). The
+ * pointer is static. */
+const char *sp_check_result_str(int result);
 
 struct sp_upstream {
     const struct sp_upstream_conf *conf; /* borrowed from the config snapshot */

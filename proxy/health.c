@@ -111,9 +111,13 @@ static void end_io(struct check *c)
     c->phase = PH_IDLE;
 }
 
-static void finish(struct check *c, bool ok, const char *why)
+/* result: SP_CHECK_OK, another enum sp_check_result, or the -errno that failed the check. */
+static void finish(struct check *c, int result)
 {
     end_io(c);
+    bool ok = result == SP_CHECK_OK;
+    const char *why = sp_check_result_str(result);
+    atomic_store_explicit(&c->server->check_result, result, memory_order_relaxed);
     const struct sp_health_conf *hc = c->conf;
     bool first = !c->state.checked;
     unsigned streak = c->state.streak + 1;
@@ -143,12 +147,12 @@ static void send_probe(struct check *c)
         /* A probe is small: it fits the socket buffer of a fresh connection in one go. */
         ssize_t n = send(c->fd, hc->send, hc->send_len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n != (ssize_t)hc->send_len) {
-            finish(c, false, n == -1 ? strerror(errno) : "short send");
+            finish(c, n == -1 ? -errno : -EAGAIN);
             return;
         }
     }
     if (hc->expect == NULL) {
-        finish(c, true, "connected");
+        finish(c, SP_CHECK_OK);
         return;
     }
     c->phase = PH_READING;
@@ -163,18 +167,18 @@ static void read_reply(struct check *c)
     if (n == -1 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n == -1) {
-        finish(c, false, strerror(errno));
+        finish(c, -errno);
         return;
     }
     if (n == 0) {
-        finish(c, false, "closed before the expected reply");
+        finish(c, SP_CHECK_CLOSED);
         return;
     }
     c->got += (size_t)n;
     if (memmem(c->reply, c->got, hc->expect, hc->expect_len) != NULL)
-        finish(c, true, "expected reply");
+        finish(c, SP_CHECK_OK);
     else if (c->got == sizeof(c->reply))
-        finish(c, false, "reply without the expected text");
+        finish(c, SP_CHECK_BAD_REPLY);
 }
 
 static void on_io(uv_poll_t *p, int status, int events)
@@ -186,14 +190,15 @@ static void on_io(uv_poll_t *p, int status, int events)
         if (err == 0 && status < 0)
             err = status;
         if (err != 0) {
-            finish(c, false, uv_strerror(err));
+            finish(c, err);
             return;
         }
         send_probe(c);
         return;
     }
     if (status < 0) {
-        finish(c, false, uv_strerror(sp_sock_error(c->fd)));
+        int err = sp_sock_error(c->fd);
+        finish(c, err != 0 ? err : -EIO);
         return;
     }
     read_reply(c);
@@ -209,12 +214,12 @@ static void start_check(struct check *c)
     const struct sp_server_conf *sc = c->server->conf;
     int rc = sp_sock_connect((const struct sockaddr *)&sc->addr, sc->addrlen, &c->fd);
     if (rc != 0 && rc != -EINPROGRESS) {
-        finish(c, false, uv_strerror(rc));
+        finish(c, rc);
         return;
     }
     rc = uv_poll_init(c->health->loop, &c->poll, c->fd);
     if (rc != 0) {
-        finish(c, false, uv_strerror(rc));
+        finish(c, rc);
         return;
     }
     c->poll.data = c;
@@ -231,7 +236,7 @@ static void on_timer(uv_timer_t *t)
     if (c->phase == PH_IDLE)
         start_check(c);
     else
-        finish(c, false, "timeout");
+        finish(c, SP_CHECK_TIMEOUT);
 }
 
 static size_t count_checks(const struct sp_runtime *rt)

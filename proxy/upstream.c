@@ -60,8 +60,26 @@ uint64_t sp_upstream_now_ms(void)
 
 bool sp_server_usable(const struct sp_server *s, uint64_t now_ms)
 {
-    return atomic_load_explicit(&s->up, RLX) &&
+    return atomic_load_explicit(&s->up, RLX) && !atomic_load_explicit(&s->drained, RLX) &&
            now_ms >= atomic_load_explicit(&s->down_until_ms, RLX);
+}
+
+const char *sp_check_result_str(int result)
+{
+    switch (result) {
+    case SP_CHECK_NONE:
+        return "none";
+    case SP_CHECK_OK:
+        return "ok";
+    case SP_CHECK_TIMEOUT:
+        return "timeout";
+    case SP_CHECK_BAD_REPLY:
+        return "unexpected reply";
+    case SP_CHECK_CLOSED:
+        return "closed before reply";
+    default:
+        return result < 0 ? strerror(-result) : "unknown";
+    }
 }
 
 /* Counts one failure in the current window and returns the count. A window starts at the first
