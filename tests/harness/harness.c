@@ -29,9 +29,9 @@
 static struct {
     char files[REG_MAX][SPH_PATH_MAX];
     size_t nfiles;
-    struct sph_proc *procs[REG_MAX]; /* borrowed: the tests own the structs */
-    size_t nprocs;
-    struct sph_backend *backends[REG_MAX]; /* borrowed */
+    pid_t pids[REG_MAX]; /* spawned and not yet reaped; pids, as the sph_proc may be gone */
+    size_t npids;
+    struct sph_backend *backends[REG_MAX]; /* owned */
     size_t nbackends;
 } reg;
 
@@ -86,9 +86,41 @@ bool sph_wait_atomic_ge(atomic_int *v, int target, int timeout_ms)
 
 /* ---- temp files, ports, files ---- */
 
+/* Set in Check's parent by sph_suite_setup() and inherited by each forked test. */
+static char suite_dir[32];
+
+void sph_suite_setup(void)
+{
+    snprintf(suite_dir, sizeof(suite_dir), "/tmp/splicer-it.XXXXXX");
+    if (mkdtemp(suite_dir) == NULL)
+        suite_dir[0] = '\0'; /* files then go to /tmp and rely on sph_cleanup() alone */
+}
+
+void sph_suite_teardown(void)
+{
+    if (suite_dir[0] == '\0')
+        return;
+    DIR *d = opendir(suite_dir);
+    struct dirent *e;
+    for (int i = 0; d != NULL && i < 100000 && (e = readdir(d)) != NULL; i++) {
+        if (e->d_name[0] != '.')
+            unlinkat(dirfd(d), e->d_name, 0);
+    }
+    if (d != NULL)
+        closedir(d);
+    rmdir(suite_dir);
+    suite_dir[0] = '\0';
+}
+
 static int tmpfile_new(char path[SPH_PATH_MAX], const char *tag)
 {
-    snprintf(path, SPH_PATH_MAX, "/tmp/splicer-it-%s.XXXXXX", tag);
+    int n;
+    if (suite_dir[0] != '\0')
+        n = snprintf(path, SPH_PATH_MAX, "%s/%s.XXXXXX", suite_dir, tag);
+    else
+        n = snprintf(path, SPH_PATH_MAX, "/tmp/splicer-it-%s.XXXXXX", tag);
+    if (n < 0 || n >= SPH_PATH_MAX)
+        return -ENAMETOOLONG;
     int fd = mkostemp(path, O_CLOEXEC);
     if (fd == -1)
         return -errno;
@@ -269,9 +301,19 @@ int sph_proc_spawn(struct sph_proc *p, const char *const args[])
     if (rc != 0)
         return rc;
     p->pid = pid;
-    if (reg.nprocs < REG_MAX)
-        reg.procs[reg.nprocs++] = p;
+    if (reg.npids < REG_MAX)
+        reg.pids[reg.npids++] = pid;
     return 0;
+}
+
+static void unreg_pid(pid_t pid)
+{
+    for (size_t i = 0; i < reg.npids; i++) {
+        if (reg.pids[i] == pid) {
+            reg.pids[i] = reg.pids[--reg.npids];
+            return;
+        }
+    }
 }
 
 static int decode_status(int status)
@@ -294,6 +336,7 @@ int sph_proc_wait(struct sph_proc *p, int timeout_ms)
         pid_t r = waitpid(p->pid, &p->status, WNOHANG);
         if (r == p->pid) {
             p->reaped = true;
+            unreg_pid(p->pid);
             return decode_status(p->status);
         }
         if (r == -1 && errno != EINTR)
@@ -490,11 +533,16 @@ uint64_t sph_sum_value(const struct sph_sum *s)
 
 void sph_cleanup(void)
 {
-    for (size_t i = 0; i < reg.nprocs; i++)
-        sph_proc_kill(reg.procs[i]);
-    reg.nprocs = 0;
-    for (size_t i = 0; i < reg.nbackends; i++)
+    for (size_t i = 0; i < reg.npids; i++) {
+        struct sph_proc p = {.pid = reg.pids[i]};
+        sph_proc_kill(&p);
+    }
+    reg.npids = 0;
+    for (size_t i = 0; i < reg.nbackends; i++) {
         sph_backend_stop(reg.backends[i]);
+        free(reg.backends[i]);
+        reg.backends[i] = NULL;
+    }
     reg.nbackends = 0;
     for (size_t i = 0; i < reg.nfiles; i++)
         unlink(reg.files[i]);
@@ -509,6 +557,7 @@ void sph_cleanup(void)
 #define SLICE_MS    50
 #define LIFETIME_MS (10 * 60 * 1000) /* hard bound on a backend's accept loop */
 #define BACKEND_BUF (64 * 1024)
+#define EOF_WAIT_MS 5000 /* see sph_echo_xfer */
 
 /* Waits for ev on fd. Returns the revents, or 0 when the backend is stopping. */
 static short bwait(struct sph_backend *b, int fd, short ev)
@@ -755,15 +804,21 @@ static void *accept_main(void *arg)
     return NULL;
 }
 
-void sph_backend_init(struct sph_backend *b, enum sph_kind kind, int family)
+struct sph_backend *sph_backend_new(enum sph_kind kind, int family)
 {
-    memset(b, 0, sizeof(*b));
+    if (reg.nbackends == REG_MAX)
+        return NULL;
+    struct sph_backend *b = calloc(1, sizeof(*b));
+    if (b == NULL)
+        return NULL;
+    reg.backends[reg.nbackends++] = b;
     b->kind = kind;
     b->family = family;
     b->lfd = -1;
     b->seed = 1;
     for (size_t i = 0; i < SPH_MAX_CONNS; i++)
         b->slots[i].fd = -1;
+    return b;
 }
 
 int sph_backend_start(struct sph_backend *b)
@@ -781,8 +836,6 @@ int sph_backend_start(struct sph_backend *b)
         return -rc;
     }
     b->running = true;
-    if (reg.nbackends < REG_MAX)
-        reg.backends[reg.nbackends++] = b;
     return 0;
 }
 
@@ -1089,8 +1142,16 @@ int sph_echo_xfer(int fd, struct sph_xfer *x)
         shutdown(fd, SHUT_WR);
     else if (x->len == 0)
         rc = 0;
-    while (rc == 1)
+    bool full = false;
+    while (rc == 1) {
+        /* Once the whole echo is back, a missing FIN should fail in seconds, not at the end of
+         * a deadline sized for the transfer. */
+        if (!full && atomic_load(&x->received) == x->len) {
+            full = true;
+            deadline = MIN(deadline, sph_now_ms() + EOF_WAIT_MS);
+        }
         rc = xfer_step(fd, x, &w, rbuf, chunk, deadline);
+    }
     free(w.buf);
     free(rbuf);
     x->err = rc;

@@ -3,9 +3,10 @@
  * Nothing here runs at load time; every loop is bounded in count and time. Only 127.0.0.1/::1.
  *
  * Lifetime: every temp file, process and backend created here is registered, and sph_cleanup()
- * (call it from a checked teardown) kills and reaps the processes, stops the backends and removes
- * the files. In CK_FORK mode Check also SIGKILLs the test's process group after each test, so a
- * failing assert (which skips the teardown) still leaves no splicer behind. */
+ * (call it from a checked teardown) kills and reaps the processes (by pid: a struct sph_proc may
+ * live on a test's stack), stops and frees the backends and removes the files. In CK_FORK mode
+ * Check also SIGKILLs the test's process group after each test, so a failing assert (which skips
+ * the teardown) still leaves no splicer behind. */
 #ifndef SPLICER_HARNESS_H
 #define SPLICER_HARNESS_H
 
@@ -33,7 +34,8 @@ bool sph_wait_atomic_ge(atomic_int *v, int target, int timeout_ms);
 
 /* ---- temp files and ports ---- */
 
-/* Writes a config rendered from a printf template to a new mkstemp file under /tmp, registered
+/* Writes a config rendered from a printf template to a new mkstemp file under /tmp (in the
+ * sph_suite_setup() directory when there is one), registered
  * for removal by sph_cleanup(). path gets the name. Returns 0 or -errno. */
 int sph_config_write(char path[SPH_PATH_MAX], const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -162,11 +164,13 @@ struct sph_backend {
     struct sph_conn_slot slots[SPH_MAX_CONNS];
 };
 
-/* Initialises b for `kind` (name/source/slow fields may be set after this, before start). */
-void sph_backend_init(struct sph_backend *b, enum sph_kind kind, int family);
+/* A new stopped backend of `kind`, owned by the harness: sph_cleanup() stops and frees it (its
+ * threads outlive any test function's stack). Set name/source/slow fields, then start it.
+ * NULL when out of memory or slots. */
+struct sph_backend *sph_backend_new(enum sph_kind kind, int family);
 
-/* Binds loopback port 0 of b->family, listens, starts the accept thread; b->port is set. The
- * backend is registered so sph_cleanup() stops it. Returns 0 or -errno. */
+/* Binds loopback port 0 of b->family, listens, starts the accept thread; b->port is set.
+ * Returns 0 or -errno. */
 int sph_backend_start(struct sph_backend *b);
 
 /* Closes the listener (new connects are refused), shuts down open connections, joins every
@@ -223,7 +227,8 @@ struct sph_xfer {
     size_t chunk;   /* bytes per write; 0 = 64 KiB */
     int pause_ms;   /* wait after each chunk; 0 = none */
     int timeout_ms; /* overall deadline */
-    bool shut_wr;   /* shutdown(SHUT_WR) after the last byte, then expect EOF after the echo */
+    bool shut_wr;   /* shutdown(SHUT_WR) after the last byte, then expect EOF after the echo
+                     * (within 5 s of the last echoed byte) */
     /* results */
     atomic_ullong sent, received;
     int64_t mismatch_at; /* -1 when every byte matched */
@@ -238,7 +243,14 @@ int sph_echo_xfer(int fd, struct sph_xfer *x);
 
 /* ---- teardown ---- */
 
-/* Kills and reaps registered processes, stops registered backends, removes registered files. */
+/* Kills and reaps registered processes, stops registered backends, removes registered files.
+ * For a checked teardown (runs in the forked test, and only when the test passes). */
 void sph_cleanup(void);
+
+/* An unchecked fixture pair (Check runs it in the parent, around the forked tests): setup makes
+ * a private /tmp/splicer-it.XXXXXX for the temp files, teardown removes it with whatever a
+ * failed or timed-out test left behind. Optional: without it files go straight to /tmp. */
+void sph_suite_setup(void);
+void sph_suite_teardown(void);
 
 #endif
