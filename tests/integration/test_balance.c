@@ -26,12 +26,13 @@ struct srv {
     bool backup;
 };
 
-static void start_names(struct sph_backend b[], int n)
+static void start_names(struct sph_backend *b[], int n)
 {
     for (int i = 0; i < n; i++) {
-        sph_backend_init(&b[i], SPH_NAME, AF_INET);
-        snprintf(b[i].name, sizeof(b[i].name), "b%d", i + 1);
-        ck_assert_int_eq(sph_backend_start(&b[i]), 0);
+        b[i] = sph_backend_new(SPH_NAME, AF_INET);
+        ck_assert_ptr_nonnull(b[i]);
+        snprintf(b[i]->name, sizeof(b[i]->name), "b%d", i + 1);
+        ck_assert_int_eq(sph_backend_start(b[i]), 0);
     }
 }
 
@@ -96,27 +97,27 @@ static void expect_counts(const int got[NB], const int want[NB], const char *wha
 
 START_TEST(equal_weights)
 {
-    struct sph_backend b[NB];
+    struct sph_backend *b[NB];
     struct sph_proc p;
     int port;
     start_names(b, NB);
-    struct srv s[NB] = {{b[0].port, 1, false}, {b[1].port, 1, false}, {b[2].port, 1, false}};
+    struct srv s[NB] = {{b[0]->port, 1, false}, {b[1]->port, 1, false}, {b[2]->port, 1, false}};
     proxy_start(&p, &port, s, NB, 2);
     int counts[NB] = {0}, want[NB] = {10, 10, 10};
     tally(port, 30, counts);
     expect_counts(counts, want, "30 connections over equal weights");
     for (int i = 0; i < NB; i++)
-        ck_assert_int_eq(atomic_load(&b[i].accepted), 10);
+        ck_assert_int_eq(atomic_load(&b[i]->accepted), 10);
 }
 END_TEST
 
 START_TEST(weights_1_2_1)
 {
-    struct sph_backend b[NB];
+    struct sph_backend *b[NB];
     struct sph_proc p;
     int port;
     start_names(b, NB);
-    struct srv s[NB] = {{b[0].port, 1, false}, {b[1].port, 2, false}, {b[2].port, 1, false}};
+    struct srv s[NB] = {{b[0]->port, 1, false}, {b[1]->port, 2, false}, {b[2]->port, 1, false}};
     proxy_start(&p, &port, s, NB, 2);
     int counts[NB] = {0}, want[NB] = {10, 20, 10};
     tally(port, 40, counts);
@@ -127,22 +128,22 @@ END_TEST
 /* b3 is a backup: idle while b1 and b2 serve; once both refuse, it takes every connection. */
 START_TEST(backup_only_when_primaries_down)
 {
-    struct sph_backend b[NB];
+    struct sph_backend *b[NB];
     struct sph_proc p;
     int port;
     start_names(b, NB);
-    struct srv s[NB] = {{b[0].port, 1, false}, {b[1].port, 1, false}, {b[2].port, 1, true}};
+    struct srv s[NB] = {{b[0]->port, 1, false}, {b[1]->port, 1, false}, {b[2]->port, 1, true}};
     proxy_start(&p, &port, s, NB, 2);
     int counts[NB] = {0}, want[NB] = {10, 10, 0};
     tally(port, 20, counts);
     expect_counts(counts, want, "primaries up");
-    ck_assert_int_eq(atomic_load(&b[2].accepted), 0);
-    sph_backend_stop(&b[0]);
-    sph_backend_stop(&b[1]);
+    ck_assert_int_eq(atomic_load(&b[2]->accepted), 0);
+    sph_backend_stop(b[0]);
+    sph_backend_stop(b[1]);
     int after[NB] = {0}, want_after[NB] = {0, 0, 20};
     tally(port, 20, after);
     expect_counts(after, want_after, "primaries refused");
-    ck_assert_int_eq(atomic_load(&b[2].accepted), 20);
+    ck_assert_int_eq(atomic_load(&b[2]->accepted), 20);
 }
 END_TEST
 
@@ -150,12 +151,12 @@ END_TEST
  * connection still reaches b1 or b3. */
 START_TEST(refused_server_skipped)
 {
-    struct sph_backend b[NB];
+    struct sph_backend *b[NB];
     struct sph_proc p;
     int port;
     start_names(b, NB);
-    sph_backend_stop(&b[1]); /* its port now refuses */
-    struct srv s[NB] = {{b[0].port, 1, false}, {b[1].port, 1, false}, {b[2].port, 1, false}};
+    sph_backend_stop(b[1]); /* its port now refuses */
+    struct srv s[NB] = {{b[0]->port, 1, false}, {b[1]->port, 1, false}, {b[2]->port, 1, false}};
     proxy_start(&p, &port, s, NB, 1);
     int counts[NB] = {0};
     tally(port, 30, counts);
@@ -170,6 +171,7 @@ static Suite *balance_suite(void)
 {
     Suite *s = suite_create("balance");
     TCase *tc = tcase_create("balance");
+    tcase_add_unchecked_fixture(tc, sph_suite_setup, sph_suite_teardown);
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_test(tc, equal_weights);
     tcase_add_test(tc, weights_1_2_1);
@@ -182,7 +184,7 @@ static Suite *balance_suite(void)
 int main(void)
 {
     SRunner *sr = srunner_create(balance_suite());
-    srunner_run_all(sr, CK_NORMAL);
+    srunner_run_all(sr, CK_ENV);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

@@ -50,11 +50,12 @@ static void one_server(char *buf, size_t cap, int port)
     snprintf(buf, cap, "      - address: 127.0.0.1:%d\n", port);
 }
 
-static int echo_start(struct sph_backend *b)
+static struct sph_backend *echo_start(void)
 {
-    sph_backend_init(b, SPH_ECHO, AF_INET);
+    struct sph_backend *b = sph_backend_new(SPH_ECHO, AF_INET);
+    ck_assert_ptr_nonnull(b);
     ck_assert_int_eq(sph_backend_start(b), 0);
-    return b->port;
+    return b;
 }
 
 static int served(int port, int timeout_ms)
@@ -73,10 +74,10 @@ static int served(int port, int timeout_ms)
  * backend connection; once one of the two leaves, a new client is served again. */
 START_TEST(max_connections)
 {
-    struct sph_backend echo;
+    struct sph_backend *echo = echo_start();
     struct sph_proc p;
     char servers[128];
-    one_server(servers, sizeof(servers), echo_start(&echo));
+    one_server(servers, sizeof(servers), echo->port);
     int port = proxy_start(&p, "    max_connections: 2\n", servers, 0);
     int c1 = served(port, 2000), c2 = served(port, 2000);
     ck_assert_msg(c1 >= 0 && c2 >= 0, "first two clients not served: %d %d", c1, c2);
@@ -89,9 +90,9 @@ START_TEST(max_connections)
     ck_assert_int_le(sph_now_ms() - t0, 1000);
     close(c3);
     sph_sleep_ms(100);
-    ck_assert_int_eq(atomic_load(&echo.accepted), 2);
+    ck_assert_int_eq(atomic_load(&echo->accepted), 2);
     close(c1);
-    ck_assert(sph_wait_atomic_ge(&echo.closed, 1, 2000));
+    ck_assert(sph_wait_atomic_ge(&echo->closed, 1, 2000));
     /* The slot frees when splicer finishes closing c1's session, a moment after the backend
      * sees it go; allow that moment with a few bounded attempts. */
     int c4 = -1;
@@ -138,10 +139,10 @@ END_TEST
 /* idle_timeout: 300ms. A silent connection is closed within about that; */
 START_TEST(idle_timeout_closes)
 {
-    struct sph_backend echo;
+    struct sph_backend *echo = echo_start();
     struct sph_proc p;
     char servers[128];
-    one_server(servers, sizeof(servers), echo_start(&echo));
+    one_server(servers, sizeof(servers), echo->port);
     int port = proxy_start(&p, "    idle_timeout: 300ms\n", servers, 0);
     int fd = served(port, 2000);
     ck_assert_int_ge(fd, 0);
@@ -159,10 +160,10 @@ END_TEST
 /* ... while one with traffic every 100 ms outlives it several times over. */
 START_TEST(idle_timeout_spares_busy)
 {
-    struct sph_backend echo;
+    struct sph_backend *echo = echo_start();
     struct sph_proc p;
     char servers[128];
-    one_server(servers, sizeof(servers), echo_start(&echo));
+    one_server(servers, sizeof(servers), echo->port);
     int port = proxy_start(&p, "    idle_timeout: 300ms\n", servers, 0);
     int fd = served(port, 2000);
     ck_assert_int_ge(fd, 0);
@@ -203,6 +204,7 @@ static Suite *limits_suite(void)
 {
     Suite *s = suite_create("limits");
     TCase *tc = tcase_create("limits");
+    tcase_add_unchecked_fixture(tc, sph_suite_setup, sph_suite_teardown);
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_test(tc, max_connections);
     tcase_add_test(tc, connect_timeout);
@@ -216,7 +218,7 @@ static Suite *limits_suite(void)
 int main(void)
 {
     SRunner *sr = srunner_create(limits_suite());
-    srunner_run_all(sr, CK_NORMAL);
+    srunner_run_all(sr, CK_ENV);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

@@ -21,10 +21,11 @@ static void teardown(void)
 }
 
 /* Starts splicer in front of an echo backend with the given shutdown_timeout. */
-static int proxy_start(struct sph_proc *p, struct sph_backend *echo, const char *shutdown_timeout)
+static int proxy_start(struct sph_proc *p, const char *shutdown_timeout)
 {
     char conf[SPH_PATH_MAX];
-    sph_backend_init(echo, SPH_ECHO, AF_INET);
+    struct sph_backend *echo = sph_backend_new(SPH_ECHO, AF_INET);
+    ck_assert_ptr_nonnull(echo);
     ck_assert_int_eq(sph_backend_start(echo), 0);
     int port = sph_free_port(AF_INET);
     int rc = sph_config_write(conf,
@@ -89,9 +90,8 @@ static void *xfer_main(void *arg)
  * the stream completes intact (shutdown_timeout 30s leaves it time), then exit 0. */
 START_TEST(inflight_completes)
 {
-    struct sph_backend echo;
     struct sph_proc p;
-    int port = proxy_start(&p, &echo, "30s");
+    int port = proxy_start(&p, "30s");
     static struct bg_xfer t;
     t.fd = sph_connect(AF_INET, port, 2000);
     ck_assert_int_ge(t.fd, 0);
@@ -123,9 +123,8 @@ END_TEST
  * within ~2 s of the signal. */
 START_TEST(idle_closed_at_timeout)
 {
-    struct sph_backend echo;
     struct sph_proc p;
-    int port = proxy_start(&p, &echo, "500ms");
+    int port = proxy_start(&p, "500ms");
     int fd = sph_connect(AF_INET, port, 2000);
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(sph_ping(fd, 2000), 0);
@@ -145,9 +144,8 @@ END_TEST
 /* SIGINT behaves as SIGTERM: with nothing open, splicer exits 0 promptly. */
 START_TEST(sigint_exits_0)
 {
-    struct sph_backend echo;
     struct sph_proc p;
-    int port = proxy_start(&p, &echo, "5s");
+    int port = proxy_start(&p, "5s");
     ck_assert_int_eq(sph_proc_signal(&p, SIGINT), 0);
     expect_exit0(&p, 2000);
     ck_assert(!sph_port_listening(port));
@@ -158,6 +156,7 @@ static Suite *shutdown_suite(void)
 {
     Suite *s = suite_create("shutdown");
     TCase *tc = tcase_create("shutdown");
+    tcase_add_unchecked_fixture(tc, sph_suite_setup, sph_suite_teardown);
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_test(tc, inflight_completes);
     tcase_add_test(tc, idle_closed_at_timeout);
@@ -169,7 +168,7 @@ static Suite *shutdown_suite(void)
 int main(void)
 {
     SRunner *sr = srunner_create(shutdown_suite());
-    srunner_run_all(sr, CK_NORMAL);
+    srunner_run_all(sr, CK_ENV);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
