@@ -1,6 +1,6 @@
 /* test_relay.c: bytes through the real proxy: large transfers intact in splice and copy mode,
  * many concurrent streams, half-close both ways, RST in both directions, IPv4/IPv6 mixes, and
- * a slow reader that must not make splicer buffer (flat RSS). */
+ * a slow reader or a stalled upstream that must not make splicer buffer (flat RSS). */
 #include "harness.h"
 
 #include <check.h>
@@ -349,6 +349,43 @@ START_TEST(slow_reader_flat_rss)
 }
 END_TEST
 
+/* _i = 0: splice, 1: copy. The backend accepts and never reads: once the socket buffers on the
+ * way are full the client's writes must block, with splicer holding at most a bounded buffer
+ * (its RSS flat), rather than reading on into memory. */
+START_TEST(stalled_upstream_bounded)
+{
+    struct proxy px;
+    struct sph_backend *stall = backend_start(SPH_STALL, AF_INET);
+    proxy_start(&px, _i == 0 ? "splice" : "copy", AF_INET, stall);
+    int fd = proxy_connect(&px);
+    const size_t chunk = 64 * 1024;
+    char *buf = malloc(chunk);
+    ck_assert_ptr_nonnull(buf);
+    sph_pattern_fill(60, 0, buf, chunk);
+    long first = -1;
+    uint64_t sent = 0;
+    int rc = 0;
+    /* Bounded: 256 MiB can never fit in loopback socket buffers, so reaching it means splicer
+     * keeps reading into memory. */
+    while (sent < 256 * MIB && (rc = sph_write_all(fd, buf, chunk, 500)) == 0) {
+        sent += chunk;
+        if (first < 0 && sent >= MIB)
+            first = sph_proc_rss_kb(px.proc.pid);
+    }
+    ck_assert_msg(rc == -ETIMEDOUT, "writes never blocked: %llu bytes taken (%s)",
+                  (unsigned long long)sent, strerror(-rc));
+    long rss = sph_proc_rss_kb(px.proc.pid);
+    ck_assert_int_gt(first, 0);
+    ck_assert_msg(rss - first < RSS_SLACK,
+                  "splicer RSS grew from %ld KiB to %ld KiB with %llu "
+                  "bytes stuck",
+                  first, rss, (unsigned long long)sent);
+    ck_assert_int_eq(atomic_load(&stall->bytes_in), 0);
+    close(fd);
+    free(buf);
+}
+END_TEST
+
 static Suite *relay_suite(void)
 {
     Suite *s = suite_create("relay");
@@ -364,6 +401,7 @@ static Suite *relay_suite(void)
     tcase_add_test(tc, client_abort);
     tcase_add_loop_test(tc, mixed_families, 0, 2);
     tcase_add_test(tc, slow_reader_flat_rss);
+    tcase_add_loop_test(tc, stalled_upstream_bounded, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }
