@@ -16,6 +16,7 @@
 /* sp_cfg_parse_enum stores an unsigned index; these enums must have that representation */
 _Static_assert(sizeof(enum sp_balance) == sizeof(unsigned), "enum sp_balance is not unsigned");
 _Static_assert(sizeof(enum sp_relay_mode) == sizeof(unsigned), "enum sp_relay_mode size");
+_Static_assert(sizeof(enum sp_log_format) == sizeof(unsigned), "enum sp_log_format size");
 
 #define MAX_WORKERS 256
 
@@ -31,11 +32,13 @@ struct build {
     struct sp_config *cfg;           /* owned until handed to the caller */
     struct listener_marks *lmarks;   /* owned; one per listener */
     struct sp_upstream_conf *cur_up; /* borrowed; the upstream whose servers are parsed now */
+    yaml_mark_t admin_listen;        /* where admin.listen was written, for the cross-check */
 };
 
 static const char *const balance_names[SP_BALANCE_COUNT + 1] = {"round_robin", "least_conn",
                                                                 "source_hash", "random_two", NULL};
 static const char *const relay_names[SP_RELAY_MODE_COUNT + 1] = {"splice", "copy", NULL};
+static const char *const log_format_names[SP_LOG_FORMAT_COUNT + 1] = {"json", "text", NULL};
 
 static struct build *build_of(struct sp_cfg_walk *w)
 {
@@ -436,6 +439,67 @@ static int p_log_level(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml
     return 0;
 }
 
+/* ---- admin and access log -------------------------------------------------------------- */
+
+static int p_admin_listen(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
+                          void *obj, const char *what)
+{
+    struct sp_admin_conf *a = obj;
+    (void)f;
+
+    build_of(w)->admin_listen = val->start_mark;
+    return parse_address(w, val, what, &a->listen, &a->addr, &a->addrlen);
+}
+
+static const struct sp_cfg_field admin_fields[] = {
+    {.key = "listen", .parse = p_admin_listen, .required = true},
+};
+
+static int p_admin(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val, void *obj,
+                   const char *what)
+{
+    struct sp_config *cfg = obj;
+    (void)f;
+
+    int rc = sp_cfg_expect(w, val, YAML_MAPPING_NODE, what);
+    if (rc != 0)
+        return rc;
+    rc = sp_cfg_walk_map(w, val, admin_fields, SP_ARRAY_LEN(admin_fields), &cfg->admin, "admin",
+                         val->start_mark);
+    cfg->admin.enabled = rc == 0;
+    return rc;
+}
+
+/* off | stderr | stdout | a path. A path must contain a '/' so that a misspelt keyword
+ * ("stdrr") is an error here rather than a file quietly created in the working directory. */
+static int p_access_log(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
+                        void *obj, const char *what)
+{
+    struct sp_access_log_conf *al = &((struct sp_config *)obj)->access_log;
+    const char *s;
+    (void)f;
+
+    int rc = sp_cfg_scalar(w, val, what, &s);
+    if (rc != 0)
+        return rc;
+    if (strcmp(s, "off") == 0) {
+        al->enabled = false;
+        return 0;
+    }
+    if (strcmp(s, "stderr") != 0 && strcmp(s, "stdout") != 0 && strchr(s, '/') == NULL)
+        return sp_cfg_fail(w, val->start_mark,
+                           "invalid value '%.64s' for %s (expected off, stderr, stdout or a file "
+                           "path with a '/', as in ./access.log)",
+                           s, what);
+    al->path = strdup(s);
+    if (al->path == NULL)
+        return sp_cfg_oom(w);
+    al->enabled = true;
+    return 0;
+}
+
+/* ---- top level (fields) ----------------------------------------------------------------- */
+
 static const struct sp_cfg_field top_fields[] = {
     {.key = "workers",
      .parse = sp_cfg_parse_uint,
@@ -458,6 +522,12 @@ static const struct sp_cfg_field top_fields[] = {
      .off = offsetof(struct sp_config, relay),
      .names = relay_names},
     {.key = "log_level", .parse = p_log_level},
+    {.key = "log_format",
+     .parse = sp_cfg_parse_enum,
+     .off = offsetof(struct sp_config, access_log.format),
+     .names = log_format_names},
+    {.key = "access_log", .parse = p_access_log},
+    {.key = "admin", .parse = p_admin},
     {.key = "listeners", .parse = p_listeners, .required = true},
     {.key = "upstreams", .parse = p_upstreams, .required = true},
 };
@@ -470,6 +540,9 @@ static void config_defaults(struct sp_config *cfg)
     cfg->pipe_pool_max = 64;
     cfg->relay = SP_RELAY_SPLICE;
     cfg->log_level = SP_LOG_INFO;
+    cfg->admin.enabled = false;
+    cfg->access_log.enabled = false;
+    cfg->access_log.format = SP_LOG_FORMAT_JSON;
 }
 
 static struct sp_upstream_conf *find_upstream(struct sp_config *cfg, const char *name)
@@ -521,6 +594,11 @@ static int resolve(struct build *b)
         }
         if (l->relay == SP_RELAY_MODE_COUNT)
             l->relay = cfg->relay;
+        /* the admin endpoint would lose the bind race to the listener, or steal its clients */
+        if (cfg->admin.enabled && same_addr(&cfg->admin.addr, &l->addr))
+            return sp_cfg_fail(&b->walk, b->admin_listen,
+                               "admin listens on '%.64s', already used by listener '%.64s'",
+                               cfg->admin.listen, l->name);
     }
     if (cfg->workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -609,6 +687,8 @@ void sp_config_free(struct sp_config *cfg)
     for (size_t i = 0; i < cfg->nupstreams; i++)
         upstream_free(&cfg->upstreams[i]);
     free(cfg->upstreams);
+    free(cfg->admin.listen);
+    free(cfg->access_log.path);
     free(cfg->path);
     free(cfg);
 }

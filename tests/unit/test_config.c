@@ -125,6 +125,13 @@ START_TEST(good_full)
     ck_assert_uint_eq(a->servers[0].weight, 1000);
     ck_assert(!a->servers[0].backup);
     assert_addr(&a->servers[0].addr, a->servers[0].addrlen, "10.0.0.1", 443);
+
+    ck_assert(cfg->admin.enabled);
+    ck_assert_str_eq(cfg->admin.listen, "127.0.0.1:9090");
+    assert_addr(&cfg->admin.addr, cfg->admin.addrlen, "127.0.0.1", 9090);
+    ck_assert(cfg->access_log.enabled);
+    ck_assert_str_eq(cfg->access_log.path, "/var/log/splicer/access.log");
+    ck_assert_int_eq(cfg->access_log.format, SP_LOG_FORMAT_TEXT);
     sp_config_free(cfg);
 }
 END_TEST
@@ -169,9 +176,43 @@ START_TEST(good_minimal_defaults)
     ck_assert(!u->servers[0].backup);
     ck_assert_int_eq(u->servers[0].mark.line, 8);
     ck_assert_int_eq(u->servers[0].mark.col, 9);
+
+    ck_assert(!cfg->admin.enabled);
+    ck_assert_ptr_null(cfg->admin.listen);
+    ck_assert(!cfg->access_log.enabled);
+    ck_assert_ptr_null(cfg->access_log.path);
+    ck_assert_int_eq(cfg->access_log.format, SP_LOG_FORMAT_JSON);
     sp_config_free(cfg);
 }
 END_TEST
+
+START_TEST(good_admin_v6)
+{
+    struct sp_config *cfg = load_good("config/good/admin_v6.yaml");
+
+    ck_assert(cfg->admin.enabled);
+    ck_assert_str_eq(cfg->admin.listen, "[::1]:9090");
+    assert_addr(&cfg->admin.addr, cfg->admin.addrlen, "::1", 9090);
+    ck_assert(cfg->access_log.enabled);
+    ck_assert_str_eq(cfg->access_log.path, "stderr");
+    ck_assert_int_eq(cfg->access_log.format, SP_LOG_FORMAT_JSON);
+    sp_config_free(cfg);
+}
+END_TEST
+
+/* access_log and log_format values that load, from memory. */
+static const struct {
+    const char *text;
+    bool enabled;
+    const char *path;
+    enum sp_log_format format;
+} access_logs[] = {
+    {"access_log: off\n", false, NULL, SP_LOG_FORMAT_JSON},
+    {"access_log: stdout\nlog_format: json\n", true, "stdout", SP_LOG_FORMAT_JSON},
+    {"access_log: stderr\nlog_format: text\n", true, "stderr", SP_LOG_FORMAT_TEXT},
+    {"access_log: ./access.log\n", true, "./access.log", SP_LOG_FORMAT_JSON},
+    {"log_format: text\n", false, NULL, SP_LOG_FORMAT_TEXT},
+};
 
 START_TEST(good_relay_inherit)
 {
@@ -299,6 +340,14 @@ static const struct {
     {"comments_only.yaml", "1:1: configuration is empty"},
     {"not_a_mapping.yaml", "1:1: expected a mapping at top level, found a sequence"},
     {"two_documents.yaml", "10:1: multiple YAML documents are not supported"},
+    {"admin_same_address.yaml",
+     "6:11: admin listens on '127.0.0.1:8080', already used by listener 'web'"},
+    {"admin_unknown_key.yaml", "3:3: unknown key 'lisen' in admin (did you mean 'listen'?)"},
+    {"admin_missing_listen.yaml", "5:8: missing required key 'listen' in admin"},
+    {"access_log_bad.yaml", "1:13: invalid value 'stdrr' for 'access_log' (expected off, stderr, "
+                            "stdout or a file path with a '/', as in ./access.log)"},
+    {"log_format_bad.yaml",
+     "1:13: invalid value 'xml' for 'log_format' (expected one of: json, text)"},
 };
 
 START_TEST(bad_file)
@@ -373,6 +422,17 @@ static const struct {
     {"a: *nope\n", 0, "mem:1:4: YAML error: found undefined alias"},
     {"workers: 1\n# caf\xc3\n", 0, "mem:2:7: YAML error: invalid trailing UTF-8 octet (#xA)"},
     {"workers: 1\x00\n", 12, "mem:1:11: YAML error: control characters are not allowed (#x0)"},
+    {"admin:\n" LISTENERS UPSTREAMS, 0,
+     "mem:1:7: expected a mapping for 'admin', found an empty "
+     "value"},
+    {"admin: 127.0.0.1:9090\n" LISTENERS UPSTREAMS, 0,
+     "mem:1:8: expected a mapping for 'admin', found a scalar"},
+    {"admin:\n  listen: localhost:9090\n" LISTENERS UPSTREAMS, 0,
+     "mem:2:11: invalid address 'localhost:9090' for 'listen' in admin (expected IPv4:port, "
+     "[IPv6]:port or *:port; host names are not supported)"},
+    {"access_log:\n" LISTENERS UPSTREAMS, 0, "mem:1:12: missing value for 'access_log'"},
+    {"access_log: [a]\n" LISTENERS UPSTREAMS, 0,
+     "mem:1:13: expected a scalar for 'access_log', found a sequence"},
 };
 
 START_TEST(bad_string)
@@ -400,6 +460,24 @@ START_TEST(load_string_ok)
     ck_assert_str_eq(cfg->listeners[0].name, "web");
     sp_config_free(cfg);
     sp_config_free(NULL);
+}
+END_TEST
+
+START_TEST(good_access_log)
+{
+    char text[512];
+    struct sp_config *cfg = NULL;
+
+    snprintf(text, sizeof(text), "%s" LISTENERS UPSTREAMS, access_logs[_i].text);
+    ck_assert_int_eq(sp_config_load_string("mem", text, strlen(text), &cfg, NULL), 0);
+    ck_assert(cfg->access_log.enabled == access_logs[_i].enabled);
+    if (access_logs[_i].path == NULL)
+        ck_assert_ptr_null(cfg->access_log.path);
+    else
+        ck_assert_str_eq(cfg->access_log.path, access_logs[_i].path);
+    ck_assert_int_eq(cfg->access_log.format, access_logs[_i].format);
+    ck_assert(!cfg->admin.enabled);
+    sp_config_free(cfg);
 }
 END_TEST
 
@@ -446,6 +524,8 @@ static Suite *config_suite(void)
     tcase_add_test(good, shipped_examples);
     tcase_add_test(good, load_string_ok);
     tcase_add_test(good, names);
+    tcase_add_test(good, good_admin_v6);
+    tcase_add_loop_test(good, good_access_log, 0, SP_ARRAY_LEN(access_logs));
     suite_add_tcase(s, good);
 
     TCase *bad = tcase_create("bad");
