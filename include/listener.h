@@ -1,6 +1,10 @@
 /* listener.h: one worker's accepting socket for one configured listener. Accepts in bounded
  * batches, enforces max_connections across workers through the shared listener counters, and
- * at the fd cap refuses one connection cleanly and pauses briefly instead of spinning. */
+ * at the fd cap refuses one connection cleanly and pauses briefly instead of spinning.
+ *
+ * A listener object outlives config reloads that keep its address (its socket never closes,
+ * so no connect is refused during a reload), and outlives its own retirement until the last
+ * session it accepted has closed. */
 #ifndef SPLICER_LISTENER_H
 #define SPLICER_LISTENER_H
 
@@ -11,33 +15,41 @@
 
 struct sp_listener {
     struct sp_worker *worker;            /* borrowed */
-    const struct sp_listener_conf *conf; /* borrowed from the runtime's config */
-    struct sp_listener_stats *stats;     /* borrowed from the runtime */
-    struct sp_upstream *upstream;        /* borrowed from the runtime */
-    struct sp_balancer *balancer;        /* borrowed from the worker */
+    struct sp_wgen *gen;                 /* borrowed: the generation new sessions join */
+    const struct sp_listener_conf *conf; /* borrowed from gen's runtime */
+    struct sp_listener_stats *stats;     /* borrowed from gen's runtime */
+    struct sp_upstream *upstream;        /* borrowed from gen's runtime */
+    struct sp_balancer *balancer;        /* borrowed from gen */
     int fd;                              /* owned; -1 once closed */
     uv_poll_t poll;
-    uv_timer_t pause;  /* resumes accepting after an fd-exhaustion pause */
-    bool handles_live; /* poll and pause initialised on the worker loop */
-    /* Payload relayed by this worker's sessions: [0] client to server ("upstream"),
-     * [1] server to client ("downstream"). Written by the worker, read by metrics. */
-    _Atomic uint64_t bytes[2];
+    uv_timer_t pause;        /* resumes accepting after an fd-exhaustion pause */
+    unsigned nsessions;      /* sessions accepted here and still open */
+    unsigned closes_pending; /* handle close callbacks still to come */
+    bool retired;            /* closed: freed once nsessions and closes_pending are 0 */
 };
 
-/* Binds the listening socket (SO_REUSEPORT). Loop handles are set up later by
- * sp_listener_start on the worker thread. Returns 0 or -errno. Main thread. */
-int sp_listener_bind(struct sp_listener *l, struct sp_worker *w,
-                     const struct sp_listener_conf *conf, struct sp_listener_stats *stats,
-                     struct sp_upstream *up, struct sp_balancer *bal);
+/* Binds a listening socket for `conf` (SO_REUSEPORT, so every worker can have one). Returns
+ * the fd or -errno, logging the failure with the listener's name. Main thread. */
+int sp_listener_bind(const struct sp_listener_conf *conf);
 
-/* Starts accepting on the worker's loop. Returns 0 or -errno. Worker thread. */
-int sp_listener_start(struct sp_listener *l);
+/* Makes a listener object around an already bound `fd` (ownership passes, even on failure)
+ * and starts accepting on the worker's loop. Returns NULL on failure. Worker thread. */
+struct sp_listener *sp_listener_start(struct sp_worker *w, int fd);
 
-/* Stops accepting and closes the socket (new connects are refused from now on). The handles
- * close asynchronously with the loop. Worker thread; idempotent. */
-void sp_listener_close(struct sp_listener *l);
+/* Points the listener at a (new) generation's config, counters, upstream and balancer; the
+ * sessions already open keep what they started with. Worker thread. */
+void sp_listener_retarget(struct sp_listener *l, struct sp_wgen *gen,
+                          const struct sp_listener_conf *conf, struct sp_listener_stats *stats,
+                          struct sp_upstream *up, struct sp_balancer *bal);
 
-/* Closes the socket of a listener that was bound but never started. Main thread. */
-void sp_listener_unbind(struct sp_listener *l);
+/* Stops accepting and closes the socket (new connects are refused from now on). The object
+ * is freed once its handles have closed and its last session is gone. Worker thread. */
+void sp_listener_retire(struct sp_listener *l);
+
+/* A session accepted by `l` has closed. Worker thread. */
+void sp_listener_session_done(struct sp_listener *l);
+
+/* True when the two listeners bind the same address, so a reload can keep the socket. */
+bool sp_listener_same_addr(const struct sp_listener_conf *a, const struct sp_listener_conf *b);
 
 #endif

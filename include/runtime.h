@@ -1,6 +1,10 @@
 /* runtime.h: the live model built from one config snapshot and shared read-mostly by every
  * thread: the config itself, the upstream pools with their servers, and the cross-worker
- * listener counters that enforce max_connections. No libuv. */
+ * listener counters that enforce max_connections.
+ *
+ * A runtime is reference-counted: the server holds one reference for the current config, and
+ * each worker generation holds one for as long as connections accepted under it are open, so
+ * a reload never pulls a config out from under a live connection. No libuv. */
 #ifndef SPLICER_RUNTIME_H
 #define SPLICER_RUNTIME_H
 
@@ -9,26 +13,51 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-/* Counters of one configured listener, summed over its per-worker sockets. */
+/* Counters of one configured listener, summed over its per-worker sockets. Shared by name
+ * between a runtime and the next, so counts and the max_connections accounting run on across
+ * reloads. */
+struct sp_listener_bytes {
+    /* [0] client to server ("upstream"), [1] server to client ("downstream"); one slot per
+     * worker, each written by its worker only and padded to its own cache line. */
+    _Atomic uint64_t v[2];
+    char pad[64 - 2 * sizeof(uint64_t)];
+};
+
 struct sp_listener_stats {
-    _Atomic uint32_t active;   /* connections open now (for max_connections) */
-    _Atomic uint64_t accepted; /* connections accepted and served */
-    _Atomic uint64_t rejected; /* closed at once: over max_connections or out of fds */
+    _Atomic unsigned refs; /* runtimes holding it */
+    unsigned nworkers;
+    struct sp_listener_bytes *bytes; /* owned array of nworkers */
+    _Atomic uint32_t active;         /* connections open now (for max_connections) */
+    _Atomic uint64_t accepted;       /* connections accepted and served */
+    _Atomic uint64_t rejected;       /* closed at once: over max_connections or out of fds */
 };
 
 struct sp_runtime {
-    struct sp_config *cfg;              /* owned */
-    struct sp_upstream *upstreams;      /* owned, parallel to cfg->upstreams */
-    struct sp_listener_stats *listener; /* owned, parallel to cfg->listeners */
+    _Atomic unsigned refs;
+    uint64_t generation;                 /* 1 at start, +1 per reload */
+    struct sp_config *cfg;               /* owned */
+    struct sp_upstream *upstreams;       /* owned, parallel to cfg->upstreams */
+    struct sp_listener_stats **listener; /* each referenced; parallel to cfg->listeners */
 };
 
-/* Builds the runtime for `cfg`, taking ownership of it on success only. Returns 0 or -ENOMEM. */
-int sp_runtime_new(struct sp_config *cfg, struct sp_runtime **out);
+/* Builds the runtime for `cfg` with one reference, taking ownership of cfg on success only.
+ * With `prev`, state is carried over: listener counters by listener name, and server state
+ * (sp_server_carry) for servers with the same upstream name and address. Returns 0 or -ENOMEM.
+ * Main thread. */
+int sp_runtime_new(struct sp_config *cfg, const struct sp_runtime *prev, struct sp_runtime **out);
 
-/* Frees the runtime and its config. NULL is a no-op. Only once no thread uses it. */
-void sp_runtime_free(struct sp_runtime *rt);
+/* Takes a reference. Any thread. */
+struct sp_runtime *sp_runtime_ref(struct sp_runtime *rt);
+
+/* Drops a reference; the last one frees the runtime and its config. NULL is a no-op. Any
+ * thread. */
+void sp_runtime_unref(struct sp_runtime *rt);
 
 /* The live pool of a configured upstream. */
 struct sp_upstream *sp_runtime_upstream(struct sp_runtime *rt, const struct sp_upstream_conf *uc);
+
+/* The server of upstream `upstream` configured as `address`, or NULL. */
+struct sp_server *sp_runtime_find_server(struct sp_runtime *rt, const char *upstream,
+                                         const char *address);
 
 #endif

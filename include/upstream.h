@@ -61,6 +61,12 @@ int sp_upstream_init(struct sp_upstream *u, const struct sp_upstream_conf *conf)
 /* Frees what sp_upstream_init allocated. Safe on a zeroed or half-built struct. */
 void sp_upstream_deinit(struct sp_upstream *u);
 
+/* Copies the state a reload keeps for an unchanged server: health and drain state, last check,
+ * passive-check window, slow_start clock and the counters. Not `active`: connections opened
+ * before the reload keep counting on the old server object until they close. Main thread,
+ * before `dst` is published. */
+void sp_server_carry(struct sp_server *dst, const struct sp_server *src);
+
 /* Monotonic clock in milliseconds, same base as uv_now() (CLOCK_MONOTONIC). */
 uint64_t sp_upstream_now_ms(void);
 

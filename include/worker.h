@@ -1,7 +1,10 @@
 /* worker.h: one event-loop thread. A worker owns its loop, its listening sockets (one per
  * configured listener, bound with SO_REUSEPORT), its sessions, its pipe pool and its balancer
- * state; nothing it owns is touched by another thread. The main thread talks to it only
- * through sp_worker_drain/sp_worker_force (an atomic command plus a uv_async wake-up). */
+ * state; nothing it owns is touched by another thread. The main thread talks to it through
+ * sp_worker_drain/force/reload: a command under a mutex plus a uv_async wake-up.
+ *
+ * Config reloads create a new generation (runtime reference + balancers). New connections join
+ * the current generation; a retired one is freed when its last connection closes. */
 #ifndef SPLICER_WORKER_H
 #define SPLICER_WORKER_H
 
@@ -23,23 +26,33 @@ enum sp_worker_cmd {
     SP_WORKER_FORCE, /* close every session now and exit */
 };
 
+/* What connections accepted under one config see: the runtime and this worker's balancers. */
+struct sp_wgen {
+    struct sp_runtime *rt;         /* one reference, dropped when the generation is freed */
+    struct sp_balancer *balancers; /* owned array, parallel to rt->upstreams */
+    size_t nbalancers;
+    unsigned nsessions; /* sessions started under this generation and still open */
+    bool retired;       /* a newer generation took over: freed when nsessions reaches 0 */
+};
+
 typedef void (*sp_worker_exit_fn)(struct sp_worker *w, void *arg);
 
 struct sp_worker {
     int id;
-    struct sp_runtime *rt; /* borrowed; outlives the worker */
     uv_loop_t loop;
     uv_thread_t thread;
-    uv_async_t wakeup;         /* main thread -> worker: look at `cmd` */
-    _Atomic int cmd;           /* enum sp_worker_cmd, only ever raised */
-    int applied_cmd;           /* what the worker has acted on */
-    sp_worker_exit_fn on_exit; /* called on the worker thread just before it returns */
+    uv_async_t wakeup;             /* main thread -> worker: look at the pending command */
+    uv_mutex_t lock;               /* guards cmd and the pending reload */
+    int cmd;                       /* enum sp_worker_cmd, only ever raised; under lock */
+    struct sp_runtime *pending_rt; /* owned reference; under lock */
+    int *pending_fds;              /* owned; under lock; see sp_worker_reload */
+    int applied_cmd;               /* what the worker has acted on; worker thread only */
+    sp_worker_exit_fn on_exit;     /* called on the worker thread just before it returns */
     void *on_exit_arg;
 
-    struct sp_listener *listeners; /* owned array, parallel to rt->cfg->listeners */
+    struct sp_wgen *gen;            /* owned: the current generation */
+    struct sp_listener **listeners; /* owned array of pointers, parallel to gen->rt listeners */
     size_t nlisteners;
-    struct sp_balancer *balancers; /* owned array, parallel to rt->upstreams */
-    size_t nbalancers;
 
     struct sp_pipe_pool pipes;
     struct sp_relay_ctx relay;
@@ -50,11 +63,11 @@ struct sp_worker {
     bool loop_inited;
 };
 
-/* Builds worker `id` for `rt` and binds its listening sockets. Nothing runs yet. Errors name
- * the failing listener in the log. Returns 0 or -errno; on failure the worker holds nothing.
- * Main thread. */
-int sp_worker_init(struct sp_worker *w, int id, struct sp_runtime *rt, sp_worker_exit_fn on_exit,
-                   void *arg);
+/* Builds worker `id` for `rt` (takes the reference passed in) with `fds`, one bound listening
+ * socket per configured listener (see sp_listener_bind; ownership passes, even on failure).
+ * Nothing runs yet. Returns 0 or -errno. Main thread. */
+int sp_worker_init(struct sp_worker *w, int id, struct sp_runtime *rt, int *fds,
+                   sp_worker_exit_fn on_exit, void *arg);
 
 /* Starts the worker's thread. Returns 0 or -errno. Main thread. */
 int sp_worker_start(struct sp_worker *w);
@@ -65,13 +78,19 @@ void sp_worker_drain(struct sp_worker *w);
 /* Ask the worker to close everything now. Any thread. */
 void sp_worker_force(struct sp_worker *w);
 
+/* Hands the worker a new config: `rt` (a reference, taken over) and `fds` (malloc'd, taken
+ * over), where fds[i] is a freshly bound socket for rt's listener i, or -1 when the worker's
+ * listener on the same address is to be kept. Main thread. */
+void sp_worker_reload(struct sp_worker *w, struct sp_runtime *rt, int *fds);
+
 /* Waits for the thread and frees what the worker owns. Main thread, after the exit callback. */
 void sp_worker_join(struct sp_worker *w);
 
-/* Frees a worker that was initialised but never started. */
+/* Frees a worker that was initialised but never started. Main thread. */
 void sp_worker_deinit(struct sp_worker *w);
 
-/* Called by the session when it closes, so a draining worker can finish. Worker thread. */
-void sp_worker_session_closed(struct sp_worker *w);
+/* A session of generation `gen` has closed, so a draining worker can finish and a retired
+ * generation can go. Worker thread. */
+void sp_worker_session_closed(struct sp_worker *w, struct sp_wgen *gen);
 
 #endif

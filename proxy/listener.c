@@ -9,6 +9,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 /* Accepts per readiness event: enough to drain a burst, few enough to keep relaying fair. */
@@ -16,37 +19,50 @@
 /* How long accepting pauses when the process or system is out of file descriptors. */
 #define FD_PAUSE_MS 100
 
-int sp_listener_bind(struct sp_listener *l, struct sp_worker *w,
-                     const struct sp_listener_conf *conf, struct sp_listener_stats *stats,
-                     struct sp_upstream *up, struct sp_balancer *bal)
+int sp_listener_bind(const struct sp_listener_conf *conf)
 {
-    *l = (struct sp_listener){
-        .worker = w, .conf = conf, .stats = stats, .upstream = up, .balancer = bal, .fd = -1};
     int fd = sp_sock_listen((const struct sockaddr *)&conf->addr, conf->addrlen, (int)conf->backlog,
                             true);
-    if (fd < 0) {
+    if (fd < 0)
         sp_log_error("listener %s: cannot listen on %s: %s", conf->name, conf->listen,
                      uv_strerror(fd));
-        return fd;
-    }
-    l->fd = fd;
-    return 0;
+    return fd;
 }
 
-void sp_listener_unbind(struct sp_listener *l)
+bool sp_listener_same_addr(const struct sp_listener_conf *a, const struct sp_listener_conf *b)
 {
-    if (l->fd != -1) {
-        close(l->fd);
-        l->fd = -1;
+    if (a->addr.ss_family != b->addr.ss_family)
+        return false;
+    if (a->addr.ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const struct sockaddr_in *)&a->addr;
+        const struct sockaddr_in *y = (const struct sockaddr_in *)&b->addr;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
     }
+    const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)&a->addr;
+    const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)&b->addr;
+    return x->sin6_port == y->sin6_port &&
+           memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+}
+
+static void maybe_free(struct sp_listener *l)
+{
+    if (l->retired && l->nsessions == 0 && l->closes_pending == 0)
+        free(l);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    struct sp_listener *l = h->data;
+    l->closes_pending--;
+    maybe_free(l);
 }
 
 static void on_accept(uv_poll_t *h, int status, int events);
 
 static void resume(uv_timer_t *t)
 {
-    struct sp_listener *l = sp_container_of(t, struct sp_listener, pause);
-    if (l->fd != -1)
+    struct sp_listener *l = t->data;
+    if (!l->retired)
         uv_poll_start(&l->poll, UV_READABLE, on_accept);
 }
 
@@ -66,7 +82,7 @@ static void fd_exhausted(struct sp_listener *l, int err)
         w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
     sp_log_warn("listener %s: %s; refusing new connections for %d ms", l->conf->name,
-                uv_strerror(-err), FD_PAUSE_MS);
+                uv_strerror(err), FD_PAUSE_MS);
     uv_poll_stop(&l->poll);
     uv_timer_start(&l->pause, resume, FD_PAUSE_MS, 0);
 }
@@ -83,13 +99,13 @@ static bool admit(struct sp_listener *l)
 
 static void on_accept(uv_poll_t *h, int status, int events)
 {
-    struct sp_listener *l = sp_container_of(h, struct sp_listener, poll);
+    struct sp_listener *l = h->data;
     (void)events;
     if (status < 0) {
         sp_log_error("listener %s: poll: %s", l->conf->name, uv_strerror(status));
         return;
     }
-    for (int i = 0; i < ACCEPT_BATCH && l->fd != -1; i++) {
+    for (int i = 0; i < ACCEPT_BATCH && !l->retired; i++) {
         struct sockaddr_storage peer;
         socklen_t len = sizeof(peer);
         int fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -111,28 +127,60 @@ static void on_accept(uv_poll_t *h, int status, int events)
             continue;
         }
         atomic_fetch_add_explicit(&l->stats->accepted, 1, memory_order_relaxed);
+        l->nsessions++;
         sp_session_start(l, fd, (struct sockaddr *)&peer, len);
     }
 }
 
-int sp_listener_start(struct sp_listener *l)
+struct sp_listener *sp_listener_start(struct sp_worker *w, int fd)
 {
-    uv_loop_t *loop = &l->worker->loop;
-    int rc = uv_poll_init(loop, &l->poll, l->fd);
-    if (rc != 0)
-        return rc;
-    uv_timer_init(loop, &l->pause);
-    l->handles_live = true;
-    return uv_poll_start(&l->poll, UV_READABLE, on_accept);
+    struct sp_listener *l = calloc(1, sizeof(*l));
+    if (l == NULL) {
+        close(fd);
+        return NULL;
+    }
+    l->worker = w;
+    l->fd = fd;
+    int rc = uv_poll_init(&w->loop, &l->poll, fd);
+    if (rc != 0) {
+        sp_log_error("listener: cannot poll: %s", uv_strerror(rc));
+        close(fd);
+        free(l);
+        return NULL;
+    }
+    l->poll.data = l;
+    uv_timer_init(&w->loop, &l->pause);
+    l->pause.data = l;
+    uv_poll_start(&l->poll, UV_READABLE, on_accept);
+    return l;
 }
 
-void sp_listener_close(struct sp_listener *l)
+void sp_listener_retarget(struct sp_listener *l, struct sp_wgen *gen,
+                          const struct sp_listener_conf *conf, struct sp_listener_stats *stats,
+                          struct sp_upstream *up, struct sp_balancer *bal)
 {
-    if (l->handles_live) {
-        uv_close((uv_handle_t *)&l->poll, NULL);
-        uv_close((uv_handle_t *)&l->pause, NULL);
-        l->handles_live = false;
-    }
-    /* After uv_close the fd is out of epoll, so closing it now cannot confuse the loop. */
-    sp_listener_unbind(l);
+    l->gen = gen;
+    l->conf = conf;
+    l->stats = stats;
+    l->upstream = up;
+    l->balancer = bal;
+}
+
+void sp_listener_retire(struct sp_listener *l)
+{
+    if (l->retired)
+        return;
+    l->retired = true;
+    l->closes_pending = 2;
+    uv_close((uv_handle_t *)&l->poll, on_closed);
+    uv_close((uv_handle_t *)&l->pause, on_closed);
+    /* uv_close has taken the fd out of epoll, so closing it now cannot confuse the loop. */
+    close(l->fd);
+    l->fd = -1;
+}
+
+void sp_listener_session_done(struct sp_listener *l)
+{
+    l->nsessions--;
+    maybe_free(l);
 }

@@ -1,32 +1,109 @@
-/* server.c: the main thread. It owns the runtime and the workers, and its own small loop
- * handles signals: the first SIGTERM/SIGINT drains (listeners close, open connections finish
- * within shutdown_timeout), a second one or the timeout closes everything at once. */
+/* server.c: the main thread. It owns the current runtime, the workers, the health checks and
+ * the admin endpoint, and its own small loop handles signals:
+ *   SIGHUP          reload: parse, validate, bind new listeners, hand every worker the new
+ *                   runtime; on any error the old config stays in force.
+ *   SIGTERM/SIGINT  drain: listeners close, open connections finish within shutdown_timeout;
+ *                   a second signal, or the timeout, closes everything at once. */
 #include "server.h"
 
+#include "admin.h"
 #include "health.h"
+#include "listener.h"
 #include "log.h"
 #include "runtime.h"
+#include "snapshot.h"
 #include "worker.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 struct server {
-    struct sp_runtime *rt;     /* owned */
+    uv_mutex_t lock;           /* guards rt and the reload record for the admin thread */
+    struct sp_runtime *rt;     /* one reference: the config in force */
     struct sp_worker *workers; /* owned array */
-    struct sp_health *health;  /* owned; NULL without health checks */
     unsigned nworkers;
+    struct sp_health *health; /* owned; NULL without health checks */
+    struct sp_admin *admin;   /* owned; NULL without an admin block */
     _Atomic unsigned exited;
-    bool stopping;
+    _Atomic bool stopping;
+    uint64_t start_unix;
+
+    /* reload record, under lock */
+    uint64_t reloads_ok;
+    uint64_t reloads_failed;
+    bool last_reload_ok;
+    char *last_reload_error; /* owned */
+    uint64_t last_reload_unix;
+
     uv_loop_t loop;
     uv_signal_t sigterm;
     uv_signal_t sigint;
+    uv_signal_t sighup;
     uv_async_t worker_exited; /* worker thread -> main: one more worker has finished */
     uv_timer_t shutdown_timer;
 };
+
+/* ---- listening sockets ------------------------------------------------------------------- */
+
+static void free_fd_sets(int **sets, unsigned nworkers, size_t nlisteners)
+{
+    for (unsigned w = 0; sets != NULL && w < nworkers; w++) {
+        for (size_t i = 0; sets[w] != NULL && i < nlisteners; i++) {
+            if (sets[w][i] != -1)
+                close(sets[w][i]);
+        }
+        free(sets[w]);
+    }
+    free(sets);
+}
+
+static bool kept(const struct sp_config *old, const struct sp_listener_conf *lc)
+{
+    for (size_t j = 0; old != NULL && j < old->nlisteners; j++) {
+        if (sp_listener_same_addr(&old->listeners[j], lc))
+            return true;
+    }
+    return false;
+}
+
+/* One socket per worker per listener of `cfg`, except -1 where `old` already listens on that
+ * address (the worker keeps that socket). Binding everything before any worker switches means
+ * a bad address leaves the running config untouched. Returns NULL on failure (logged). */
+static int **bind_all(const struct sp_config *cfg, const struct sp_config *old, unsigned nworkers)
+{
+    int **sets = calloc(nworkers, sizeof(*sets));
+    if (sets == NULL)
+        return NULL;
+    for (unsigned w = 0; w < nworkers; w++) {
+        sets[w] = malloc(cfg->nlisteners * sizeof(**sets));
+        if (sets[w] == NULL)
+            goto fail;
+        for (size_t i = 0; i < cfg->nlisteners; i++)
+            sets[w][i] = -1;
+        for (size_t i = 0; i < cfg->nlisteners; i++) {
+            if (kept(old, &cfg->listeners[i]))
+                continue;
+            sets[w][i] = sp_listener_bind(&cfg->listeners[i]);
+            if (sets[w][i] < 0) {
+                sets[w][i] = -1;
+                goto fail;
+            }
+        }
+    }
+    return sets;
+
+fail:
+    free_fd_sets(sets, nworkers, cfg->nlisteners);
+    return NULL;
+}
+
+/* ---- workers ------------------------------------------------------------------------------ */
 
 static void worker_exit(struct sp_worker *w, void *arg)
 {
@@ -42,6 +119,209 @@ static void force_all(struct server *srv)
         sp_worker_force(&srv->workers[i]);
 }
 
+static int start_workers(struct server *srv)
+{
+    unsigned n = srv->rt->cfg->workers;
+    srv->workers = calloc(n, sizeof(*srv->workers));
+    int **sets = srv->workers != NULL ? bind_all(srv->rt->cfg, NULL, n) : NULL;
+    if (sets == NULL)
+        return srv->workers == NULL ? -ENOMEM : -EADDRNOTAVAIL;
+    int rc = 0;
+    unsigned made = 0;
+    for (; made < n && rc == 0; made++) {
+        rc = sp_worker_init(&srv->workers[made], (int)made, sp_runtime_ref(srv->rt), sets[made],
+                            worker_exit, srv);
+        sets[made] = NULL; /* taken over */
+    }
+    free_fd_sets(sets, n, srv->rt->cfg->nlisteners);
+    if (rc != 0) {
+        for (unsigned i = 0; i + 1 < made; i++)
+            sp_worker_deinit(&srv->workers[i]);
+        return rc;
+    }
+    srv->nworkers = n;
+    for (unsigned i = 0; i < n; i++) {
+        rc = sp_worker_start(&srv->workers[i]);
+        if (rc == 0)
+            continue;
+        /* Threads that did start are stopped and joined; the rest are freed. */
+        for (unsigned j = 0; j < i; j++)
+            sp_worker_force(&srv->workers[j]);
+        for (unsigned j = 0; j < i; j++)
+            sp_worker_join(&srv->workers[j]);
+        for (unsigned j = i; j < n; j++)
+            sp_worker_deinit(&srv->workers[j]);
+        srv->nworkers = 0;
+        return rc;
+    }
+    return 0;
+}
+
+#ifdef SPLICER_HAVE_ADMIN /* transitional: until admin.c lands in the build */
+/* ---- admin -------------------------------------------------------------------------------- */
+
+static int admin_snapshot(void *ctx, struct sp_stats **out)
+{
+    struct server *srv = ctx;
+    struct sp_snapshot_src src = {.workers = srv->workers, .nworkers = srv->nworkers};
+    uv_mutex_lock(&srv->lock);
+    src.rt = sp_runtime_ref(srv->rt);
+    src.draining = atomic_load(&srv->stopping);
+    src.start_unix = srv->start_unix;
+    src.reloads_ok = srv->reloads_ok;
+    src.reloads_failed = srv->reloads_failed;
+    src.last_reload_ok = srv->last_reload_ok;
+    src.last_reload_unix = srv->last_reload_unix;
+    char *error = srv->last_reload_error != NULL ? strdup(srv->last_reload_error) : NULL;
+    uv_mutex_unlock(&srv->lock);
+    src.last_reload_error = error;
+    int rc = sp_snapshot_collect(&src, out);
+    free(error);
+    sp_runtime_unref(src.rt);
+    return rc;
+}
+
+static int admin_set_drain(void *ctx, const char *upstream, const char *address, bool drain)
+{
+    struct server *srv = ctx;
+    uv_mutex_lock(&srv->lock);
+    struct sp_server *s = sp_runtime_find_server(srv->rt, upstream, address);
+    if (s != NULL)
+        atomic_store(&s->drained, drain);
+    uv_mutex_unlock(&srv->lock);
+    if (s == NULL)
+        return -ENOENT;
+    sp_log_info("upstream %s: server %s %s by the admin endpoint", upstream, address,
+                drain ? "drained" : "enabled");
+    return 0;
+}
+
+static bool admin_draining(void *ctx)
+{
+    struct server *srv = ctx;
+    return atomic_load(&srv->stopping);
+}
+
+static const struct sp_admin_ops admin_ops = {
+    .snapshot = admin_snapshot,
+    .set_drain = admin_set_drain,
+    .draining = admin_draining,
+};
+
+static bool same_admin(const struct sp_admin_conf *a, const struct sp_admin_conf *b)
+{
+    if (a->enabled != b->enabled)
+        return false;
+    return !a->enabled || (a->addrlen == b->addrlen && memcmp(&a->addr, &b->addr, a->addrlen) == 0);
+}
+
+static int start_admin(struct server *srv, const struct sp_config *cfg)
+{
+    if (!cfg->admin.enabled)
+        return 0;
+    int rc = sp_admin_start(&cfg->admin, &admin_ops, srv, &srv->admin);
+    if (rc != 0)
+        sp_log_error("admin: cannot listen on %s: %s", cfg->admin.listen, uv_strerror(rc));
+    else
+        sp_log_info("admin: listening on %s", cfg->admin.listen);
+    return rc;
+}
+
+#else
+static int start_admin(struct server *srv, const struct sp_config *cfg)
+{
+    (void)srv;
+    (void)cfg;
+    return 0;
+}
+#define sp_admin_stop(a) ((void)(a))
+static bool same_admin(const struct sp_admin_conf *a, const struct sp_admin_conf *b)
+{
+    (void)a;
+    (void)b;
+    return true;
+}
+#endif
+
+/* ---- reload ------------------------------------------------------------------------------- */
+
+static void record_reload(struct server *srv, bool ok, const char *error)
+{
+    uv_mutex_lock(&srv->lock);
+    if (ok)
+        srv->reloads_ok++;
+    else
+        srv->reloads_failed++;
+    srv->last_reload_ok = ok;
+    free(srv->last_reload_error);
+    srv->last_reload_error = error != NULL ? strdup(error) : NULL;
+    srv->last_reload_unix = (uint64_t)time(NULL);
+    uv_mutex_unlock(&srv->lock);
+}
+
+/* Publishes `rt` (reference taken over) to every worker with its new sockets. */
+static void publish(struct server *srv, struct sp_runtime *rt, int **sets)
+{
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        sp_worker_reload(&srv->workers[i], sp_runtime_ref(rt), sets[i]);
+        sets[i] = NULL;
+    }
+    free(sets);
+    sp_health_stop(srv->health);
+    srv->health = NULL;
+    uv_mutex_lock(&srv->lock);
+    struct sp_runtime *old = srv->rt;
+    srv->rt = rt;
+    uv_mutex_unlock(&srv->lock);
+    if (sp_health_start(&srv->loop, rt, &srv->health) != 0)
+        sp_log_error("reload: cannot start health checks");
+    if (!same_admin(&old->cfg->admin, &rt->cfg->admin)) {
+        sp_admin_stop(srv->admin);
+        srv->admin = NULL;
+        start_admin(srv, rt->cfg);
+    }
+    sp_log_set_level(rt->cfg->log_level);
+    sp_runtime_unref(old);
+}
+
+static void reload(struct server *srv)
+{
+    const struct sp_config *cur = srv->rt->cfg;
+    struct sp_config *cfg = NULL;
+    struct sp_config_error err;
+    if (sp_config_load(cur->path, &cfg, &err) != 0) {
+        sp_log_error("reload failed, keeping generation %llu: %s",
+                     (unsigned long long)srv->rt->generation, err.text);
+        record_reload(srv, false, err.text);
+        return;
+    }
+    if (cfg->workers != cur->workers) {
+        sp_log_warn("reload: workers stays %u (a change takes a restart)", cur->workers);
+        cfg->workers = cur->workers;
+    }
+    struct sp_runtime *rt;
+    if (sp_runtime_new(cfg, srv->rt, &rt) != 0) {
+        sp_config_free(cfg);
+        record_reload(srv, false, "out of memory");
+        return;
+    }
+    int **sets = bind_all(rt->cfg, cur, srv->nworkers);
+    if (sets == NULL) {
+        sp_log_error("reload failed: a new listener could not be bound; keeping generation %llu",
+                     (unsigned long long)srv->rt->generation);
+        sp_runtime_unref(rt);
+        record_reload(srv, false, "a new listener could not be bound (see the log)");
+        return;
+    }
+    uint64_t gen = rt->generation;
+    publish(srv, rt, sets);
+    record_reload(srv, true, NULL);
+    sp_log_info("reloaded %s: generation %llu in force", cur == NULL ? "" : srv->rt->cfg->path,
+                (unsigned long long)gen);
+}
+
+/* ---- signals and the main loop ------------------------------------------------------------ */
+
 static void on_shutdown_timeout(uv_timer_t *t)
 {
     struct server *srv = t->data;
@@ -52,12 +332,17 @@ static void on_shutdown_timeout(uv_timer_t *t)
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct server *srv = h->data;
-    if (srv->stopping) {
+    if (signum == SIGHUP) {
+        if (!atomic_load(&srv->stopping))
+            reload(srv);
+        return;
+    }
+    if (atomic_load(&srv->stopping)) {
         sp_log_warn("%s again: closing every connection now", strsignal(signum));
         force_all(srv);
         return;
     }
-    srv->stopping = true;
+    atomic_store(&srv->stopping, true);
     sp_log_info("%s: no longer accepting; waiting up to %llu ms for open connections",
                 strsignal(signum), (unsigned long long)srv->rt->cfg->shutdown_timeout_ms);
     for (unsigned i = 0; i < srv->nworkers; i++)
@@ -71,6 +356,7 @@ static void close_loop_handles(struct server *srv)
     srv->health = NULL;
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
+    uv_close((uv_handle_t *)&srv->sighup, NULL);
     uv_close((uv_handle_t *)&srv->shutdown_timer, NULL);
     uv_close((uv_handle_t *)&srv->worker_exited, NULL);
 }
@@ -82,40 +368,6 @@ static void on_worker_exited(uv_async_t *a)
         close_loop_handles(srv); /* uv_run returns once they have closed */
 }
 
-static int start_workers(struct server *srv)
-{
-    unsigned n = srv->rt->cfg->workers;
-    srv->workers = calloc(n, sizeof(*srv->workers));
-    if (srv->workers == NULL)
-        return -ENOMEM;
-    /* Bind every worker's sockets before any thread runs, so a bad address stops the start
-     * with nothing half-running. */
-    for (unsigned i = 0; i < n; i++) {
-        int rc = sp_worker_init(&srv->workers[i], (int)i, srv->rt, worker_exit, srv);
-        if (rc != 0) {
-            while (i-- > 0)
-                sp_worker_deinit(&srv->workers[i]);
-            return rc;
-        }
-    }
-    srv->nworkers = n;
-    for (unsigned i = 0; i < n; i++) {
-        int rc = sp_worker_start(&srv->workers[i]);
-        if (rc != 0) {
-            /* Threads that did start are stopped and joined; the rest are freed. */
-            for (unsigned j = 0; j < i; j++)
-                sp_worker_force(&srv->workers[j]);
-            for (unsigned j = 0; j < i; j++)
-                sp_worker_join(&srv->workers[j]);
-            for (unsigned j = i; j < n; j++)
-                sp_worker_deinit(&srv->workers[j]);
-            srv->nworkers = 0;
-            return rc;
-        }
-    }
-    return 0;
-}
-
 static int init_loop(struct server *srv)
 {
     int rc = uv_loop_init(&srv->loop);
@@ -123,12 +375,14 @@ static int init_loop(struct server *srv)
         return rc;
     uv_signal_init(&srv->loop, &srv->sigterm);
     uv_signal_init(&srv->loop, &srv->sigint);
+    uv_signal_init(&srv->loop, &srv->sighup);
     uv_timer_init(&srv->loop, &srv->shutdown_timer);
     uv_async_init(&srv->loop, &srv->worker_exited, on_worker_exited);
-    srv->sigterm.data = srv->sigint.data = srv;
+    srv->sigterm.data = srv->sigint.data = srv->sighup.data = srv;
     srv->shutdown_timer.data = srv->worker_exited.data = srv;
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    uv_signal_start(&srv->sighup, on_signal, SIGHUP);
     /* The shutdown timer must not keep the loop alive on its own. */
     uv_unref((uv_handle_t *)&srv->shutdown_timer);
     return 0;
@@ -145,46 +399,58 @@ static void log_started(const struct sp_config *cfg)
                 cfg->workers == 1 ? "" : "s");
 }
 
+static int start(struct server *srv)
+{
+    int rc = start_workers(srv);
+    if (rc != 0) {
+        sp_log_error("cannot start: %s", uv_strerror(rc));
+        return rc;
+    }
+    log_started(srv->rt->cfg);
+    rc = sp_health_start(&srv->loop, srv->rt, &srv->health);
+    if (rc == 0)
+        rc = start_admin(srv, srv->rt->cfg);
+    if (rc != 0) {
+        atomic_store(&srv->stopping, true);
+        force_all(srv);
+    }
+    return rc;
+}
+
 int sp_server_run(struct sp_config *cfg)
 {
-    struct server srv = {0};
+    struct server srv = {.last_reload_ok = true, .start_unix = (uint64_t)time(NULL)};
     /* A peer that closed makes splice()/send() raise SIGPIPE; the error return is enough. */
     signal(SIGPIPE, SIG_IGN);
 
-    int rc = sp_runtime_new(cfg, &srv.rt);
+    int rc = sp_runtime_new(cfg, NULL, &srv.rt);
     if (rc != 0) {
         sp_log_error("cannot build the runtime: %s", uv_strerror(rc));
         sp_config_free(cfg);
         return 1;
     }
+    uv_mutex_init(&srv.lock);
     rc = init_loop(&srv);
     if (rc != 0) {
         sp_log_error("cannot start the main loop: %s", uv_strerror(rc));
-        sp_runtime_free(srv.rt);
+        sp_runtime_unref(srv.rt);
         return 1;
     }
-    rc = start_workers(&srv);
-    if (rc != 0) {
-        sp_log_error("cannot start: %s", uv_strerror(rc));
+    rc = start(&srv);
+    if (rc != 0 && srv.nworkers == 0)
         close_loop_handles(&srv);
-    } else {
-        log_started(srv.rt->cfg);
-        rc = sp_health_start(&srv.loop, srv.rt, &srv.health);
-        if (rc != 0) {
-            sp_log_error("cannot start health checks: %s", uv_strerror(rc));
-            srv.stopping = true;
-            for (unsigned i = 0; i < srv.nworkers; i++)
-                sp_worker_force(&srv.workers[i]);
-        }
-    }
     uv_run(&srv.loop, UV_RUN_DEFAULT);
 
+    sp_admin_stop(srv.admin); /* before the workers it reads from go away */
     for (unsigned i = 0; i < srv.nworkers; i++)
         sp_worker_join(&srv.workers[i]);
     uv_loop_close(&srv.loop);
     free(srv.workers);
-    sp_runtime_free(srv.rt);
-    if (rc == 0)
-        sp_log_info("stopped");
-    return rc == 0 ? 0 : 1;
+    sp_runtime_unref(srv.rt);
+    free(srv.last_reload_error);
+    uv_mutex_destroy(&srv.lock);
+    if (rc != 0)
+        return 1;
+    sp_log_info("stopped");
+    return 0;
 }

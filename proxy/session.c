@@ -40,8 +40,14 @@ enum sess_state {
 enum { RESET_CLI = 1, RESET_UPS = 2 };
 
 struct sp_session {
-    struct sp_worker *worker;       /* borrowed */
-    struct sp_listener *listener;   /* borrowed */
+    struct sp_worker *worker;     /* borrowed */
+    struct sp_listener *listener; /* borrowed; outlives us (sp_listener_session_done) */
+    struct sp_wgen *gen;          /* borrowed; outlives us (sp_worker_session_closed) */
+    /* What the session started with, from gen's runtime: a reload does not change them. */
+    const struct sp_listener_conf *lconf;
+    struct sp_listener_stats *stats;
+    struct sp_upstream *upstream;
+    struct sp_balancer *balancer;
     struct sp_server *server;       /* borrowed from the runtime; the current or chosen server */
     struct sp_session *prev, *next; /* the worker's list of open sessions */
     uv_poll_t poll[2];
@@ -137,7 +143,7 @@ static bool pump(struct sp_session *s, int d)
     struct sp_relay_dir *dir = &s->dir[d];
     uint64_t before = dir->bytes;
     enum sp_relay_status st = sp_relay_pump(dir, &s->worker->relay);
-    SP_STAT_ADD(s->listener->bytes[d], dir->bytes - before);
+    SP_STAT_ADD(s->stats->bytes[s->worker->id].v[d], dir->bytes - before);
     if (st != SP_RELAY_ERROR)
         return true;
     dir_failed(s, d);
@@ -175,7 +181,7 @@ static void on_io(uv_poll_t *h, int status, int events)
 static void on_idle_timer(uv_timer_t *t)
 {
     struct sp_session *s = t->data;
-    uint64_t idle = s->listener->conf->idle_timeout_ms;
+    uint64_t idle = s->lconf->idle_timeout_ms;
     uint64_t quiet = now_ms(s) - s->last_io_ms;
     /* The deadline moves with traffic without touching the timer per chunk: on expiry, re-arm
      * for what is left unless the connection really was quiet the whole time. */
@@ -210,7 +216,7 @@ static void established(struct sp_session *s)
         session_close(s, RESET_CLI | RESET_UPS);
         return;
     }
-    bool copy = s->listener->conf->relay == SP_RELAY_COPY;
+    bool copy = s->lconf->relay == SP_RELAY_COPY;
     sp_relay_dir_init(&s->dir[CLI], s->fd[CLI], s->fd[UPS], copy);
     sp_relay_dir_init(&s->dir[UPS], s->fd[UPS], s->fd[CLI], copy);
     s->state = S_RELAYING;
@@ -221,7 +227,7 @@ static void established(struct sp_session *s)
     apply_events(s, CLI, wanted_events(s, CLI));
     apply_events(s, UPS, wanted_events(s, UPS));
 
-    uint64_t idle = s->listener->conf->idle_timeout_ms;
+    uint64_t idle = s->lconf->idle_timeout_ms;
     if (idle > 0)
         uv_timer_start(&s->timer, on_idle_timer, idle, 0);
     else
@@ -258,8 +264,8 @@ static void attempt_failed(struct sp_session *s, int err)
 {
     release_server(s);
     sp_server_connect_failed(s->server, now_ms(s));
-    sp_log_warn("upstream %s: connect to %s: %s", s->listener->upstream->conf->name,
-                s->server->name, uv_strerror(err));
+    sp_log_warn("upstream %s: connect to %s: %s", s->upstream->conf->name, s->server->name,
+                uv_strerror(err));
 }
 
 static void on_connect(uv_poll_t *h, int status, int events);
@@ -315,16 +321,15 @@ static int start_connect(struct sp_session *s, struct sp_server *srv)
     }
     uv_poll_start(&s->poll[UPS], UV_WRITABLE, on_connect);
     s->events[UPS] = UV_WRITABLE;
-    uv_timer_start(&s->timer, on_connect_timer, s->listener->conf->connect_timeout_ms, 0);
+    uv_timer_start(&s->timer, on_connect_timer, s->lconf->connect_timeout_ms, 0);
     return 0;
 }
 
 static void connect_next(struct sp_session *s)
 {
-    const struct sp_upstream_conf *uc = s->listener->upstream->conf;
+    const struct sp_upstream_conf *uc = s->upstream->conf;
     while (s->attempts <= uc->retries) {
-        struct sp_server *srv =
-            sp_balancer_pick(s->listener->balancer, &s->tried, &s->peer.sa, now_ms(s));
+        struct sp_server *srv = sp_balancer_pick(s->balancer, &s->tried, &s->peer.sa, now_ms(s));
         if (srv == NULL) {
             /* Per connection, so debug: an outage would otherwise flood the log. */
             sp_log_debug("upstream %s: no server available", uc->name);
@@ -355,10 +360,17 @@ void sp_session_start(struct sp_listener *l, int fd, const struct sockaddr *peer
     if (s == NULL) {
         close(fd);
         atomic_fetch_sub_explicit(&l->stats->active, 1, memory_order_relaxed);
+        sp_listener_session_done(l);
         return;
     }
     s->worker = w;
     s->listener = l;
+    s->gen = l->gen;
+    s->lconf = l->conf;
+    s->stats = l->stats;
+    s->upstream = l->upstream;
+    s->balancer = l->balancer;
+    s->gen->nsessions++;
     s->fd[CLI] = fd;
     s->fd[UPS] = -1;
     s->state = S_CONNECTING;
@@ -408,7 +420,7 @@ static void session_close(struct sp_session *s, int reset)
     close_side(s, UPS, reset & RESET_UPS);
     close_handle(s, (uv_handle_t *)&s->timer);
 
-    atomic_fetch_sub_explicit(&s->listener->stats->active, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&s->stats->active, 1, memory_order_relaxed);
     release_server(s);
 
     if (s->prev != NULL)
@@ -418,7 +430,8 @@ static void session_close(struct sp_session *s, int reset)
     if (s->next != NULL)
         s->next->prev = s->prev;
     w->nsessions--;
-    sp_worker_session_closed(w);
+    sp_listener_session_done(s->listener);
+    sp_worker_session_closed(w, s->gen);
 }
 
 void sp_session_abort(struct sp_session *s)

@@ -30,6 +30,8 @@ int sp_upstream_init(struct sp_upstream *u, const struct sp_upstream_conf *conf)
         s->index = (unsigned)i;
         s->name = conf->servers[i].address;
         atomic_init(&s->up, true);
+        atomic_init(&s->drained, false);
+        atomic_init(&s->check_result, SP_CHECK_NONE);
         atomic_init(&s->active, 0);
         atomic_init(&s->connections, 0);
         atomic_init(&s->connect_failures, 0);
@@ -40,6 +42,21 @@ int sp_upstream_init(struct sp_upstream *u, const struct sp_upstream_conf *conf)
         atomic_init(&s->up_since_ms, 0);
     }
     return 0;
+}
+
+void sp_server_carry(struct sp_server *dst, const struct sp_server *src)
+{
+    atomic_store_explicit(&dst->up, atomic_load_explicit(&src->up, RLX), RLX);
+    atomic_store_explicit(&dst->drained, atomic_load_explicit(&src->drained, RLX), RLX);
+    atomic_store_explicit(&dst->check_result, atomic_load_explicit(&src->check_result, RLX), RLX);
+    atomic_store_explicit(&dst->connections, atomic_load_explicit(&src->connections, RLX), RLX);
+    atomic_store_explicit(&dst->connect_failures, atomic_load_explicit(&src->connect_failures, RLX),
+                          RLX);
+    atomic_store_explicit(&dst->fails, atomic_load_explicit(&src->fails, RLX), RLX);
+    atomic_store_explicit(&dst->fail_window_start_ms,
+                          atomic_load_explicit(&src->fail_window_start_ms, RLX), RLX);
+    atomic_store_explicit(&dst->down_until_ms, atomic_load_explicit(&src->down_until_ms, RLX), RLX);
+    atomic_store_explicit(&dst->up_since_ms, atomic_load_explicit(&src->up_since_ms, RLX), RLX);
 }
 
 void sp_upstream_deinit(struct sp_upstream *u)

@@ -1,4 +1,5 @@
-/* worker.c: an event-loop thread with its listeners, sessions, pipe pool and balancers. */
+/* worker.c: an event-loop thread with its listeners, sessions, pipe pool and balancers, and
+ * the generations that let a config reload take effect without touching open connections. */
 #include "worker.h"
 
 #include "listener.h"
@@ -17,16 +18,139 @@
 
 static void on_wakeup(uv_async_t *a);
 
-static void free_members(struct sp_worker *w)
+/* ---- generations ------------------------------------------------------------------------- */
+
+static void gen_free(struct sp_wgen *g)
 {
-    for (size_t i = 0; i < w->nlisteners; i++)
-        sp_listener_unbind(&w->listeners[i]);
+    for (size_t i = 0; i < g->nbalancers; i++)
+        sp_balancer_deinit(&g->balancers[i]);
+    free(g->balancers);
+    sp_runtime_unref(g->rt);
+    free(g);
+}
+
+static void gen_retire(struct sp_wgen *g)
+{
+    g->retired = true;
+    if (g->nsessions == 0)
+        gen_free(g);
+}
+
+/* Takes over the reference `rt`. Returns NULL (having dropped it) when out of memory. */
+static struct sp_wgen *gen_new(struct sp_worker *w, struct sp_runtime *rt)
+{
+    struct sp_wgen *g = calloc(1, sizeof(*g));
+    if (g == NULL) {
+        sp_runtime_unref(rt);
+        return NULL;
+    }
+    g->rt = rt;
+    g->balancers = calloc(rt->cfg->nupstreams, sizeof(*g->balancers));
+    if (g->balancers == NULL) {
+        gen_free(g);
+        return NULL;
+    }
+    for (size_t i = 0; i < rt->cfg->nupstreams; i++) {
+        /* Different seeds so workers' random choices do not move in lockstep. */
+        uint64_t seed = 0x9e3779b97f4a7c15ull * (uint64_t)(w->id + 1) + rt->generation * 31 + i;
+        if (sp_balancer_init(&g->balancers[i], &rt->upstreams[i], seed) != 0) {
+            gen_free(g);
+            return NULL;
+        }
+        g->nbalancers++;
+    }
+    return g;
+}
+
+/* ---- listeners across configs ------------------------------------------------------------ */
+
+static void close_fds(int *fds, size_t n)
+{
+    for (size_t i = 0; fds != NULL && i < n; i++) {
+        if (fds[i] != -1)
+            close(fds[i]);
+    }
+    free(fds);
+}
+
+/* The current listener bound to the same address as `conf`, taken out of the old array. */
+static struct sp_listener *take_kept(struct sp_worker *w, const struct sp_listener_conf *conf)
+{
+    for (size_t j = 0; j < w->nlisteners; j++) {
+        struct sp_listener *l = w->listeners[j];
+        if (l != NULL && sp_listener_same_addr(l->conf, conf)) {
+            w->listeners[j] = NULL;
+            return l;
+        }
+    }
+    return NULL;
+}
+
+static void retire_listeners(struct sp_worker *w)
+{
+    for (size_t j = 0; j < w->nlisteners; j++) {
+        if (w->listeners[j] != NULL)
+            sp_listener_retire(w->listeners[j]);
+    }
     free(w->listeners);
     w->listeners = NULL;
-    for (size_t i = 0; i < w->nbalancers; i++)
-        sp_balancer_deinit(&w->balancers[i]);
-    free(w->balancers);
-    w->balancers = NULL;
+    w->nlisteners = 0;
+}
+
+/* Switches the worker to `rt` (reference taken over) with `fds` (taken over; -1 = keep the
+ * listener on that address). Listeners not in the new config close; sessions stay on the
+ * generation they started in. Returns 0 or -ENOMEM (the old config then stays in force). */
+static int apply_config(struct sp_worker *w, struct sp_runtime *rt, int *fds)
+{
+    size_t n = rt->cfg->nlisteners;
+    struct sp_listener **ls = calloc(n, sizeof(*ls));
+    struct sp_wgen *gen = ls != NULL ? gen_new(w, rt) : NULL;
+    if (gen == NULL) {
+        if (ls == NULL)
+            sp_runtime_unref(rt);
+        free(ls);
+        close_fds(fds, n);
+        return -ENOMEM;
+    }
+    const struct sp_config *cfg = rt->cfg;
+    for (size_t i = 0; i < n; i++) {
+        const struct sp_listener_conf *lc = &cfg->listeners[i];
+        size_t up = (size_t)(lc->upstream - cfg->upstreams);
+        struct sp_listener *l = fds[i] == -1 ? take_kept(w, lc) : sp_listener_start(w, fds[i]);
+        fds[i] = -1; /* owned by the listener now, or closed by it on failure */
+        if (l == NULL) {
+            sp_log_error("listener %s: not serving on this worker", lc->name);
+            continue;
+        }
+        sp_listener_retarget(l, gen, lc, rt->listener[i], &rt->upstreams[up], &gen->balancers[up]);
+        ls[i] = l;
+    }
+    free(fds);
+    retire_listeners(w); /* what was not taken over */
+    w->listeners = ls;
+    w->nlisteners = n;
+    if (w->gen != NULL)
+        gen_retire(w->gen);
+    w->gen = gen;
+    w->pipes.want_size = w->pipes.try_size = (uint32_t)cfg->pipe_size;
+    return 0;
+}
+
+/* ---- life cycle -------------------------------------------------------------------------- */
+
+static void free_members(struct sp_worker *w)
+{
+    free(w->listeners); /* every listener has retired and freed itself by now */
+    w->listeners = NULL;
+    if (w->gen != NULL) {
+        gen_free(w->gen);
+        w->gen = NULL;
+    }
+    if (w->pending_rt != NULL) {
+        close_fds(w->pending_fds, w->pending_rt->cfg->nlisteners);
+        sp_runtime_unref(w->pending_rt);
+        w->pending_rt = NULL;
+    }
     sp_relay_ctx_deinit(&w->relay);
     sp_pipe_pool_deinit(&w->pipes);
     if (w->spare_fd != -1) {
@@ -35,102 +159,92 @@ static void free_members(struct sp_worker *w)
     }
     if (w->loop_inited) {
         uv_loop_close(&w->loop);
+        uv_mutex_destroy(&w->lock);
         w->loop_inited = false;
     }
 }
 
-static int build(struct sp_worker *w)
+/* Runs the loop just long enough for the close callbacks of handles closed outside it. */
+static void close_unstarted(struct sp_worker *w)
 {
-    const struct sp_config *cfg = w->rt->cfg;
-    w->balancers = calloc(cfg->nupstreams, sizeof(*w->balancers));
-    w->listeners = calloc(cfg->nlisteners, sizeof(*w->listeners));
-    if (w->balancers == NULL || w->listeners == NULL)
-        return -ENOMEM;
-    for (size_t i = 0; i < cfg->nupstreams; i++) {
-        /* Different seeds so workers' random choices do not move in lockstep. */
-        uint64_t seed = 0x9e3779b97f4a7c15ull * (uint64_t)(w->id + 1) + (uint64_t)i;
-        int rc = sp_balancer_init(&w->balancers[i], &w->rt->upstreams[i], seed);
-        if (rc != 0)
-            return rc;
-        w->nbalancers++;
-    }
-    for (size_t i = 0; i < cfg->nlisteners; i++) {
-        const struct sp_listener_conf *lc = &cfg->listeners[i];
-        size_t up = (size_t)(lc->upstream - cfg->upstreams);
-        int rc = sp_listener_bind(&w->listeners[i], w, lc, &w->rt->listener[i],
-                                  &w->rt->upstreams[up], &w->balancers[up]);
-        if (rc != 0)
-            return rc;
-        w->nlisteners++;
-    }
-    return 0;
+    retire_listeners(w);
+    if (!uv_is_closing((uv_handle_t *)&w->wakeup))
+        uv_close((uv_handle_t *)&w->wakeup, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    free_members(w);
 }
 
-int sp_worker_init(struct sp_worker *w, int id, struct sp_runtime *rt, sp_worker_exit_fn on_exit,
-                   void *arg)
+int sp_worker_init(struct sp_worker *w, int id, struct sp_runtime *rt, int *fds,
+                   sp_worker_exit_fn on_exit, void *arg)
 {
-    *w = (struct sp_worker){.id = id, .rt = rt, .on_exit = on_exit, .on_exit_arg = arg};
-    w->spare_fd = -1;
+    *w = (struct sp_worker){.id = id, .on_exit = on_exit, .on_exit_arg = arg, .spare_fd = -1};
     const struct sp_config *cfg = rt->cfg;
     sp_pipe_pool_init(&w->pipes, (uint32_t)cfg->pipe_size, cfg->pipe_pool_max);
     sp_relay_ctx_init(&w->relay, &w->pipes, COPY_BUFS_KEPT);
 
     int rc = uv_loop_init(&w->loop);
-    if (rc != 0)
-        goto fail;
+    if (rc != 0) {
+        sp_runtime_unref(rt);
+        close_fds(fds, cfg->nlisteners);
+        return rc;
+    }
+    uv_mutex_init(&w->lock);
     w->loop_inited = true;
-    rc = uv_async_init(&w->loop, &w->wakeup, on_wakeup);
-    if (rc != 0)
-        goto fail;
+    uv_async_init(&w->loop, &w->wakeup, on_wakeup);
     w->wakeup.data = w;
-    rc = build(w);
-    if (rc != 0)
-        goto fail;
+
+    size_t n = cfg->nlisteners;
+    rc = apply_config(w, rt, fds);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (w->listeners[i] == NULL)
+            rc = -EIO; /* logged by apply_config: at start, every listener must serve */
+    }
+    if (rc != 0) {
+        close_unstarted(w);
+        return rc;
+    }
     w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     sp_pipe_pool_prefill(&w->pipes, SP_MIN(PIPE_PREFILL, cfg->pipe_pool_max));
     return 0;
-
-fail:
-    if (w->loop_inited) {
-        /* The async handle must be closed and its callback run before the loop can close. */
-        if (uv_is_active((uv_handle_t *)&w->wakeup))
-            uv_close((uv_handle_t *)&w->wakeup, NULL);
-        uv_run(&w->loop, UV_RUN_NOWAIT);
-    }
-    free_members(w);
-    return rc;
 }
 
 void sp_worker_deinit(struct sp_worker *w)
 {
-    uv_close((uv_handle_t *)&w->wakeup, NULL);
-    uv_run(&w->loop, UV_RUN_NOWAIT);
-    free_members(w);
+    close_unstarted(w);
 }
 
-/* Everything is closed: closing the wake-up handle lets uv_run return. A late
- * sp_worker_force from the main thread is harmless: it only writes to the loop's eventfd,
- * which stays open until sp_worker_join closes the loop. */
+/* Everything is closed: closing the wake-up handle lets uv_run return. The main thread may
+ * still signal it afterwards; that only writes to the loop's eventfd, which stays open until
+ * sp_worker_join closes the loop. */
 static void finish(struct sp_worker *w)
 {
     if (!uv_is_closing((uv_handle_t *)&w->wakeup))
         uv_close((uv_handle_t *)&w->wakeup, NULL);
 }
 
-static void close_listeners(struct sp_worker *w)
-{
-    for (size_t i = 0; i < w->nlisteners; i++)
-        sp_listener_close(&w->listeners[i]);
-}
-
 static void on_wakeup(uv_async_t *a)
 {
     struct sp_worker *w = a->data;
-    int cmd = atomic_load_explicit(&w->cmd, memory_order_acquire);
+    uv_mutex_lock(&w->lock);
+    int cmd = w->cmd;
+    struct sp_runtime *rt = w->pending_rt;
+    int *fds = w->pending_fds;
+    w->pending_rt = NULL;
+    w->pending_fds = NULL;
+    uv_mutex_unlock(&w->lock);
+
+    if (rt != NULL) {
+        if (cmd == SP_WORKER_RUN && apply_config(w, rt, fds) == 0)
+            sp_log_debug("config generation %llu in force", (unsigned long long)rt->generation);
+        else if (cmd != SP_WORKER_RUN) {
+            close_fds(fds, rt->cfg->nlisteners);
+            sp_runtime_unref(rt);
+        }
+    }
     if (cmd == w->applied_cmd)
         return;
     w->applied_cmd = cmd;
-    close_listeners(w);
+    retire_listeners(w);
     if (cmd == SP_WORKER_FORCE) {
         while (w->sessions != NULL)
             sp_session_abort(w->sessions);
@@ -139,8 +253,11 @@ static void on_wakeup(uv_async_t *a)
         finish(w);
 }
 
-void sp_worker_session_closed(struct sp_worker *w)
+void sp_worker_session_closed(struct sp_worker *w, struct sp_wgen *gen)
 {
+    gen->nsessions--;
+    if (gen->retired && gen->nsessions == 0)
+        gen_free(gen);
     if (w->applied_cmd != SP_WORKER_RUN && w->nsessions == 0)
         finish(w);
 }
@@ -149,12 +266,6 @@ static void run(void *arg)
 {
     struct sp_worker *w = arg;
     sp_log_set_thread_id(w->id);
-    for (size_t i = 0; i < w->nlisteners; i++) {
-        int rc = sp_listener_start(&w->listeners[i]);
-        if (rc != 0)
-            sp_log_error("listener %s: cannot poll: %s", w->listeners[i].conf->name,
-                         uv_strerror(rc));
-    }
     uv_run(&w->loop, UV_RUN_DEFAULT);
     if (w->on_exit != NULL)
         w->on_exit(w, w->on_exit_arg);
@@ -167,10 +278,10 @@ int sp_worker_start(struct sp_worker *w)
 
 static void command(struct sp_worker *w, int cmd)
 {
-    int cur = atomic_load_explicit(&w->cmd, memory_order_acquire);
-    while (cur < cmd && !atomic_compare_exchange_weak_explicit(
-                            &w->cmd, &cur, cmd, memory_order_acq_rel, memory_order_acquire)) {
-    }
+    uv_mutex_lock(&w->lock);
+    if (w->cmd < cmd)
+        w->cmd = cmd;
+    uv_mutex_unlock(&w->lock);
     uv_async_send(&w->wakeup);
 }
 
@@ -182,6 +293,35 @@ void sp_worker_drain(struct sp_worker *w)
 void sp_worker_force(struct sp_worker *w)
 {
     command(w, SP_WORKER_FORCE);
+}
+
+/* A reload superseded before the worker applied it: the newer one wins, but a socket the
+ * older one bound for an address the newer one "keeps" is the one to keep. */
+static void merge_superseded(struct sp_runtime *old_rt, int *old_fds, struct sp_runtime *rt,
+                             int *fds)
+{
+    for (size_t i = 0; i < rt->cfg->nlisteners; i++) {
+        for (size_t j = 0; fds[i] == -1 && j < old_rt->cfg->nlisteners; j++) {
+            if (old_fds[j] != -1 &&
+                sp_listener_same_addr(&old_rt->cfg->listeners[j], &rt->cfg->listeners[i])) {
+                fds[i] = old_fds[j];
+                old_fds[j] = -1;
+            }
+        }
+    }
+    close_fds(old_fds, old_rt->cfg->nlisteners);
+    sp_runtime_unref(old_rt);
+}
+
+void sp_worker_reload(struct sp_worker *w, struct sp_runtime *rt, int *fds)
+{
+    uv_mutex_lock(&w->lock);
+    if (w->pending_rt != NULL)
+        merge_superseded(w->pending_rt, w->pending_fds, rt, fds);
+    w->pending_rt = rt;
+    w->pending_fds = fds;
+    uv_mutex_unlock(&w->lock);
+    uv_async_send(&w->wakeup);
 }
 
 void sp_worker_join(struct sp_worker *w)

@@ -1,0 +1,31 @@
+/* admin.h: the admin HTTP endpoint (libmicrohttpd, in its own thread). It never touches the
+ * relay: every request goes through the ops below, which copy what they need under the
+ * server's own locking. */
+#ifndef SPLICER_ADMIN_H
+#define SPLICER_ADMIN_H
+
+#include "config.h"
+#include "stats.h"
+#include <stdbool.h>
+
+struct sp_admin_ops {
+    /* A fresh snapshot for /metrics and /status; 0 or -errno. Called on the admin thread. */
+    int (*snapshot)(void *ctx, struct sp_stats **out);
+    /* Drain (drain=true) or re-enable a server of an upstream, named by its configured
+     * address. Returns 0, or -ENOENT when no such upstream/server exists. */
+    int (*set_drain)(void *ctx, const char *upstream, const char *address, bool drain);
+    /* True once the process is draining (shutdown signal): /healthz answers 503. */
+    bool (*draining)(void *ctx);
+};
+
+struct sp_admin;
+
+/* Starts serving conf->listen on a thread of its own. Returns 0 or -errno (the address could
+ * not be bound, or the library refused to start), with *out NULL on failure. Main thread. */
+int sp_admin_start(const struct sp_admin_conf *conf, const struct sp_admin_ops *ops, void *ctx,
+                   struct sp_admin **out);
+
+/* Stops the thread and frees everything. NULL is a no-op. Main thread. */
+void sp_admin_stop(struct sp_admin *a);
+
+#endif

@@ -1,0 +1,27 @@
+/* snapshot.h: copying the live counters of a running splicer into a struct sp_stats. */
+#ifndef SPLICER_SNAPSHOT_H
+#define SPLICER_SNAPSHOT_H
+
+#include "runtime.h"
+#include "stats.h"
+#include "worker.h"
+
+/* What the server hands over for one snapshot; everything borrowed for the call. */
+struct sp_snapshot_src {
+    struct sp_runtime *rt;           /* the config in force (a reference held by the caller) */
+    const struct sp_worker *workers; /* their relay and pipe counters are read atomically */
+    unsigned nworkers;
+    bool draining;
+    uint64_t start_unix;
+    uint64_t reloads_ok;
+    uint64_t reloads_failed;
+    bool last_reload_ok;
+    const char *last_reload_error; /* NULL when none */
+    uint64_t last_reload_unix;
+};
+
+/* Builds a snapshot (free with sp_stats_free). Returns 0 or -ENOMEM. Any thread: it reads only
+ * atomics and the immutable config. */
+int sp_snapshot_collect(const struct sp_snapshot_src *src, struct sp_stats **out);
+
+#endif

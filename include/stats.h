@@ -1,0 +1,78 @@
+/* stats.h: a point-in-time copy of everything the admin endpoint reports, as plain data. The
+ * server fills it (sp_server's snapshot op) from the live atomics; metrics.c renders it as
+ * Prometheus text or /status JSON. Owning the copy lets the admin thread format at leisure
+ * without holding any lock the relay could wait on. */
+#ifndef SPLICER_STATS_H
+#define SPLICER_STATS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct sp_stats_listener {
+    char *name;           /* owned */
+    char *listen;         /* owned; as configured */
+    char *upstream;       /* owned; upstream name */
+    uint64_t active;      /* open now */
+    uint64_t connections; /* accepted and served, ever */
+    uint64_t rejected;    /* closed at once: over max_connections or out of fds */
+    uint64_t bytes_up;    /* client to server */
+    uint64_t bytes_down;  /* server to client */
+};
+
+struct sp_stats_server {
+    char *upstream; /* owned */
+    char *address;  /* owned; as configured */
+    bool up;        /* active health state */
+    bool usable;    /* takes new connections now: up, not drained, not held by passive checks */
+    bool drained;
+    bool backup;
+    unsigned weight;
+    uint64_t active;
+    uint64_t connections;
+    uint64_t connect_failures;
+    int check_result;    /* enum sp_check_result or -errno (see upstream.h) */
+    bool health_checked; /* the upstream has a health_check block */
+};
+
+struct sp_stats_upstream {
+    char *name;          /* owned */
+    const char *balance; /* static string */
+    size_t nservers;
+};
+
+struct sp_stats {
+    struct sp_stats_listener *listeners; /* owned array */
+    size_t nlisteners;
+    struct sp_stats_upstream *upstreams; /* owned array */
+    size_t nupstreams;
+    struct sp_stats_server *servers; /* owned array, grouped by upstream in config order */
+    size_t nservers;
+
+    /* relay, summed over workers */
+    uint64_t splice_bytes;
+    uint64_t copy_bytes;
+    uint64_t copy_fallbacks;
+    uint64_t pipes_idle;   /* in the pools */
+    uint64_t pipes_in_use; /* lent to connections */
+    uint64_t pipes_created;
+    uint64_t pipes_shrunk;  /* granted smaller than pipe_size */
+    uint64_t pipe_failures; /* pipe2() failed */
+
+    /* process */
+    const char *version; /* static */
+    unsigned workers;
+    bool draining;              /* SIGTERM/SIGINT received: /healthz answers 503 */
+    uint64_t start_time_unix;   /* seconds */
+    uint64_t config_generation; /* 1 for the config loaded at start, +1 per successful reload */
+    uint64_t reloads_ok;
+    uint64_t reloads_failed;
+    bool last_reload_ok;       /* true when no reload was attempted */
+    char *last_reload_error;   /* owned; NULL when none; "FILE:LINE:COL: message" */
+    uint64_t last_reload_unix; /* 0 when none */
+};
+
+/* Frees a snapshot and everything it owns. NULL is a no-op. Any thread. */
+void sp_stats_free(struct sp_stats *st);
+
+#endif

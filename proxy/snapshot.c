@@ -1,0 +1,128 @@
+/* snapshot.c: the admin endpoint's view of the process, copied out of the live atomics so the
+ * admin thread can format it without holding anything the relay needs. */
+#include "snapshot.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RLX memory_order_relaxed
+
+static bool dup_to(char **dst, const char *src)
+{
+    *dst = strdup(src);
+    return *dst != NULL;
+}
+
+static int fill_listeners(struct sp_stats *st, const struct sp_runtime *rt)
+{
+    const struct sp_config *cfg = rt->cfg;
+    st->listeners = calloc(cfg->nlisteners, sizeof(*st->listeners));
+    if (st->listeners == NULL)
+        return -ENOMEM;
+    st->nlisteners = cfg->nlisteners;
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct sp_listener_conf *lc = &cfg->listeners[i];
+        struct sp_listener_stats *ls = rt->listener[i];
+        struct sp_stats_listener *o = &st->listeners[i];
+        if (!dup_to(&o->name, lc->name) || !dup_to(&o->listen, lc->listen) ||
+            !dup_to(&o->upstream, lc->upstream->name))
+            return -ENOMEM;
+        o->active = atomic_load_explicit(&ls->active, RLX);
+        o->connections = atomic_load_explicit(&ls->accepted, RLX);
+        o->rejected = atomic_load_explicit(&ls->rejected, RLX);
+        for (unsigned w = 0; w < ls->nworkers; w++) {
+            o->bytes_up += atomic_load_explicit(&ls->bytes[w].v[0], RLX);
+            o->bytes_down += atomic_load_explicit(&ls->bytes[w].v[1], RLX);
+        }
+    }
+    return 0;
+}
+
+static int fill_server(struct sp_stats_server *o, const struct sp_upstream *u,
+                       const struct sp_server *s, uint64_t now)
+{
+    if (!dup_to(&o->upstream, u->conf->name) || !dup_to(&o->address, s->name))
+        return -ENOMEM;
+    o->up = atomic_load_explicit(&s->up, RLX);
+    o->drained = atomic_load_explicit(&s->drained, RLX);
+    o->usable = sp_server_usable(s, now);
+    o->backup = s->conf->backup;
+    o->weight = s->conf->weight;
+    o->active = atomic_load_explicit(&s->active, RLX);
+    o->connections = atomic_load_explicit(&s->connections, RLX);
+    o->connect_failures = atomic_load_explicit(&s->connect_failures, RLX);
+    o->check_result = atomic_load_explicit(&s->check_result, RLX);
+    o->health_checked = u->conf->health.enabled;
+    return 0;
+}
+
+static int fill_upstreams(struct sp_stats *st, const struct sp_runtime *rt)
+{
+    const struct sp_config *cfg = rt->cfg;
+    size_t nservers = 0;
+    for (size_t i = 0; i < cfg->nupstreams; i++)
+        nservers += rt->upstreams[i].nservers;
+    st->upstreams = calloc(cfg->nupstreams, sizeof(*st->upstreams));
+    st->servers = calloc(nservers, sizeof(*st->servers));
+    if (st->upstreams == NULL || st->servers == NULL)
+        return -ENOMEM;
+    st->nupstreams = cfg->nupstreams;
+    uint64_t now = sp_upstream_now_ms();
+    for (size_t i = 0; i < cfg->nupstreams; i++) {
+        const struct sp_upstream *u = &rt->upstreams[i];
+        if (!dup_to(&st->upstreams[i].name, u->conf->name))
+            return -ENOMEM;
+        st->upstreams[i].balance = sp_balance_name(u->conf->balance);
+        st->upstreams[i].nservers = u->nservers;
+        for (size_t j = 0; j < u->nservers; j++) {
+            if (fill_server(&st->servers[st->nservers], u, &u->servers[j], now) != 0)
+                return -ENOMEM;
+            st->nservers++;
+        }
+    }
+    return 0;
+}
+
+static void fill_relay(struct sp_stats *st, const struct sp_worker *workers, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        const struct sp_relay_ctx *r = &workers[i].relay;
+        const struct sp_pipe_pool *p = &workers[i].pipes;
+        st->splice_bytes += SP_STAT_GET(r->splice_bytes);
+        st->copy_bytes += SP_STAT_GET(r->copy_bytes);
+        st->copy_fallbacks += SP_STAT_GET(r->copy_fallbacks);
+        st->pipes_idle += SP_STAT_GET(p->nfree);
+        st->pipes_in_use += SP_STAT_GET(p->in_use);
+        st->pipes_created += SP_STAT_GET(p->created);
+        st->pipes_shrunk += SP_STAT_GET(p->shrunk);
+        st->pipe_failures += SP_STAT_GET(p->failures);
+    }
+}
+
+int sp_snapshot_collect(const struct sp_snapshot_src *src, struct sp_stats **out)
+{
+    struct sp_stats *st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return -ENOMEM;
+    if (fill_listeners(st, src->rt) != 0 || fill_upstreams(st, src->rt) != 0)
+        goto fail;
+    if (src->last_reload_error != NULL && !dup_to(&st->last_reload_error, src->last_reload_error))
+        goto fail;
+    fill_relay(st, src->workers, src->nworkers);
+    st->version = SPLICER_VERSION;
+    st->workers = src->nworkers;
+    st->draining = src->draining;
+    st->start_time_unix = src->start_unix;
+    st->config_generation = src->rt->generation;
+    st->reloads_ok = src->reloads_ok;
+    st->reloads_failed = src->reloads_failed;
+    st->last_reload_ok = src->last_reload_ok;
+    st->last_reload_unix = src->last_reload_unix;
+    *out = st;
+    return 0;
+
+fail:
+    sp_stats_free(st);
+    return -ENOMEM;
+}
