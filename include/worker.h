@@ -8,6 +8,7 @@
 #ifndef SPLICER_WORKER_H
 #define SPLICER_WORKER_H
 
+#include "accesslog.h"
 #include "balancer.h"
 #include "common.h"
 #include "pipe_pool.h"
@@ -57,6 +58,9 @@ struct sp_worker {
     struct sp_pipe_pool pipes;
     struct sp_relay_ctx relay;
 
+    struct sp_access_buf alog; /* access log lines not yet handed to the writer */
+    uv_timer_t alog_timer;     /* hands a partial buffer over shortly after its first line */
+
     struct sp_session *sessions; /* owned list of open sessions */
     unsigned nsessions;
     int spare_fd; /* held open so that at the fd cap one accept can still be refused cleanly */
@@ -64,10 +68,11 @@ struct sp_worker {
 };
 
 /* Builds worker `id` for `rt` (takes the reference passed in) with `fds`, one bound listening
- * socket per configured listener (see sp_listener_bind; ownership passes, even on failure).
- * Nothing runs yet. Returns 0 or -errno. Main thread. */
+ * socket per configured listener (see sp_listener_bind; ownership passes, even on failure),
+ * writing access log lines to `alog` (borrowed). Nothing runs yet. Returns 0 or -errno. Main
+ * thread. */
 int sp_worker_init(struct sp_worker *w, int id, struct sp_runtime *rt, int *fds,
-                   sp_worker_exit_fn on_exit, void *arg);
+                   struct sp_access_log *alog, sp_worker_exit_fn on_exit, void *arg);
 
 /* Starts the worker's thread. Returns 0 or -errno. Main thread. */
 int sp_worker_start(struct sp_worker *w);
@@ -88,6 +93,10 @@ void sp_worker_join(struct sp_worker *w);
 
 /* Frees a worker that was initialised but never started. Main thread. */
 void sp_worker_deinit(struct sp_worker *w);
+
+/* Queues an access log line. Worker thread. */
+void sp_worker_access_log(struct sp_worker *w, const struct sp_access_entry *e,
+                          enum sp_log_format format);
 
 /* A session of generation `gen` has closed, so a draining worker can finish and a retired
  * generation can go. Worker thread. */

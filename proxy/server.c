@@ -6,6 +6,7 @@
  *                   a second signal, or the timeout, closes everything at once. */
 #include "server.h"
 
+#include "accesslog.h"
 #include "admin.h"
 #include "health.h"
 #include "listener.h"
@@ -28,8 +29,9 @@ struct server {
     struct sp_runtime *rt;     /* one reference: the config in force */
     struct sp_worker *workers; /* owned array */
     unsigned nworkers;
-    struct sp_health *health; /* owned; NULL without health checks */
-    struct sp_admin *admin;   /* owned; NULL without an admin block */
+    struct sp_health *health;   /* owned; NULL without health checks */
+    struct sp_admin *admin;     /* owned; NULL without an admin block */
+    struct sp_access_log *alog; /* owned: the access log writer */
     _Atomic unsigned exited;
     _Atomic bool stopping;
     uint64_t start_unix;
@@ -130,7 +132,7 @@ static int start_workers(struct server *srv)
     unsigned made = 0;
     for (; made < n && rc == 0; made++) {
         rc = sp_worker_init(&srv->workers[made], (int)made, sp_runtime_ref(srv->rt), sets[made],
-                            worker_exit, srv);
+                            srv->alog, worker_exit, srv);
         sets[made] = NULL; /* taken over */
     }
     free_fd_sets(sets, n, srv->rt->cfg->nlisteners);
@@ -280,6 +282,10 @@ static void publish(struct server *srv, struct sp_runtime *rt, int **sets)
         srv->admin = NULL;
         start_admin(srv, rt->cfg);
     }
+    int rc = sp_access_log_reconfigure(srv->alog, &rt->cfg->access_log);
+    if (rc != 0)
+        sp_log_error("reload: cannot open access log %s: %s; keeping the old one",
+                     rt->cfg->access_log.path, uv_strerror(rc));
     sp_log_set_level(rt->cfg->log_level);
     sp_runtime_unref(old);
 }
@@ -401,7 +407,13 @@ static void log_started(const struct sp_config *cfg)
 
 static int start(struct server *srv)
 {
-    int rc = start_workers(srv);
+    int rc = sp_access_log_start(&srv->rt->cfg->access_log, &srv->alog);
+    if (rc != 0) {
+        sp_log_error("cannot open access log %s: %s", srv->rt->cfg->access_log.path,
+                     uv_strerror(rc));
+        return rc;
+    }
+    rc = start_workers(srv);
     if (rc != 0) {
         sp_log_error("cannot start: %s", uv_strerror(rc));
         return rc;
@@ -444,6 +456,7 @@ int sp_server_run(struct sp_config *cfg)
     sp_admin_stop(srv.admin); /* before the workers it reads from go away */
     for (unsigned i = 0; i < srv.nworkers; i++)
         sp_worker_join(&srv.workers[i]);
+    sp_access_log_stop(srv.alog); /* after the workers' last lines */
     uv_loop_close(&srv.loop);
     free(srv.workers);
     sp_runtime_unref(srv.rt);

@@ -14,6 +14,7 @@
  * A session is freed only from the last close callback of its three handles. */
 #include "session.h"
 
+#include "accesslog.h"
 #include "balancer.h"
 #include "listener.h"
 #include "log.h"
@@ -59,9 +60,11 @@ struct sp_session {
     bool poll_live[2];      /* poll[i] initialised and not yet closed */
     bool retry_pending;     /* poll[UPS] is closing before the next connect attempt */
     bool counted_on_server; /* server->active holds this session */
+    int8_t first_eof;       /* the side whose EOF came first, -1 before any */
     unsigned attempts;
     struct sp_tried tried;
     uint64_t last_io_ms;
+    uint64_t start_ms;
     struct sp_relay_dir dir[2]; /* dir[CLI]: client -> upstream, dir[UPS]: upstream -> client */
     union {
         struct sockaddr sa;
@@ -71,7 +74,7 @@ struct sp_session {
 };
 
 static void connect_next(struct sp_session *s);
-static void session_close(struct sp_session *s, int reset);
+static void session_close(struct sp_session *s, int reset, enum sp_end end);
 
 static uint64_t now_ms(const struct sp_session *s)
 {
@@ -134,7 +137,10 @@ static void dir_failed(struct sp_session *s, int d)
     int failed_side = dir->err_on_dst ? (d ^ 1) : d;
     sp_log_debug("session %p: %s side: %s", (void *)s, failed_side == CLI ? "client" : "upstream",
                  uv_strerror(dir->err));
-    session_close(s, failed_side == CLI ? RESET_UPS : RESET_CLI);
+    if (failed_side == CLI)
+        session_close(s, RESET_UPS, SP_END_CLIENT_RESET);
+    else
+        session_close(s, RESET_CLI, SP_END_UPSTREAM_RESET);
 }
 
 /* Runs one direction and accounts what it delivered. False when the session has closed. */
@@ -144,6 +150,8 @@ static bool pump(struct sp_session *s, int d)
     uint64_t before = dir->bytes;
     enum sp_relay_status st = sp_relay_pump(dir, &s->worker->relay);
     SP_STAT_ADD(s->stats->bytes[s->worker->id].v[d], dir->bytes - before);
+    if (dir->src_eof && s->first_eof < 0)
+        s->first_eof = (int8_t)d;
     if (st != SP_RELAY_ERROR)
         return true;
     dir_failed(s, d);
@@ -161,7 +169,10 @@ static void on_io(uv_poll_t *h, int status, int events)
         s->events[side] = 0;
         sp_log_debug("session %p: %s side error: %s", (void *)s,
                      side == CLI ? "client" : "upstream", uv_strerror(err != 0 ? err : status));
-        session_close(s, side == CLI ? RESET_UPS : RESET_CLI);
+        if (side == CLI)
+            session_close(s, RESET_UPS, SP_END_CLIENT_RESET);
+        else
+            session_close(s, RESET_CLI, SP_END_UPSTREAM_RESET);
         return;
     }
     s->last_io_ms = now_ms(s);
@@ -171,7 +182,7 @@ static void on_io(uv_poll_t *h, int status, int events)
     if ((events & UV_WRITABLE) && !pump(s, side ^ 1))
         return;
     if (sp_relay_done(&s->dir[CLI]) && sp_relay_done(&s->dir[UPS])) {
-        session_close(s, 0);
+        session_close(s, 0, s->first_eof == UPS ? SP_END_UPSTREAM_FIN : SP_END_CLIENT_FIN);
         return;
     }
     apply_events(s, CLI, wanted_events(s, CLI));
@@ -190,7 +201,7 @@ static void on_idle_timer(uv_timer_t *t)
         return;
     }
     sp_log_debug("session %p: idle for %llu ms, closing", (void *)s, (unsigned long long)quiet);
-    session_close(s, 0);
+    session_close(s, 0, SP_END_IDLE_TIMEOUT);
 }
 
 static int poll_init(struct sp_session *s, int side)
@@ -213,7 +224,7 @@ static void established(struct sp_session *s)
         rc = poll_init(s, UPS);
     if (rc != 0) {
         sp_log_warn("session: cannot poll sockets: %s", uv_strerror(rc));
-        session_close(s, RESET_CLI | RESET_UPS);
+        session_close(s, RESET_CLI | RESET_UPS, SP_END_LOCAL_ERROR);
         return;
     }
     bool copy = s->lconf->relay == SP_RELAY_COPY;
@@ -328,11 +339,14 @@ static int start_connect(struct sp_session *s, struct sp_server *srv)
 static void connect_next(struct sp_session *s)
 {
     const struct sp_upstream_conf *uc = s->upstream->conf;
+    enum sp_end end = SP_END_CONNECT_FAILED;
     while (s->attempts <= uc->retries) {
         struct sp_server *srv = sp_balancer_pick(s->balancer, &s->tried, &s->peer.sa, now_ms(s));
         if (srv == NULL) {
             /* Per connection, so debug: an outage would otherwise flood the log. */
             sp_log_debug("upstream %s: no server available", uc->name);
+            if (s->attempts == 0)
+                end = SP_END_NO_SERVER;
             break;
         }
         sp_tried_add(&s->tried, srv->index);
@@ -343,12 +357,13 @@ static void connect_next(struct sp_session *s)
         if (local_error(rc)) {
             sp_log_warn("upstream %s: cannot connect to %s: %s", uc->name, srv->name,
                         uv_strerror(rc));
+            end = SP_END_LOCAL_ERROR;
             break;
         }
         s->server = srv;
         attempt_failed(s, rc);
     }
-    session_close(s, 0);
+    session_close(s, 0, end);
 }
 
 /* ---- life cycle -------------------------------------------------------------------------- */
@@ -374,6 +389,8 @@ void sp_session_start(struct sp_listener *l, int fd, const struct sockaddr *peer
     s->fd[CLI] = fd;
     s->fd[UPS] = -1;
     s->state = S_CONNECTING;
+    s->first_eof = -1;
+    s->start_ms = uv_now(&w->loop);
     if (len <= sizeof(s->peer))
         memcpy(&s->peer, peer, len);
     sp_tried_init(&s->tried);
@@ -407,12 +424,32 @@ static void close_side(struct sp_session *s, int side, bool reset)
     }
 }
 
-static void session_close(struct sp_session *s, int reset)
+static void log_access(struct sp_session *s, enum sp_end end)
+{
+    const struct sp_config *cfg = s->gen->rt->cfg;
+    if (!cfg->access_log.enabled)
+        return;
+    struct sp_access_entry e = {
+        .listener = s->lconf->name,
+        .client = &s->peer.sa,
+        .upstream = s->upstream->conf->name,
+        .server = s->server != NULL ? s->server->name : NULL,
+        .bytes_up = s->dir[CLI].bytes,
+        .bytes_down = s->dir[UPS].bytes,
+        .duration_ms = now_ms(s) - s->start_ms,
+        .attempts = s->attempts,
+        .end = end,
+    };
+    sp_worker_access_log(s->worker, &e, cfg->access_log.format);
+}
+
+static void session_close(struct sp_session *s, int reset, enum sp_end end)
 {
     if (s->state == S_CLOSING)
         return;
     s->state = S_CLOSING;
     struct sp_worker *w = s->worker;
+    log_access(s, end);
 
     sp_relay_dir_release(&s->dir[CLI], &w->relay);
     sp_relay_dir_release(&s->dir[UPS], &w->relay);
@@ -436,5 +473,5 @@ static void session_close(struct sp_session *s, int reset)
 
 void sp_session_abort(struct sp_session *s)
 {
-    session_close(s, RESET_CLI | RESET_UPS);
+    session_close(s, RESET_CLI | RESET_UPS, SP_END_SHUTDOWN);
 }

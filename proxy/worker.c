@@ -151,6 +151,7 @@ static void free_members(struct sp_worker *w)
         sp_runtime_unref(w->pending_rt);
         w->pending_rt = NULL;
     }
+    sp_access_buf_deinit(&w->alog);
     sp_relay_ctx_deinit(&w->relay);
     sp_pipe_pool_deinit(&w->pipes);
     if (w->spare_fd != -1) {
@@ -168,14 +169,16 @@ static void free_members(struct sp_worker *w)
 static void close_unstarted(struct sp_worker *w)
 {
     retire_listeners(w);
-    if (!uv_is_closing((uv_handle_t *)&w->wakeup))
+    if (!uv_is_closing((uv_handle_t *)&w->wakeup)) {
         uv_close((uv_handle_t *)&w->wakeup, NULL);
+        uv_close((uv_handle_t *)&w->alog_timer, NULL);
+    }
     uv_run(&w->loop, UV_RUN_DEFAULT);
     free_members(w);
 }
 
 int sp_worker_init(struct sp_worker *w, int id, struct sp_runtime *rt, int *fds,
-                   sp_worker_exit_fn on_exit, void *arg)
+                   struct sp_access_log *alog, sp_worker_exit_fn on_exit, void *arg)
 {
     *w = (struct sp_worker){.id = id, .on_exit = on_exit, .on_exit_arg = arg, .spare_fd = -1};
     const struct sp_config *cfg = rt->cfg;
@@ -192,6 +195,9 @@ int sp_worker_init(struct sp_worker *w, int id, struct sp_runtime *rt, int *fds,
     w->loop_inited = true;
     uv_async_init(&w->loop, &w->wakeup, on_wakeup);
     w->wakeup.data = w;
+    sp_access_buf_init(&w->alog, alog);
+    uv_timer_init(&w->loop, &w->alog_timer);
+    w->alog_timer.data = w;
 
     size_t n = cfg->nlisteners;
     rc = apply_config(w, rt, fds);
@@ -218,8 +224,27 @@ void sp_worker_deinit(struct sp_worker *w)
  * sp_worker_join closes the loop. */
 static void finish(struct sp_worker *w)
 {
-    if (!uv_is_closing((uv_handle_t *)&w->wakeup))
+    if (!uv_is_closing((uv_handle_t *)&w->wakeup)) {
         uv_close((uv_handle_t *)&w->wakeup, NULL);
+        uv_close((uv_handle_t *)&w->alog_timer, NULL);
+        sp_access_buf_flush(&w->alog);
+    }
+}
+
+static void on_alog_timer(uv_timer_t *t)
+{
+    struct sp_worker *w = t->data;
+    sp_access_buf_flush(&w->alog);
+}
+
+void sp_worker_access_log(struct sp_worker *w, const struct sp_access_entry *e,
+                          enum sp_log_format format)
+{
+    /* Lines wait at most this long; a busy worker hands over full buffers well before. */
+    enum { FLUSH_DELAY_MS = 200 };
+    if (sp_access_buf_add(&w->alog, e, format) && !uv_is_active((uv_handle_t *)&w->alog_timer) &&
+        !uv_is_closing((uv_handle_t *)&w->alog_timer))
+        uv_timer_start(&w->alog_timer, on_alog_timer, FLUSH_DELAY_MS, 0);
 }
 
 static void on_wakeup(uv_async_t *a)

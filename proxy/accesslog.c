@@ -1,0 +1,353 @@
+/* accesslog.c: access log lines, formatted on the workers and written by one thread. */
+#include "accesslog.h"
+
+#include "common.h"
+#include "log.h"
+#include "sock.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#define BUF_SIZE     (16 * 1024)       /* one worker chunk */
+#define QUEUE_LIMIT  (4 * 1024 * 1024) /* bytes waiting for the writer before chunks are dropped */
+#define LINE_MAX_LEN 1024
+
+static const char *const end_names[SP_END_COUNT] = {
+    "client_fin",     "upstream_fin", "client_reset", "upstream_reset", "idle_timeout",
+    "connect_failed", "no_server",    "shutdown",     "local_error",
+};
+
+const char *sp_end_name(enum sp_end e)
+{
+    return (unsigned)e < SP_END_COUNT ? end_names[e] : "unknown";
+}
+
+/* ---- formatting -------------------------------------------------------------------------- */
+
+struct out {
+    char *p;
+    size_t len;
+    size_t used; /* may run past len: then only the count is kept */
+};
+
+static void put(struct out *o, const char *s, size_t n)
+{
+    if (o->used < o->len)
+        memcpy(o->p + o->used, s, SP_MIN(n, o->len - o->used));
+    o->used += n;
+}
+
+__attribute__((format(printf, 2, 3))) static void putf(struct out *o, const char *fmt, ...)
+{
+    char tmp[128];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        put(o, tmp, SP_MIN((size_t)n, sizeof(tmp) - 1));
+}
+
+/* A JSON string: names come from the config and may hold quotes or control bytes. */
+static void put_json_str(struct out *o, const char *s)
+{
+    put(o, "\"", 1);
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            char esc[2] = {'\\', (char)c};
+            put(o, esc, 2);
+        } else if (c < 0x20) {
+            putf(o, "\\u%04x", c);
+        } else {
+            put(o, s, 1);
+        }
+    }
+    put(o, "\"", 1);
+}
+
+static void put_time(struct out *o)
+{
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    putf(o, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+         tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+}
+
+static void format_json(struct out *o, const struct sp_access_entry *e, const char *client)
+{
+    put(o, "{\"time\":\"", 9);
+    put_time(o);
+    put(o, "\",\"listener\":", 13);
+    put_json_str(o, e->listener);
+    put(o, ",\"client\":", 10);
+    put_json_str(o, client);
+    put(o, ",\"upstream\":", 12);
+    put_json_str(o, e->upstream);
+    put(o, ",\"server\":", 10);
+    if (e->server != NULL)
+        put_json_str(o, e->server);
+    else
+        put(o, "null", 4);
+    putf(o, ",\"bytes_up\":%llu,\"bytes_down\":%llu", (unsigned long long)e->bytes_up,
+         (unsigned long long)e->bytes_down);
+    putf(o, ",\"duration_ms\":%llu,\"attempts\":%u,\"end\":\"%s\"}\n",
+         (unsigned long long)e->duration_ms, e->attempts, sp_end_name(e->end));
+}
+
+static void format_text(struct out *o, const struct sp_access_entry *e, const char *client)
+{
+    put_time(o);
+    putf(o, " listener=%.64s client=%s upstream=%.64s server=%.64s", e->listener, client,
+         e->upstream, e->server != NULL ? e->server : "-");
+    putf(o, " up=%llu down=%llu", (unsigned long long)e->bytes_up,
+         (unsigned long long)e->bytes_down);
+    putf(o, " duration_ms=%llu attempts=%u end=%s\n", (unsigned long long)e->duration_ms,
+         e->attempts, sp_end_name(e->end));
+}
+
+size_t sp_access_format(char *buf, size_t len, const struct sp_access_entry *e,
+                        enum sp_log_format format)
+{
+    struct out o = {.p = buf, .len = len};
+    char client[SP_ADDRSTRLEN] = "-";
+    if (e->client != NULL)
+        sp_sock_addr_str(e->client, client, sizeof(client));
+    if (format == SP_LOG_FORMAT_TEXT)
+        format_text(&o, e, client);
+    else
+        format_json(&o, e, client);
+    return o.used;
+}
+
+/* ---- the writer thread ------------------------------------------------------------------- */
+
+struct chunk {
+    struct chunk *next;
+    size_t len;
+    char data[];
+};
+
+struct sp_access_log {
+    uv_thread_t thread;
+    uv_mutex_t lock;
+    uv_cond_t wake;
+    struct chunk *head, *tail; /* queued, under lock */
+    size_t queued;             /* bytes queued, under lock */
+    int fd;                    /* destination, -1 when off; under lock */
+    bool own_fd;               /* fd is a file we opened */
+    int close_fd;              /* an old file for the writer to close; under lock */
+    bool stop;
+    _Atomic uint64_t dropped;
+};
+
+static int open_dest(const struct sp_access_log_conf *conf, int *fd, bool *own)
+{
+    *own = false;
+    if (!conf->enabled || conf->path == NULL) {
+        *fd = -1;
+        return 0;
+    }
+    if (strcmp(conf->path, "stderr") == 0) {
+        *fd = STDERR_FILENO;
+        return 0;
+    }
+    if (strcmp(conf->path, "stdout") == 0) {
+        *fd = STDOUT_FILENO;
+        return 0;
+    }
+    *fd = open(conf->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (*fd == -1)
+        return -errno;
+    *own = true;
+    return 0;
+}
+
+static void write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w == -1 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return; /* nowhere to report it but the log itself */
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static void writer(void *arg)
+{
+    struct sp_access_log *al = arg;
+    uv_mutex_lock(&al->lock);
+    for (;;) {
+        while (al->head == NULL && !al->stop && al->close_fd == -1)
+            uv_cond_wait(&al->wake, &al->lock);
+        if (al->close_fd != -1) {
+            close(al->close_fd);
+            al->close_fd = -1;
+        }
+        struct chunk *c = al->head;
+        int fd = al->fd;
+        al->head = al->tail = NULL;
+        al->queued = 0;
+        if (c == NULL && al->stop)
+            break;
+        uv_mutex_unlock(&al->lock);
+        while (c != NULL) {
+            struct chunk *next = c->next;
+            if (fd != -1)
+                write_all(fd, c->data, c->len);
+            free(c);
+            c = next;
+        }
+        uv_mutex_lock(&al->lock);
+    }
+    uv_mutex_unlock(&al->lock);
+}
+
+int sp_access_log_start(const struct sp_access_log_conf *conf, struct sp_access_log **out)
+{
+    struct sp_access_log *al = calloc(1, sizeof(*al));
+    if (al == NULL)
+        return -ENOMEM;
+    al->close_fd = -1;
+    int rc = open_dest(conf, &al->fd, &al->own_fd);
+    if (rc != 0) {
+        free(al);
+        return rc;
+    }
+    uv_mutex_init(&al->lock);
+    uv_cond_init(&al->wake);
+    rc = uv_thread_create(&al->thread, writer, al);
+    if (rc != 0) {
+        if (al->own_fd)
+            close(al->fd);
+        uv_cond_destroy(&al->wake);
+        uv_mutex_destroy(&al->lock);
+        free(al);
+        return rc;
+    }
+    *out = al;
+    return 0;
+}
+
+int sp_access_log_reconfigure(struct sp_access_log *al, const struct sp_access_log_conf *conf)
+{
+    int fd;
+    bool own;
+    int rc = open_dest(conf, &fd, &own);
+    if (rc != 0)
+        return rc;
+    uv_mutex_lock(&al->lock);
+    /* The writer may be using the old file right now: it closes it itself, between batches. */
+    if (al->own_fd) {
+        if (al->close_fd != -1)
+            close(al->close_fd); /* never started on: the writer has not woken since */
+        al->close_fd = al->fd;
+    }
+    al->fd = fd;
+    al->own_fd = own;
+    uv_cond_signal(&al->wake);
+    uv_mutex_unlock(&al->lock);
+    return 0;
+}
+
+void sp_access_log_stop(struct sp_access_log *al)
+{
+    if (al == NULL)
+        return;
+    uv_mutex_lock(&al->lock);
+    al->stop = true;
+    uv_cond_signal(&al->wake);
+    uv_mutex_unlock(&al->lock);
+    uv_thread_join(&al->thread);
+    if (al->own_fd)
+        close(al->fd);
+    uv_cond_destroy(&al->wake);
+    uv_mutex_destroy(&al->lock);
+    free(al);
+}
+
+uint64_t sp_access_log_dropped(const struct sp_access_log *al)
+{
+    return al != NULL ? atomic_load_explicit(&al->dropped, memory_order_relaxed) : 0;
+}
+
+static void hand_over(struct sp_access_log *al, struct chunk *c)
+{
+    uv_mutex_lock(&al->lock);
+    if (al->queued + c->len > QUEUE_LIMIT) {
+        uv_mutex_unlock(&al->lock);
+        atomic_fetch_add_explicit(&al->dropped, 1, memory_order_relaxed);
+        free(c);
+        return;
+    }
+    c->next = NULL;
+    if (al->tail != NULL)
+        al->tail->next = c;
+    else
+        al->head = c;
+    al->tail = c;
+    al->queued += c->len;
+    uv_cond_signal(&al->wake);
+    uv_mutex_unlock(&al->lock);
+}
+
+/* ---- per-worker buffers ------------------------------------------------------------------ */
+
+void sp_access_buf_init(struct sp_access_buf *b, struct sp_access_log *log)
+{
+    *b = (struct sp_access_buf){.log = log};
+}
+
+void sp_access_buf_flush(struct sp_access_buf *b)
+{
+    if (b->data == NULL || b->len == 0)
+        return;
+    struct chunk *c = (struct chunk *)(void *)(b->data - offsetof(struct chunk, data));
+    c->len = b->len;
+    b->data = NULL;
+    b->len = 0;
+    hand_over(b->log, c);
+}
+
+bool sp_access_buf_add(struct sp_access_buf *b, const struct sp_access_entry *e,
+                       enum sp_log_format format)
+{
+    if (b->log == NULL)
+        return false;
+    if (b->data != NULL && BUF_SIZE - b->len < LINE_MAX_LEN)
+        sp_access_buf_flush(b);
+    if (b->data == NULL) {
+        struct chunk *c = malloc(sizeof(*c) + BUF_SIZE);
+        if (c == NULL) {
+            atomic_fetch_add_explicit(&b->log->dropped, 1, memory_order_relaxed);
+            return false;
+        }
+        b->data = c->data;
+        b->len = 0;
+    }
+    size_t n = sp_access_format(b->data + b->len, BUF_SIZE - b->len, e, format);
+    if (n <= BUF_SIZE - b->len)
+        b->len += n; /* a line too long for the rest of the chunk is dropped (names > 1 KiB) */
+    return b->len > 0;
+}
+
+void sp_access_buf_deinit(struct sp_access_buf *b)
+{
+    sp_access_buf_flush(b);
+    if (b->data != NULL)
+        free(b->data - offsetof(struct chunk, data));
+    b->data = NULL;
+}
