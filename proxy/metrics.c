@@ -1,0 +1,491 @@
+/* metrics.c: the Prometheus text and the /status JSON of one sp_stats snapshot, and
+ * sp_stats_free. Every family's name, type and help text lives in the METRICS list below, in
+ * exposition order; the metric names are a contract with dashboards: never rename one. */
+#include "metrics.h"
+#include "upstream.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* How a family's samples are produced. */
+enum scope {
+    PROCESS,  /* one unlabelled sample, from the stats */
+    LISTENER, /* one sample per listener: {listener} */
+    SERVER,   /* one sample per server: {upstream,server} */
+    SPECIAL,  /* fixed label sets, written by special_samples() */
+};
+
+/* X(id, scope, type, name, help) */
+#define METRICS(X)                                                                                 \
+    X(BUILD_INFO, SPECIAL, "gauge", "splicer_build_info",                                          \
+      "Build information as labels; the value is always 1.")                                       \
+    X(START_TIME, PROCESS, "gauge", "splicer_start_time_seconds",                                  \
+      "Start time of the process since the Unix epoch in seconds.")                                \
+    X(WORKERS, PROCESS, "gauge", "splicer_workers", "Worker threads relaying connections.")        \
+    X(DRAINING, PROCESS, "gauge", "splicer_draining",                                              \
+      "1 once a shutdown signal was received and open connections are draining, else 0.")          \
+    X(CONFIG_GENERATION, PROCESS, "gauge", "splicer_config_generation",                            \
+      "Generation of the running configuration: 1 at start, plus 1 per successful reload.")        \
+    X(RELOADS, SPECIAL, "counter", "splicer_config_reloads_total",                                 \
+      "Configuration reloads attempted, by result.")                                               \
+    X(LAST_RELOAD_OK, PROCESS, "gauge", "splicer_config_last_reload_success",                      \
+      "1 when the last reload succeeded or none was attempted, 0 when it failed.")                 \
+    X(LAST_RELOAD_TIME, PROCESS, "gauge", "splicer_config_last_reload_timestamp_seconds",          \
+      "Time of the last reload attempt since the Unix epoch in seconds; 0 when none.")             \
+    X(L_CONNECTIONS, LISTENER, "counter", "splicer_listener_connections_total",                    \
+      "Client connections accepted and served by the listener.")                                   \
+    X(L_ACTIVE, LISTENER, "gauge", "splicer_listener_active_connections",                          \
+      "Client connections open now on the listener.")                                              \
+    X(L_REJECTED, LISTENER, "counter", "splicer_listener_rejected_total",                          \
+      "Client connections closed at once: over max_connections or out of file descriptors.")       \
+    X(BYTES, SPECIAL, "counter", "splicer_bytes_total",                                            \
+      "Bytes relayed for the listener's clients; upstream is client to server, downstream is "     \
+      "server to client.")                                                                         \
+    X(S_UP, SERVER, "gauge", "splicer_server_up",                                                  \
+      "1 when active health checks consider the server up (always without checks), else 0.")       \
+    X(S_USABLE, SERVER, "gauge", "splicer_server_usable",                                          \
+      "1 when the server takes new connections now: up, not drained, not held by passive "         \
+      "checks.")                                                                                   \
+    X(S_DRAINED, SERVER, "gauge", "splicer_server_drained",                                        \
+      "1 when the server was drained through the admin endpoint, else 0.")                         \
+    X(S_ACTIVE, SERVER, "gauge", "splicer_server_active_connections",                              \
+      "Proxied connections open now to the server.")                                               \
+    X(S_CONNECTIONS, SERVER, "counter", "splicer_server_connections_total",                        \
+      "Proxied connections established to the server.")                                            \
+    X(S_CONNECT_FAILURES, SERVER, "counter", "splicer_server_connect_failures_total",              \
+      "Connects to the server that were refused or timed out.")                                    \
+    X(SPLICE_BYTES, PROCESS, "counter", "splicer_splice_bytes_total",                              \
+      "Bytes moved with splice(2) through pipes, both directions, all listeners.")                 \
+    X(COPY_BYTES, PROCESS, "counter", "splicer_copy_bytes_total",                                  \
+      "Bytes moved by read and write through user space, both directions, all listeners.")         \
+    X(COPY_FALLBACKS, PROCESS, "counter", "splicer_copy_fallbacks_total",                          \
+      "Relay directions moved to copying because splice could not serve them.")                    \
+    X(PIPES, SPECIAL, "gauge", "splicer_pipe_pool_pipes",                                          \
+      "Pipes of the workers' pools, idle or in use by connections.")                               \
+    X(PIPES_CREATED, PROCESS, "counter", "splicer_pipes_created_total",                            \
+      "Pipes created with pipe2(2).")                                                              \
+    X(PIPES_SHRUNK, PROCESS, "counter", "splicer_pipes_shrunk_total",                              \
+      "Pipes the kernel granted smaller than pipe_size.")                                          \
+    X(PIPE_FAILURES, PROCESS, "counter", "splicer_pipe_failures_total",                            \
+      "pipe2(2) calls that failed (file descriptor or memory exhaustion).")
+
+enum family_id {
+#define X(id, scope, type, name, help) M_##id,
+    METRICS(X)
+#undef X
+        M_COUNT
+};
+
+struct family {
+    enum scope scope;
+    const char *type;
+    const char *name;
+    const char *help;
+};
+
+static const struct family families[M_COUNT] = {
+#define X(id, scope, type, name, help) [M_##id] = {scope, type, name, help},
+    METRICS(X)
+#undef X
+};
+
+/* ---- Prometheus ------------------------------------------------------------------------- */
+
+/* Label values escape exactly backslash, double quote and newline (exposition format 0.0.4). */
+static int label_value(struct sp_strbuf *sb, const char *s)
+{
+    int rc = 0;
+    if (s == NULL)
+        s = "";
+    for (const char *run = s;; s++) {
+        const char *esc = *s == '\\' ? "\\\\" : *s == '"' ? "\\\"" : *s == '\n' ? "\\n" : NULL;
+        if (esc == NULL && *s != '\0')
+            continue;
+        rc = sp_strbuf_append(sb, run, (size_t)(s - run));
+        if (rc != 0 || *s == '\0')
+            return rc;
+        rc = sp_strbuf_puts(sb, esc);
+        if (rc != 0)
+            return rc;
+        run = s + 1;
+    }
+}
+
+/* name{k1="v1",k2="v2"} value: the labels come as NULL-terminated key/value pairs. */
+static int sample(struct sp_strbuf *sb, const char *name, const char *const *labels, uint64_t value)
+{
+    int rc = sp_strbuf_puts(sb, name);
+    for (size_t i = 0; rc == 0 && labels != NULL && labels[i] != NULL; i += 2) {
+        rc = sp_strbuf_appendf(sb, "%s%s=\"", i == 0 ? "{" : ",", labels[i]);
+        if (rc == 0)
+            rc = label_value(sb, labels[i + 1]);
+        if (rc == 0)
+            rc = sp_strbuf_puts(sb, "\"");
+    }
+    if (rc == 0 && labels != NULL && labels[0] != NULL)
+        rc = sp_strbuf_puts(sb, "}");
+    return rc != 0 ? rc : sp_strbuf_appendf(sb, " %" PRIu64 "\n", value);
+}
+
+static uint64_t process_value(enum family_id id, const struct sp_stats *st)
+{
+    switch (id) {
+    case M_START_TIME:
+        return st->start_time_unix;
+    case M_WORKERS:
+        return st->workers;
+    case M_DRAINING:
+        return st->draining;
+    case M_CONFIG_GENERATION:
+        return st->config_generation;
+    case M_LAST_RELOAD_OK:
+        return st->last_reload_ok;
+    case M_LAST_RELOAD_TIME:
+        return st->last_reload_unix;
+    case M_SPLICE_BYTES:
+        return st->splice_bytes;
+    case M_COPY_BYTES:
+        return st->copy_bytes;
+    case M_COPY_FALLBACKS:
+        return st->copy_fallbacks;
+    case M_PIPES_CREATED:
+        return st->pipes_created;
+    case M_PIPES_SHRUNK:
+        return st->pipes_shrunk;
+    case M_PIPE_FAILURES:
+        return st->pipe_failures;
+    default:
+        abort(); /* a PROCESS family without a value: the list and this switch disagree */
+    }
+}
+
+static uint64_t listener_value(enum family_id id, const struct sp_stats_listener *l)
+{
+    switch (id) {
+    case M_L_CONNECTIONS:
+        return l->connections;
+    case M_L_ACTIVE:
+        return l->active;
+    case M_L_REJECTED:
+        return l->rejected;
+    default:
+        abort();
+    }
+}
+
+static uint64_t server_value(enum family_id id, const struct sp_stats_server *s)
+{
+    switch (id) {
+    case M_S_UP:
+        return s->up;
+    case M_S_USABLE:
+        return s->usable;
+    case M_S_DRAINED:
+        return s->drained;
+    case M_S_ACTIVE:
+        return s->active;
+    case M_S_CONNECTIONS:
+        return s->connections;
+    case M_S_CONNECT_FAILURES:
+        return s->connect_failures;
+    default:
+        abort();
+    }
+}
+
+static int special_samples(struct sp_strbuf *sb, enum family_id id, const struct sp_stats *st)
+{
+    const char *name = families[id].name;
+    int rc = 0;
+
+    switch (id) {
+    case M_BUILD_INFO:
+        return sample(sb, name, (const char *[]){"version", st->version, NULL}, 1);
+    case M_RELOADS:
+        rc = sample(sb, name, (const char *[]){"result", "success", NULL}, st->reloads_ok);
+        return rc != 0 ? rc
+                       : sample(sb, name, (const char *[]){"result", "failure", NULL},
+                                st->reloads_failed);
+    case M_PIPES:
+        rc = sample(sb, name, (const char *[]){"state", "idle", NULL}, st->pipes_idle);
+        return rc != 0
+                   ? rc
+                   : sample(sb, name, (const char *[]){"state", "in_use", NULL}, st->pipes_in_use);
+    case M_BYTES:
+        for (size_t i = 0; rc == 0 && i < st->nlisteners; i++) {
+            const struct sp_stats_listener *l = &st->listeners[i];
+            rc = sample(sb, name,
+                        (const char *[]){"listener", l->name, "direction", "upstream", NULL},
+                        l->bytes_up);
+            if (rc == 0)
+                rc = sample(sb, name,
+                            (const char *[]){"listener", l->name, "direction", "downstream", NULL},
+                            l->bytes_down);
+        }
+        return rc;
+    default:
+        abort();
+    }
+}
+
+static int family_samples(struct sp_strbuf *sb, enum family_id id, const struct sp_stats *st)
+{
+    const struct family *f = &families[id];
+    int rc = 0;
+
+    switch (f->scope) {
+    case PROCESS:
+        return sample(sb, f->name, NULL, process_value(id, st));
+    case LISTENER:
+        for (size_t i = 0; rc == 0 && i < st->nlisteners; i++) {
+            const struct sp_stats_listener *l = &st->listeners[i];
+            rc = sample(sb, f->name, (const char *[]){"listener", l->name, NULL},
+                        listener_value(id, l));
+        }
+        return rc;
+    case SERVER:
+        for (size_t i = 0; rc == 0 && i < st->nservers; i++) {
+            const struct sp_stats_server *s = &st->servers[i];
+            rc = sample(sb, f->name,
+                        (const char *[]){"upstream", s->upstream, "server", s->address, NULL},
+                        server_value(id, s));
+        }
+        return rc;
+    case SPECIAL:
+        return special_samples(sb, id, st);
+    }
+    abort();
+}
+
+int sp_metrics_render(const struct sp_stats *st, struct sp_strbuf *out)
+{
+    for (int id = 0; id < M_COUNT; id++) {
+        const struct family *f = &families[id];
+        /* help texts are ours and hold no backslash or newline, so they need no escaping */
+        int rc = sp_strbuf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name,
+                                   f->type);
+        if (rc == 0)
+            rc = family_samples(out, (enum family_id)id, st);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- /status JSON ----------------------------------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when the bytes there are not one:
+ * overlong forms, surrogates and code points above U+10FFFF count as invalid. */
+static size_t utf8_len(const unsigned char *s)
+{
+    unsigned c = s[0];
+    size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+    unsigned cp = c & (0x3fu >> (n - 1));
+
+    if (c < 0xc2 || c > 0xf4)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0; /* also stops at the NUL */
+        cp = cp << 6 | (s[i] & 0x3fu);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+/* The escape for one byte that cannot appear raw in a JSON string, or NULL. */
+static const char *json_escape(unsigned char c, char buf[8])
+{
+    switch (c) {
+    case '"':
+        return "\\\"";
+    case '\\':
+        return "\\\\";
+    case '\n':
+        return "\\n";
+    case '\r':
+        return "\\r";
+    case '\t':
+        return "\\t";
+    default:
+        if (c >= 0x20)
+            return NULL;
+        snprintf(buf, 8, "\\u%04x", c);
+        return buf;
+    }
+}
+
+int sp_metrics_json_str(struct sp_strbuf *sb, const char *str)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    char buf[8];
+
+    if (s == NULL)
+        return sp_strbuf_puts(sb, "null");
+    int rc = sp_strbuf_puts(sb, "\"");
+    while (rc == 0 && *s != '\0') {
+        size_t n = *s < 0x80 ? 1 : utf8_len(s);
+        const char *esc = n == 0 ? "\\ufffd" : n == 1 ? json_escape(*s, buf) : NULL;
+        if (esc != NULL)
+            rc = sp_strbuf_puts(sb, esc);
+        else
+            rc = sp_strbuf_append(sb, s, n);
+        s += n == 0 ? 1 : n;
+    }
+    return rc != 0 ? rc : sp_strbuf_puts(sb, "\"");
+}
+
+/* "key":"value" with a leading comma unless first. */
+static int json_kstr(struct sp_strbuf *sb, bool first, const char *key, const char *val)
+{
+    int rc = sp_strbuf_appendf(sb, "%s\"%s\":", first ? "" : ",", key);
+    return rc != 0 ? rc : sp_metrics_json_str(sb, val);
+}
+
+static const char *json_bool(bool b)
+{
+    return b ? "true" : "false";
+}
+
+static int status_process(struct sp_strbuf *sb, const struct sp_stats *st)
+{
+    int rc = json_kstr(sb, true, "version", st->version);
+    if (rc == 0)
+        rc = sp_strbuf_appendf(sb,
+                               ",\"workers\":%u,\"draining\":%s,\"start_time\":%" PRIu64
+                               ",\"config_generation\":%" PRIu64 ",\"reloads_ok\":%" PRIu64
+                               ",\"reloads_failed\":%" PRIu64 ",\"last_reload_ok\":%s"
+                               ",\"last_reload_time\":%" PRIu64,
+                               st->workers, json_bool(st->draining), st->start_time_unix,
+                               st->config_generation, st->reloads_ok, st->reloads_failed,
+                               json_bool(st->last_reload_ok), st->last_reload_unix);
+    if (rc == 0)
+        rc = json_kstr(sb, false, "last_reload_error", st->last_reload_error);
+    return rc;
+}
+
+static int status_relay(struct sp_strbuf *sb, const struct sp_stats *st)
+{
+    return sp_strbuf_appendf(
+        sb,
+        "{\"splice_bytes\":%" PRIu64 ",\"copy_bytes\":%" PRIu64 ",\"copy_fallbacks\":%" PRIu64
+        ",\"pipes_idle\":%" PRIu64 ",\"pipes_in_use\":%" PRIu64 ",\"pipes_created\":%" PRIu64
+        ",\"pipes_shrunk\":%" PRIu64 ",\"pipe_failures\":%" PRIu64 "}",
+        st->splice_bytes, st->copy_bytes, st->copy_fallbacks, st->pipes_idle, st->pipes_in_use,
+        st->pipes_created, st->pipes_shrunk, st->pipe_failures);
+}
+
+static int status_listener(struct sp_strbuf *sb, const struct sp_stats_listener *l)
+{
+    int rc = json_kstr(sb, true, "name", l->name);
+    if (rc == 0)
+        rc = json_kstr(sb, false, "listen", l->listen);
+    if (rc == 0)
+        rc = json_kstr(sb, false, "upstream", l->upstream);
+    if (rc == 0)
+        rc = sp_strbuf_appendf(sb,
+                               ",\"active\":%" PRIu64 ",\"connections\":%" PRIu64
+                               ",\"rejected\":%" PRIu64 ",\"bytes_upstream\":%" PRIu64
+                               ",\"bytes_downstream\":%" PRIu64,
+                               l->active, l->connections, l->rejected, l->bytes_up, l->bytes_down);
+    return rc;
+}
+
+static int status_server(struct sp_strbuf *sb, const struct sp_stats_server *s)
+{
+    int rc = json_kstr(sb, true, "address", s->address);
+    if (rc == 0)
+        rc = sp_strbuf_appendf(sb,
+                               ",\"state\":\"%s\",\"usable\":%s,\"drained\":%s,\"weight\":%u"
+                               ",\"backup\":%s,\"active\":%" PRIu64 ",\"connections\":%" PRIu64
+                               ",\"connect_failures\":%" PRIu64 ",\"health_checked\":%s",
+                               s->up ? "up" : "down", json_bool(s->usable), json_bool(s->drained),
+                               s->weight, json_bool(s->backup), s->active, s->connections,
+                               s->connect_failures, json_bool(s->health_checked));
+    if (rc == 0)
+        rc = json_kstr(sb, false, "last_check", sp_check_result_str(s->check_result));
+    return rc;
+}
+
+/* The upstreams with their servers; servers come grouped by upstream in upstream order. */
+static int status_upstreams(struct sp_strbuf *sb, const struct sp_stats *st)
+{
+    size_t k = 0;
+    int rc = sp_strbuf_puts(sb, "[");
+
+    for (size_t i = 0; rc == 0 && i < st->nupstreams; i++) {
+        const struct sp_stats_upstream *u = &st->upstreams[i];
+        rc = sp_strbuf_puts(sb, i == 0 ? "{" : ",{");
+        if (rc == 0)
+            rc = json_kstr(sb, true, "name", u->name);
+        if (rc == 0)
+            rc = json_kstr(sb, false, "balance", u->balance);
+        if (rc == 0)
+            rc = sp_strbuf_puts(sb, ",\"servers\":[");
+        for (size_t j = 0; rc == 0 && j < u->nservers && k < st->nservers; j++, k++) {
+            rc = sp_strbuf_puts(sb, j == 0 ? "{" : ",{");
+            if (rc == 0)
+                rc = status_server(sb, &st->servers[k]);
+            if (rc == 0)
+                rc = sp_strbuf_puts(sb, "}");
+        }
+        if (rc == 0)
+            rc = sp_strbuf_puts(sb, "]}");
+    }
+    return rc != 0 ? rc : sp_strbuf_puts(sb, "]");
+}
+
+int sp_metrics_render_status(const struct sp_stats *st, struct sp_strbuf *out)
+{
+    int rc = sp_strbuf_puts(out, "{\"process\":{");
+    if (rc == 0)
+        rc = status_process(out, st);
+    if (rc == 0)
+        rc = sp_strbuf_puts(out, "},\"relay\":");
+    if (rc == 0)
+        rc = status_relay(out, st);
+    if (rc == 0)
+        rc = sp_strbuf_puts(out, ",\"listeners\":[");
+    for (size_t i = 0; rc == 0 && i < st->nlisteners; i++) {
+        rc = sp_strbuf_puts(out, i == 0 ? "{" : ",{");
+        if (rc == 0)
+            rc = status_listener(out, &st->listeners[i]);
+        if (rc == 0)
+            rc = sp_strbuf_puts(out, "}");
+    }
+    if (rc == 0)
+        rc = sp_strbuf_puts(out, "],\"upstreams\":");
+    if (rc == 0)
+        rc = status_upstreams(out, st);
+    return rc != 0 ? rc : sp_strbuf_puts(out, "}\n");
+}
+
+/* ---- snapshot lifetime ------------------------------------------------------------------ */
+
+void sp_stats_free(struct sp_stats *st)
+{
+    if (st == NULL)
+        return;
+    for (size_t i = 0; i < st->nlisteners; i++) {
+        free(st->listeners[i].name);
+        free(st->listeners[i].listen);
+        free(st->listeners[i].upstream);
+    }
+    free(st->listeners);
+    for (size_t i = 0; i < st->nupstreams; i++)
+        free(st->upstreams[i].name);
+    free(st->upstreams);
+    for (size_t i = 0; i < st->nservers; i++) {
+        free(st->servers[i].upstream);
+        free(st->servers[i].address);
+    }
+    free(st->servers);
+    free(st->last_reload_error);
+    free(st);
+}
