@@ -1,0 +1,380 @@
+/* admin.c: the admin HTTP endpoint on libmicrohttpd's own polling thread. Routes requests to
+ * the sp_admin_ops table and renders replies with metrics.c; it shares nothing with the relay
+ * but what the ops copy out, so a slow or hostile admin client costs the relay nothing.
+ *
+ * SECURITY: there is no authentication and no TLS. Anyone who can connect can read the
+ * metrics and drain servers, so admin.listen must stay on loopback or a private interface.
+ *
+ * What a bad request gets from libmicrohttpd 0.9.75 (Debian 12), pinned by test_admin.c:
+ *  - a request line with a bad shape ("GET /", a fourth token, "FOO/1.1" for the version), a
+ *    header line without ':' or a bad Content-Length: 400 Bad Request, then a close;
+ *  - a request line longer than the 16 KiB per-connection memory: 414 URI Too Long, then a close;
+ *    headers that outgrow it: 431 Request Header Fields Too Large, then a close;
+ *  - a one-word request line ("GARBAGE"): closed at once WITHOUT a reply. The library does this
+ *    before any callback of ours runs, so no 400 can be sent for it short of owning the parser;
+ *  - bytes that never complete a request line (binary junk, or an unknown Transfer-Encoding
+ *    waiting for a body): closed after CONN_TIMEOUT_S of silence, without a reply;
+ *  - a declared body above BODY_MAX: 413 before the body is read, then a close; a chunked body
+ *    that grows past it: closed without a reply;
+ *  - a connection beyond CONN_LIMIT: closed at accept. */
+#include "admin.h"
+#include "log.h"
+#include "metrics.h"
+#include "strbuf.h"
+
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define CONN_LIMIT     32u
+#define CONN_TIMEOUT_S 5u
+#define CONN_MEMORY    ((size_t)16 * 1024) /* request line + headers must fit in here */
+#define BODY_MAX       4096u               /* POST bodies are read and dropped up to this */
+
+struct sp_admin {
+    struct MHD_Daemon *daemon; /* owned */
+    struct sp_admin_ops ops;   /* a copy */
+    void *ctx;                 /* borrowed; the ops' argument */
+};
+
+/* Per request, between the access handler's calls. */
+struct request {
+    uint64_t body; /* bytes of body seen and dropped */
+};
+
+/* ---- replies ---------------------------------------------------------------------------- */
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
+                             const char *body, size_t len, const char *allow)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (r == NULL)
+        return MHD_NO;
+    enum MHD_Result ok = MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (ok == MHD_YES && allow != NULL)
+        ok = MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    /* no caching proxy should serve stale metrics or a stale health answer */
+    if (ok == MHD_YES)
+        ok = MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (ok == MHD_YES)
+        ok = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
+static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, const char *text)
+{
+    return reply(c, status, "text/plain; charset=utf-8", text, strlen(text), NULL);
+}
+
+static enum MHD_Result reply_405(struct MHD_Connection *c, const char *allow)
+{
+    return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain; charset=utf-8",
+                 "method not allowed\n", strlen("method not allowed\n"), allow);
+}
+
+/* ---- GET routes ------------------------------------------------------------------------- */
+
+static bool is_get(const char *method)
+{
+    return strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+}
+
+/* /metrics and /status: a fresh snapshot, rendered on this thread. */
+static enum MHD_Result serve_stats(struct sp_admin *a, struct MHD_Connection *c, bool json)
+{
+    struct sp_stats *st = NULL;
+    struct sp_strbuf sb;
+
+    int rc = a->ops.snapshot(a->ctx, &st);
+    if (rc != 0) {
+        sp_log_warn("admin: snapshot: %s", strerror(-rc));
+        return reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "snapshot failed\n");
+    }
+    sp_strbuf_init(&sb);
+    rc = json ? sp_metrics_render_status(st, &sb) : sp_metrics_render(st, &sb);
+    sp_stats_free(st);
+    enum MHD_Result ok;
+    if (rc != 0)
+        ok = reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+    else
+        ok = reply(c, MHD_HTTP_OK, json ? SP_STATUS_CONTENT_TYPE : SP_METRICS_CONTENT_TYPE, sb.data,
+                   sb.len, NULL);
+    sp_strbuf_deinit(&sb);
+    return ok;
+}
+
+static enum MHD_Result serve_healthz(struct sp_admin *a, struct MHD_Connection *c)
+{
+    if (a->ops.draining(a->ctx))
+        return reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "draining\n");
+    return reply_text(c, MHD_HTTP_OK, "ok\n");
+}
+
+/* ---- POST /upstreams/NAME/servers/ADDR/{drain,enable} ----------------------------------- */
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes a path segment [s, end) into out (size > end - s). Splitting comes first so
+ * that an encoded '/' stays inside its segment. Returns 0, or -EINVAL for a bad escape or NUL. */
+static int decode_segment(const char *s, const char *end, char *out)
+{
+    while (s < end) {
+        if (*s != '%') {
+            *out++ = *s++;
+            continue;
+        }
+        int hi = end - s >= 3 ? hexval(s[1]) : -1;
+        int lo = end - s >= 3 ? hexval(s[2]) : -1;
+        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+            return -EINVAL;
+        *out++ = (char)(hi << 4 | lo);
+        s += 3;
+    }
+    *out = '\0';
+    return 0;
+}
+
+/* Splits "/upstreams/NAME/servers/ADDR/ACTION" (raw, still percent-encoded). Returns 1 when
+ * the path has that shape, with the decoded parts in the buffers (each as large as the URL);
+ * 0 when it does not; -EINVAL for a bad escape. */
+static int split_server_path(const char *url, char *name, char *addr, char *action)
+{
+    static const char up[] = "/upstreams/", sv[] = "/servers/";
+    if (strncmp(url, up, sizeof(up) - 1) != 0)
+        return 0;
+    const char *n = url + sizeof(up) - 1;
+    const char *n_end = strchr(n, '/');
+    if (n_end == NULL || n_end == n || strncmp(n_end, sv, sizeof(sv) - 1) != 0)
+        return 0;
+    const char *s = n_end + sizeof(sv) - 1;
+    const char *s_end = strchr(s, '/');
+    if (s_end == NULL || s_end == s || strchr(s_end + 1, '/') != NULL)
+        return 0;
+    if (decode_segment(n, n_end, name) != 0 || decode_segment(s, s_end, addr) != 0 ||
+        decode_segment(s_end + 1, s_end + 1 + strlen(s_end + 1), action) != 0)
+        return -EINVAL;
+    return 1;
+}
+
+static enum MHD_Result drain_reply(struct MHD_Connection *c, const char *name, const char *addr,
+                                   bool drain)
+{
+    struct sp_strbuf sb;
+    sp_strbuf_init(&sb);
+    int rc = sp_strbuf_puts(&sb, "{\"upstream\":");
+    if (rc == 0)
+        rc = sp_metrics_json_str(&sb, name);
+    if (rc == 0)
+        rc = sp_strbuf_puts(&sb, ",\"server\":");
+    if (rc == 0)
+        rc = sp_metrics_json_str(&sb, addr);
+    if (rc == 0)
+        rc = sp_strbuf_appendf(&sb, ",\"drained\":%s}\n", drain ? "true" : "false");
+    enum MHD_Result ok = rc != 0 ? reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n")
+                                 : reply(c, MHD_HTTP_OK, "application/json", sb.data, sb.len, NULL);
+    sp_strbuf_deinit(&sb);
+    return ok;
+}
+
+/* Answers POST /upstreams/NAME/servers/ADDR/{drain,enable}. Returns MHD_YES with *handled
+ * false, having queued nothing, when the URL is not of that shape. */
+static enum MHD_Result serve_server_action(struct sp_admin *a, struct MHD_Connection *c,
+                                           const char *url, const char *method, bool *handled)
+{
+    size_t len = strlen(url) + 1;
+    char *buf = malloc(3 * len);
+    if (buf == NULL)
+        return MHD_NO;
+    char *name = buf, *addr = buf + len, *action = buf + 2 * len;
+    enum MHD_Result ok = MHD_YES;
+
+    int rc = split_server_path(url, name, addr, action);
+    bool drain = rc > 0 && strcmp(action, "drain") == 0;
+    *handled = rc < 0 || drain || (rc > 0 && strcmp(action, "enable") == 0);
+    if (!*handled)
+        goto out;
+    if (rc < 0) {
+        ok = reply_text(c, MHD_HTTP_BAD_REQUEST, "bad percent-encoding in the path\n");
+    } else if (strcmp(method, MHD_HTTP_METHOD_POST) != 0) {
+        ok = reply_405(c, "POST");
+    } else if ((rc = a->ops.set_drain(a->ctx, name, addr, drain)) == -ENOENT) {
+        static const char nf[] = "{\"error\":\"no such upstream or server\"}\n";
+        ok = reply(c, MHD_HTTP_NOT_FOUND, "application/json", nf, sizeof(nf) - 1, NULL);
+    } else if (rc != 0) {
+        sp_log_warn("admin: set_drain %s %s: %s", name, addr, strerror(-rc));
+        ok = reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "failed\n");
+    } else {
+        sp_log_info("admin: %s server %s of upstream %s", drain ? "drained" : "enabled", addr,
+                    name);
+        ok = drain_reply(c, name, addr, drain);
+    }
+out:
+    free(buf);
+    return ok;
+}
+
+/* ---- dispatch --------------------------------------------------------------------------- */
+
+static enum MHD_Result route(struct sp_admin *a, struct MHD_Connection *c, const char *url,
+                             const char *method)
+{
+    static const struct {
+        const char *path;
+        int kind; /* 0 metrics, 1 status, 2 healthz */
+    } gets[] = {{"/metrics", 0}, {"/status", 1}, {"/healthz", 2}};
+
+    for (size_t i = 0; i < sizeof(gets) / sizeof(gets[0]); i++) {
+        if (strcmp(url, gets[i].path) != 0)
+            continue;
+        if (!is_get(method))
+            return reply_405(c, "GET, HEAD");
+        return gets[i].kind == 2 ? serve_healthz(a, c) : serve_stats(a, c, gets[i].kind == 1);
+    }
+    bool handled = false;
+    enum MHD_Result ok = serve_server_action(a, c, url, method, &handled);
+    if (ok == MHD_YES && !handled)
+        ok = reply_text(c, MHD_HTTP_NOT_FOUND, "not found\n");
+    return ok;
+}
+
+/* MHD calls this once when the headers are in, then once per chunk of body, then once more
+ * with *upload_size == 0: the reply is queued on that last call, so every body is consumed
+ * (and bounded) before anything is answered and keep-alive stays correct. */
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **req_cls)
+{
+    struct sp_admin *a = cls;
+    struct request *rq = *req_cls;
+    (void)version;
+    (void)upload;
+
+    if (rq == NULL) {
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        if (cl != NULL && strtoull(cl, NULL, 10) > BODY_MAX)
+            return reply_text(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large\n");
+        rq = calloc(1, sizeof(*rq));
+        if (rq == NULL)
+            return MHD_NO;
+        *req_cls = rq;
+        return MHD_YES;
+    }
+    if (*upload_size != 0) {
+        rq->body += *upload_size;
+        *upload_size = 0;
+        return rq->body > BODY_MAX ? MHD_NO : MHD_YES;
+    }
+    return route(a, c, url, method);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)toe;
+    free(*req_cls);
+    *req_cls = NULL;
+}
+
+/* Keeps the path raw: split_server_path decodes each segment after splitting. */
+static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
+__attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char line[256];
+    (void)cls;
+
+    vsnprintf(line, sizeof(line), fmt, ap);
+    line[strcspn(line, "\n")] = '\0';
+    sp_log_debug("admin: %s", line);
+}
+
+/* ---- start / stop ----------------------------------------------------------------------- */
+
+/* Binds and listens here rather than through MHD_OPTION_SOCK_ADDR, because MHD_start_daemon
+ * only says NULL: this way a busy or bad address comes back as its own errno. */
+static int listen_socket(const struct sp_admin_conf *conf, int *out)
+{
+    int one = 1;
+    int fd = socket(conf->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return -errno;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
+        (conf->addr.ss_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == -1) ||
+        bind(fd, (const struct sockaddr *)&conf->addr, conf->addrlen) == -1 ||
+        listen(fd, 64) == -1) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    *out = fd;
+    return 0;
+}
+
+int sp_admin_start(const struct sp_admin_conf *conf, const struct sp_admin_ops *ops, void *ctx,
+                   struct sp_admin **out)
+{
+    int fd = -1;
+    *out = NULL;
+    struct sp_admin *a = calloc(1, sizeof(*a));
+    if (a == NULL)
+        return -ENOMEM;
+    a->ops = *ops;
+    a->ctx = ctx;
+    int rc = listen_socket(conf, &fd);
+    if (rc != 0) {
+        sp_log_error("admin: cannot listen on %s: %s", conf->listen, strerror(-rc));
+        free(a);
+        return rc;
+    }
+    a->daemon = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        on_request, a, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET,
+        (MHD_socket)fd, MHD_OPTION_CONNECTION_LIMIT, CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+        CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONN_MEMORY,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape,
+        NULL, MHD_OPTION_END);
+    if (a->daemon == NULL) {
+        sp_log_error("admin: libmicrohttpd refused to start on %s", conf->listen);
+        close(fd);
+        free(a);
+        return -EIO;
+    }
+    sp_log_info("admin: serving http://%s (no authentication: keep it private)", conf->listen);
+    *out = a;
+    return 0;
+}
+
+void sp_admin_stop(struct sp_admin *a)
+{
+    if (a == NULL)
+        return;
+    /* joins the polling thread and closes every connection and the listening socket */
+    MHD_stop_daemon(a->daemon);
+    free(a);
+}
