@@ -148,6 +148,29 @@ int sph_config_write(char path[SPH_PATH_MAX], const char *fmt, ...)
     return 0;
 }
 
+int sph_config_rewrite(const char *path, const char *fmt, ...)
+{
+    char tmp[SPH_PATH_MAX + 8];
+    snprintf(tmp, sizeof(tmp), "%s.new", path);
+    FILE *f = fopen(tmp, "we");
+    if (f == NULL)
+        return -errno;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vfprintf(f, fmt, ap);
+    va_end(ap);
+    if (fclose(f) != 0 || n < 0) {
+        unlink(tmp);
+        return -EIO;
+    }
+    if (rename(tmp, path) == -1) {
+        int rc = -errno;
+        unlink(tmp);
+        return rc;
+    }
+    return 0;
+}
+
 static socklen_t loopback(struct sockaddr_storage *ss, int family, int port)
 {
     memset(ss, 0, sizeof(*ss));
@@ -430,6 +453,44 @@ char *sph_proc_stderr(const struct sph_proc *p)
     return read_or_empty(p->err_path);
 }
 
+int sph_proc_log_count(const struct sph_proc *p, const char *needle)
+{
+    char *log = sph_proc_stderr(p);
+    size_t len = strlen(needle);
+    int n = 0;
+    for (const char *at = log; len > 0 && (at = strstr(at, needle)) != NULL; at += len)
+        n++;
+    free(log);
+    return n;
+}
+
+struct log_wait {
+    const struct sph_proc *p;
+    const char *needle;
+    int count;
+};
+
+static bool log_cond(void *arg)
+{
+    struct log_wait *w = arg;
+    return sph_proc_log_count(w->p, w->needle) >= w->count;
+}
+
+bool sph_proc_wait_log(const struct sph_proc *p, const char *needle, int count, int timeout_ms)
+{
+    struct log_wait w = {p, needle, count};
+    return sph_wait_until(log_cond, &w, timeout_ms);
+}
+
+int sph_proc_signal_wait_log(struct sph_proc *p, int sig, const char *needle, int timeout_ms)
+{
+    int before = sph_proc_log_count(p, needle);
+    int rc = sph_proc_signal(p, sig);
+    if (rc != 0)
+        return rc;
+    return sph_proc_wait_log(p, needle, before + 1, timeout_ms) ? 0 : -ETIMEDOUT;
+}
+
 long sph_proc_rss_kb(pid_t pid)
 {
     char path[64], line[256];
@@ -706,6 +767,21 @@ static void do_stall(struct sph_backend *b, int fd)
         atomic_fetch_add(&b->eofs, 1);
 }
 
+static void do_reply(struct sph_backend *b, int fd, char *buf)
+{
+    ssize_t n = bread(b, fd, buf, BACKEND_BUF);
+    if (n <= 0) {
+        note_end(b, n);
+        return;
+    }
+    atomic_fetch_add(&b->bytes_in, (unsigned long long)n);
+    if (bwrite_all(b, fd, b->reply, strnlen(b->reply, sizeof(b->reply))) != 0)
+        return;
+    shutdown(fd, SHUT_WR);
+    struct sph_sum sum;
+    do_sink(b, fd, buf, &sum);
+}
+
 static void *conn_main(void *arg)
 {
     struct sph_conn_slot *s = arg;
@@ -738,6 +814,9 @@ static void *conn_main(void *arg)
             break;
         case SPH_SLOW:
             do_slow(b, s->fd, buf);
+            break;
+        case SPH_REPLY:
+            do_reply(b, s->fd, buf);
             break;
         default:
             do_stall(b, s->fd);
@@ -821,11 +900,9 @@ struct sph_backend *sph_backend_new(enum sph_kind kind, int family)
     return b;
 }
 
-int sph_backend_start(struct sph_backend *b)
+/* Listens on fd (owned from here on) and starts the accept thread. */
+static int backend_run(struct sph_backend *b, int fd)
 {
-    int fd = sph_listen(b->family, 0, 128);
-    if (fd < 0)
-        return fd;
     b->lfd = fd;
     b->port = local_port(fd);
     atomic_store(&b->stop, false);
@@ -837,6 +914,31 @@ int sph_backend_start(struct sph_backend *b)
     }
     b->running = true;
     return 0;
+}
+
+int sph_backend_start(struct sph_backend *b)
+{
+    int fd = sph_listen(b->family, 0, 128);
+    return fd < 0 ? fd : backend_run(b, fd);
+}
+
+int sph_backend_restart(struct sph_backend *b)
+{
+    if (b->running)
+        return -EALREADY;
+    struct sockaddr_storage ss;
+    socklen_t len = loopback(&ss, b->family, b->port);
+    int fd = socket(b->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return -errno;
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
+        bind(fd, (struct sockaddr *)&ss, len) == -1 || listen(fd, 128) == -1) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    return backend_run(b, fd);
 }
 
 void sph_backend_stop(struct sph_backend *b)

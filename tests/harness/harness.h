@@ -40,6 +40,12 @@ bool sph_wait_atomic_ge(atomic_int *v, int target, int timeout_ms);
 int sph_config_write(char path[SPH_PATH_MAX], const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Replaces the content of an existing file (a config given to a running splicer, before a
+ * SIGHUP): writes path.new and renames it over path, so a reader never sees half a file.
+ * Returns 0 or -errno. */
+int sph_config_rewrite(const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* A loopback port that was free a moment ago (bind port 0, read it, close). family is AF_INET
  * or AF_INET6. Returns the port or -errno. */
 int sph_free_port(int family);
@@ -94,6 +100,17 @@ void sph_proc_kill(struct sph_proc *p);
 char *sph_proc_stdout(const struct sph_proc *p);
 char *sph_proc_stderr(const struct sph_proc *p);
 
+/* Occurrences of needle in the captured stderr so far (0 when unreadable). */
+int sph_proc_log_count(const struct sph_proc *p, const char *needle);
+
+/* Polls the captured stderr until needle occurs at least `count` times (true) or timeout_ms
+ * passes (false). */
+bool sph_proc_wait_log(const struct sph_proc *p, const char *needle, int count, int timeout_ms);
+
+/* Counts needle in stderr, sends sig, then waits for one more occurrence: e.g. SIGHUP and the
+ * reload's log line. Returns 0, -ETIMEDOUT, or -errno from kill(). */
+int sph_proc_signal_wait_log(struct sph_proc *p, int sig, const char *needle, int timeout_ms);
+
 /* VmRSS in KiB from /proc/<pid>/status, or -errno. */
 long sph_proc_rss_kb(pid_t pid);
 
@@ -128,6 +145,9 @@ enum sph_kind {
     SPH_HALFCLOSE, /* read to EOF, then reply "<count> <sum as %016llx>\n" and close */
     SPH_SLOW,      /* read slow_chunk bytes every slow_delay_ms, to EOF */
     SPH_STALL,     /* accept, never read; close when the peer goes away or on stop */
+    SPH_REPLY,     /* wait for the first bytes, write `reply`, shutdown(SHUT_WR), read to EOF:
+                    * a fixed answer to any request (a health probe, or a client asking whom
+                    * it reached) */
     SPH_KIND_COUNT
 };
 
@@ -150,6 +170,7 @@ struct sph_backend {
     uint64_t source_len, seed; /* SPH_SOURCE */
     size_t slow_chunk;         /* SPH_SLOW */
     int slow_delay_ms;         /* SPH_SLOW */
+    char reply[32];            /* SPH_REPLY */
     pthread_t thr;
     bool running;
     atomic_bool stop;
@@ -176,6 +197,11 @@ int sph_backend_start(struct sph_backend *b);
 /* Closes the listener (new connects are refused), shuts down open connections, joins every
  * thread. Idempotent. */
 void sph_backend_stop(struct sph_backend *b);
+
+/* Starts a stopped backend again on the same port (SO_REUSEADDR, so connections it left in
+ * TIME_WAIT do not block the bind). The counters carry on. Returns 0, -EALREADY when it is
+ * running, or -errno (-EADDRINUSE if someone else took the port meanwhile). */
+int sph_backend_restart(struct sph_backend *b);
 
 /* A "blackhole" server: a listener with backlog 0 whose accept queue is filled by a connection
  * that is never accepted; Linux then drops further SYNs, so connects to it hang in SYN_SENT
