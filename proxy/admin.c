@@ -222,8 +222,8 @@ static enum MHD_Result serve_server_action(struct sp_admin *a, struct MHD_Connec
         sp_log_warn("admin: set_drain %s %s: %s", name, addr, strerror(-rc));
         ok = reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "failed\n");
     } else {
-        sp_log_info("admin: %s server %s of upstream %s", drain ? "drained" : "enabled", addr,
-                    name);
+        /* the server logs the state change itself; this only traces the request */
+        sp_log_debug("admin: POST %s: %s", url, drain ? "drained" : "enabled");
         ok = drain_reply(c, name, addr, drain);
     }
 out:
