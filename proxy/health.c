@@ -277,7 +277,11 @@ int sp_health_start(uv_loop_t *loop, struct sp_runtime *rt, struct sp_health **o
             c->server = &u->servers[j];
             c->conf = &u->conf->health;
             c->fd = -1;
-            c->state.up = true;
+            /* A server carried over by a reload keeps its state and its first-check-done
+             * flag, so it goes on needing rise/fall results rather than flipping at once. */
+            c->state.up = atomic_load_explicit(&c->server->up, memory_order_relaxed);
+            c->state.checked = atomic_load_explicit(&c->server->check_result,
+                                                    memory_order_relaxed) != SP_CHECK_NONE;
             uv_timer_init(loop, &c->timer);
             c->timer.data = c;
             h->open_handles++;

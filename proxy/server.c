@@ -159,7 +159,6 @@ static int start_workers(struct server *srv)
     return 0;
 }
 
-#ifdef SPLICER_HAVE_ADMIN /* transitional: until admin.c lands in the build */
 /* ---- admin -------------------------------------------------------------------------------- */
 
 static int admin_snapshot(void *ctx, struct sp_stats **out)
@@ -228,22 +227,6 @@ static int start_admin(struct server *srv, const struct sp_config *cfg)
         sp_log_info("admin: listening on %s", cfg->admin.listen);
     return rc;
 }
-
-#else
-static int start_admin(struct server *srv, const struct sp_config *cfg)
-{
-    (void)srv;
-    (void)cfg;
-    return 0;
-}
-#define sp_admin_stop(a) ((void)(a))
-static bool same_admin(const struct sp_admin_conf *a, const struct sp_admin_conf *b)
-{
-    (void)a;
-    (void)b;
-    return true;
-}
-#endif
 
 /* ---- reload ------------------------------------------------------------------------------- */
 
