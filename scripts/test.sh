@@ -8,7 +8,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 LOG_DIR=${TEST_LOG_DIR:-$PWD/build-logs}
 JOBS=${TEST_JOBS:-2}
 
-scripts/deps.sh
+# prometheus brings promtool, which validates the /metrics exposition (unit.metrics_promtool);
+# clang-format checks the formatting below.
+scripts/deps.sh prometheus clang-format
 mkdir -p "$LOG_DIR"
 
 results=()   # one "name: OK|FAILED|..." line per stage, for the summary
