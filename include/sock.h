@@ -12,7 +12,8 @@
 
 /* A non-blocking, close-on-exec listening socket on `sa` with SO_REUSEADDR and, when
  * `reuseport`, SO_REUSEPORT (so every worker can bind its own). IPv6 sockets are v6-only, so
- * [::]:80 and 0.0.0.0:80 can be separate listeners. Returns the fd or -errno. */
+ * [::]:80 and 0.0.0.0:80 can be separate listeners. TCP_NODELAY is set on it, and accepted
+ * sockets inherit it. Returns the fd or -errno. */
 int sp_sock_listen(const struct sockaddr *sa, socklen_t len, int backlog, bool reuseport);
 
 /* Starts a non-blocking connect to `sa` with TCP_NODELAY set. On return *fd is the new socket

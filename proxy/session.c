@@ -398,7 +398,6 @@ void sp_session_start(struct sp_listener *l, int fd, const struct sockaddr *peer
     sp_relay_dir_init(&s->dir[UPS], -1, -1, false);
     uv_timer_init(&w->loop, &s->timer);
     s->timer.data = s;
-    sp_sock_nodelay(fd);
 
     s->next = w->sessions;
     if (w->sessions != NULL)
