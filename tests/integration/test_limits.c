@@ -1,5 +1,6 @@
 /* test_limits.c: per-listener limits as a client sees them: max_connections, connect_timeout
- * against a server that never answers the handshake, idle_timeout, and all servers refusing. */
+ * against a server that never answers the handshake, idle_timeout, all servers refusing, and the
+ * open-file cap. */
 #include "harness.h"
 
 #include <check.h>
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -200,6 +202,98 @@ START_TEST(all_refused)
 }
 END_TEST
 
+/* CPU seconds (user + system) the process has used, from /proc/PID/stat, in clock ticks. */
+static long cpu_ticks(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    char *text = sph_read_file(path);
+    ck_assert_ptr_nonnull(text);
+    const char *p = strrchr(text, ')'); /* the command name may hold spaces */
+    ck_assert_ptr_nonnull(p);
+    unsigned long utime = 0, stime = 0;
+    /* after ')': state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+     */
+    int n = sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime);
+    free(text);
+    ck_assert_int_eq(n, 2);
+    return (long)(utime + stime);
+}
+
+/* At the open-file cap: connections already open keep working, new ones are refused cleanly
+ * (closed at once, not left hanging), splicer does not spin, and it serves again once
+ * connections close. The cap is made small by lowering RLIMIT_NOFILE for the spawned
+ * process only. */
+START_TEST(fd_cap)
+{
+    enum { CAP = 48, TRIES = 40 };
+    struct sph_backend *b = echo_start();
+    char servers[64];
+    one_server(servers, sizeof(servers), b->port);
+
+    struct rlimit saved, low;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    low = saved;
+    low.rlim_cur = CAP;
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    struct sph_proc p;
+    int port = proxy_start(&p, "", servers, 0);
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &saved), 0);
+
+    int fds[TRIES];
+    int open_ok = 0, refused = 0;
+    for (int i = 0; i < TRIES; i++) {
+        fds[i] = sph_connect(AF_INET, port, 1000);
+        ck_assert_int_ge(fds[i], 0); /* the kernel completes the handshake from the backlog */
+        int rc = sph_ping(fds[i], 1000);
+        if (rc == 0) {
+            open_ok++;
+            continue;
+        }
+        ck_assert_msg(rc == -EPIPE || rc == -ECONNRESET,
+                      "connection %d: neither served nor "
+                      "closed cleanly within 1 s: %s",
+                      i, strerror(-rc));
+        refused++;
+        close(fds[i]);
+        fds[i] = -1;
+    }
+    ck_assert_msg(open_ok >= 5 && refused >= 5, "served %d, refused %d of %d", open_ok, refused,
+                  TRIES);
+
+    /* At the cap, with a client waiting: no busy loop (well under 20% of a CPU). */
+    int waiting = sph_connect(AF_INET, port, 1000);
+    long before = cpu_ticks(p.pid);
+    sph_sleep_ms(1000);
+    long spent = cpu_ticks(p.pid) - before;
+    ck_assert_msg(spent * 1000 / sysconf(_SC_CLK_TCK) < 200, "splicer used %ld ticks at the cap",
+                  spent);
+    if (waiting >= 0)
+        close(waiting);
+
+    /* The connections it kept still relay. */
+    for (int i = 0; i < TRIES; i++) {
+        if (fds[i] >= 0)
+            ck_assert_int_eq(sph_ping(fds[i], 1000), 0);
+    }
+    for (int i = 0; i < TRIES; i++) {
+        if (fds[i] >= 0)
+            close(fds[i]);
+    }
+    /* ... and it serves again by itself once they are gone. */
+    sph_sleep_ms(300);
+    int again = 0;
+    for (int i = 0; i < 5; i++) {
+        int fd = sph_connect(AF_INET, port, 1000);
+        if (fd >= 0 && sph_ping(fd, 1000) == 0)
+            again++;
+        if (fd >= 0)
+            close(fd);
+    }
+    ck_assert_int_eq(again, 5);
+}
+END_TEST
+
 static Suite *limits_suite(void)
 {
     Suite *s = suite_create("limits");
@@ -211,6 +305,7 @@ static Suite *limits_suite(void)
     tcase_add_test(tc, idle_timeout_closes);
     tcase_add_test(tc, idle_timeout_spares_busy);
     tcase_add_test(tc, all_refused);
+    tcase_add_test(tc, fd_cap);
     suite_add_tcase(s, tc);
     return s;
 }
