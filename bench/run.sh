@@ -3,7 +3,7 @@
 # loopback. See bench/README.md for what each scenario measures and how.
 #
 # Usage: bench/run.sh                 every scenario, every peer (DURATION=5 ROUNDS=3 PIN=1)
-#        QUICK=1 bench/run.sh         smoke run (~3 minutes): short runs, 1 round, fewer connections
+#        QUICK=1 bench/run.sh         smoke run (3-4 minutes): short runs, 1 round, fewer connections
 #        SCENARIOS="bulk short" PEERS="direct splicer haproxy" bench/run.sh
 # Writes bench/RESULTS.md (RESULTS= to change) and raw per-round data under bench/out/RUN_ID/.
 set -euo pipefail
