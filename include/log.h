@@ -3,6 +3,7 @@
 #define SPLICER_LOG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 enum sp_log_level { SP_LOG_DEBUG = 0, SP_LOG_INFO, SP_LOG_WARN, SP_LOG_ERROR, SP_LOG_LEVEL_COUNT };
 
@@ -18,6 +19,17 @@ bool sp_log_enabled(enum sp_log_level level);
 
 /* Tags this thread's lines with "wN" (worker N) or "main" for id < 0. */
 void sp_log_set_thread_id(int id);
+
+/* Keeps a recurring warning (one per connection under overload) to one line per interval:
+ * sp_ratelimit_pass returns true when a line may be written now, and *suppressed then holds
+ * how many were held back since the last one. Single-threaded: keep one per worker. */
+struct sp_ratelimit {
+    uint64_t next_ms;
+    unsigned suppressed;
+};
+
+bool sp_ratelimit_pass(struct sp_ratelimit *rl, uint64_t now_ms, unsigned interval_ms,
+                       unsigned *suppressed);
 
 void sp_log_write(enum sp_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -11,6 +11,7 @@
 #include "accesslog.h"
 #include "balancer.h"
 #include "common.h"
+#include "log.h"
 #include "pipe_pool.h"
 #include "relay.h"
 #include "runtime.h"
@@ -64,6 +65,7 @@ struct sp_worker {
     struct sp_session *sessions; /* owned list of open sessions */
     unsigned nsessions;
     int spare_fd; /* held open so that at the fd cap one accept can still be refused cleanly */
+    struct sp_ratelimit local_error_log; /* out-of-fds warnings, one line a second */
     bool loop_inited;
 };
 

@@ -79,3 +79,16 @@ void sp_log_write(enum sp_log_level level, const char *fmt, ...)
     (void)w; /* nowhere to report a failed log write */
     errno = saved_errno;
 }
+
+bool sp_ratelimit_pass(struct sp_ratelimit *rl, uint64_t now_ms, unsigned interval_ms,
+                       unsigned *suppressed)
+{
+    if (now_ms < rl->next_ms) {
+        rl->suppressed++;
+        return false;
+    }
+    *suppressed = rl->suppressed;
+    rl->suppressed = 0;
+    rl->next_ms = now_ms + interval_ms;
+    return true;
+}

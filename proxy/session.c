@@ -355,8 +355,11 @@ static void connect_next(struct sp_session *s)
         if (rc == 0)
             return;
         if (local_error(rc)) {
-            sp_log_warn("upstream %s: cannot connect to %s: %s", uc->name, srv->name,
-                        uv_strerror(rc));
+            unsigned held;
+            if (sp_ratelimit_pass(&s->worker->local_error_log, now_ms(s), 1000, &held))
+                sp_log_warn("upstream %s: no socket for a connect to %s: %s (client closed; "
+                            "%u more like this in the last second)",
+                            uc->name, srv->name, uv_strerror(rc), held);
             end = SP_END_LOCAL_ERROR;
             break;
         }
