@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #define PIPE_MIN_SIZE 4096u
+/* Pipes created between two attempts at the full size after the kernel refused it. */
+#define PIPE_RETRY_EVERY 256
 
 void sp_pipe_pool_init(struct sp_pipe_pool *pool, uint32_t want_size, unsigned max_free)
 {
@@ -21,6 +23,10 @@ void sp_pipe_pool_init(struct sp_pipe_pool *pool, uint32_t want_size, unsigned m
 
 static void size_pipe(struct sp_pipe_pool *pool, struct sp_pipe *p)
 {
+    /* The refusal may have been passing (the user's pipe pages come back as pipes close):
+     * now and then ask for the full size again, so one burst does not shrink pipes for good. */
+    if (pool->try_size < pool->want_size && SP_STAT_GET(pool->created) % PIPE_RETRY_EVERY == 0)
+        pool->try_size = pool->want_size;
     while (pool->try_size > PIPE_MIN_SIZE) {
         int got = fcntl(p->wfd, F_SETPIPE_SZ, (int)pool->try_size);
         if (got != -1) {

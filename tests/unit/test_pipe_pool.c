@@ -138,6 +138,28 @@ START_TEST(shrinks_when_refused)
 }
 END_TEST
 
+/* A refusal must not shrink pipes for good: after a while the pool asks for the full size
+ * again. Here the earlier refusal is simulated (try_size lowered by hand); root is granted. */
+START_TEST(asks_for_full_size_again)
+{
+    if (geteuid() != 0)
+        return;
+    struct sp_pipe_pool pool;
+    sp_pipe_pool_init(&pool, 1024 * 1024, 0);
+    pool.try_size = 4096;
+    uint32_t last = 0;
+    for (int i = 0; i < 600 && last != 1024 * 1024; i++) {
+        struct sp_pipe *p = sp_pipe_pool_get(&pool);
+        ck_assert_ptr_nonnull(p);
+        last = p->size;
+        sp_pipe_pool_put(&pool, p); /* max_free 0: closed, so every get creates */
+    }
+    ck_assert_uint_eq(last, 1024 * 1024);
+    ck_assert_uint_eq(pool.try_size, 1024 * 1024);
+    sp_pipe_pool_deinit(&pool);
+}
+END_TEST
+
 START_TEST(reports_fd_exhaustion)
 {
     struct rlimit rl = {.rlim_cur = 64, .rlim_max = 1024};
@@ -170,6 +192,7 @@ static Suite *suite(void)
     tcase_add_test(tc, kill_never_reuses);
     tcase_add_test(tc, prefill_respects_cap);
     tcase_add_test(tc, shrinks_when_refused);
+    tcase_add_test(tc, asks_for_full_size_again);
     tcase_add_test(tc, reports_fd_exhaustion);
     suite_add_tcase(s, tc);
     return s;
