@@ -5,6 +5,7 @@
 #define SPLICER_PARSE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -25,5 +26,16 @@ int sp_parse_bool(const char *s, bool *out);
 /* Numeric address with port: "1.2.3.4:80", "[::1]:80", "*:80" (= 0.0.0.0), "[::]:80".
  * Port 1..65535 (port 0 and above 65535 are -ERANGE). No name resolution. */
 int sp_parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+
+#define SP_HOST_NAME_MAX 254 /* 253 characters of a DNS name and the NUL */
+
+/* A DNS name with port, to be resolved later: "db.internal:5432", "localhost:80". The name is
+ * letters, digits, '-' and '.', in labels of 1..63 characters that neither start nor end with
+ * '-', 253 characters at most, no trailing dot, and a last label that is not all digits (so
+ * "10.0.0.256:80" is malformed rather than a name). Port as in sp_parse_addr. On success writes
+ * the name, lowercased and NUL-terminated, into host[0..size) and the port (host byte order).
+ * Numeric addresses are not names: try sp_parse_addr first. -ENOSPC when size is too small
+ * (SP_HOST_NAME_MAX always suffices). */
+int sp_parse_host_port(const char *s, char *host, size_t size, uint16_t *port);
 
 #endif

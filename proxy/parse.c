@@ -194,3 +194,54 @@ int sp_parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
     }
     return 0;
 }
+
+static bool is_alnum(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* RFC 1123 host name rules, see parse.h. */
+static bool host_name_ok(const char *s, size_t n)
+{
+    size_t label = 0;
+    bool numeric = true; /* the current label is all digits so far */
+
+    if (n == 0 || n > SP_HOST_NAME_MAX - 1)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '.') {
+            if (label == 0 || s[i - 1] == '-')
+                return false;
+            label = 0;
+            numeric = true;
+        } else if (is_alnum(c) || (c == '-' && label > 0)) {
+            if (++label > 63)
+                return false;
+            numeric = numeric && c >= '0' && c <= '9';
+        } else {
+            return false;
+        }
+    }
+    return label > 0 && s[n - 1] != '-' && !numeric;
+}
+
+int sp_parse_host_port(const char *s, char *host, size_t size, uint16_t *port)
+{
+    const char *colon = strrchr(s, ':');
+    uint16_t p;
+
+    if (colon == NULL || !host_name_ok(s, (size_t)(colon - s)))
+        return -EINVAL;
+    int rc = parse_port(colon + 1, &p);
+    if (rc != 0)
+        return rc;
+    size_t n = (size_t)(colon - s);
+    if (n >= size)
+        return -ENOSPC;
+    for (size_t i = 0; i < n; i++)
+        host[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] - 'A' + 'a' : s[i]);
+    host[n] = '\0';
+    *port = p;
+    return 0;
+}

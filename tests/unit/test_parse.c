@@ -221,6 +221,87 @@ START_TEST(addr_table)
 }
 END_TEST
 
+static const struct {
+    const char *in;
+    int rc;
+    const char *host;
+    unsigned port;
+} host_ports[] = {
+    {"localhost:80", 0, "localhost", 80},
+    {"db.internal:5432", 0, "db.internal", 5432},
+    {"Backend-1.Example.COM:443", 0, "backend-1.example.com", 443},
+    {"a:1", 0, "a", 1},
+    {"x1:65535", 0, "x1", 65535},
+    {"1.2.3.example:80", 0, "1.2.3.example", 80},
+    {"123abc:80", 0, "123abc", 80},
+    {"xn--bcher-kva.example:80", 0, "xn--bcher-kva.example", 80},
+    {"localhost:0", -ERANGE, NULL, 0},
+    {"localhost:65536", -ERANGE, NULL, 0},
+    {"localhost", -EINVAL, NULL, 0},
+    {"localhost:", -EINVAL, NULL, 0},
+    {"localhost:http", -EINVAL, NULL, 0},
+    {":80", -EINVAL, NULL, 0},
+    {"10.0.0.1:80", -EINVAL, NULL, 0}, /* numeric: sp_parse_addr's business */
+    {"10.0.0.256:80", -EINVAL, NULL, 0},
+    {"123:80", -EINVAL, NULL, 0},
+    {"[::1]:80", -EINVAL, NULL, 0},
+    {"::1:80", -EINVAL, NULL, 0},
+    {"*:80", -EINVAL, NULL, 0},
+    {"example.com.:80", -EINVAL, NULL, 0},
+    {".example.com:80", -EINVAL, NULL, 0},
+    {"a..b:80", -EINVAL, NULL, 0},
+    {"-a.com:80", -EINVAL, NULL, 0},
+    {"a-.com:80", -EINVAL, NULL, 0},
+    {"a.-b.com:80", -EINVAL, NULL, 0},
+    {"my_host:80", -EINVAL, NULL, 0},
+    {"exa mple:80", -EINVAL, NULL, 0},
+    {"caf\xc3\xa9:80", -EINVAL, NULL, 0},
+    {"", -EINVAL, NULL, 0},
+};
+
+START_TEST(host_port_table)
+{
+    char host[SP_HOST_NAME_MAX] = "untouched";
+    uint16_t port = 7;
+    int rc = sp_parse_host_port(host_ports[_i].in, host, sizeof(host), &port);
+    ck_assert_msg(rc == host_ports[_i].rc, "'%s': rc %d, want %d", host_ports[_i].in, rc,
+                  host_ports[_i].rc);
+    if (rc != 0) {
+        ck_assert_str_eq(host, "untouched");
+        ck_assert_uint_eq(port, 7);
+        return;
+    }
+    ck_assert_str_eq(host, host_ports[_i].host);
+    ck_assert_uint_eq(port, host_ports[_i].port);
+}
+END_TEST
+
+START_TEST(host_port_lengths)
+{
+    char in[400], host[SP_HOST_NAME_MAX];
+    uint16_t port;
+
+    /* a 63-character label is fine, 64 is not */
+    memset(in, 'a', 63);
+    strcpy(in + 63, ".com:1");
+    ck_assert_int_eq(sp_parse_host_port(in, host, sizeof(host), &port), 0);
+    memset(in, 'a', 64);
+    strcpy(in + 64, ".com:1");
+    ck_assert_int_eq(sp_parse_host_port(in, host, sizeof(host), &port), -EINVAL);
+    /* 253 characters are fine, 254 are not */
+    for (int i = 0; i < 253; i++)
+        in[i] = i % 2 ? '.' : 'b';
+    strcpy(in + 253, ":1");
+    ck_assert_int_eq(sp_parse_host_port(in, host, sizeof(host), &port), 0);
+    ck_assert_uint_eq(strlen(host), 253);
+    ck_assert_int_eq(sp_parse_host_port(in, host, 253, &port), -ENOSPC);
+    in[253] = 'b';
+    in[252] = 'b';
+    strcpy(in + 254, ":1");
+    ck_assert_int_eq(sp_parse_host_port(in, host, sizeof(host), &port), -EINVAL);
+}
+END_TEST
+
 static Suite *parse_suite(void)
 {
     Suite *s = suite_create("parse");
@@ -230,6 +311,8 @@ static Suite *parse_suite(void)
     tcase_add_loop_test(tc, uint_table, 0, SP_ARRAY_LEN(uints));
     tcase_add_loop_test(tc, bool_table, 0, SP_ARRAY_LEN(bools));
     tcase_add_loop_test(tc, addr_table, 0, SP_ARRAY_LEN(addrs));
+    tcase_add_loop_test(tc, host_port_table, 0, SP_ARRAY_LEN(host_ports));
+    tcase_add_test(tc, host_port_lengths);
     suite_add_tcase(s, tc);
     return s;
 }
