@@ -7,7 +7,13 @@
  * "pipe full", and a pipe that still holds bytes means "destination full".
  *
  * Copy mode does the same with a user-space buffer from a small per-worker free list. It is the
- * fallback when splice() is refused (EINVAL) or no pipe can be had, and `relay: copy`. */
+ * fallback when splice() is refused (EINVAL) or no pipe can be had, and `relay: copy`.
+ *
+ * An adaptive direction (`relay: auto`) starts in copy mode and moves to splice once reads keep
+ * filling the copy buffer (a bulk flow), and back to copy once reads stay small (an exchange
+ * of short messages): a small message costs as many syscalls either way, and the pipe work
+ * and page references of splice() only pay off on large transfers. The switch happens between
+ * reads, when nothing is pending. */
 #ifndef SPLICER_RELAY_H
 #define SPLICER_RELAY_H
 
@@ -50,7 +56,10 @@ struct sp_relay_dir {
     char *buf;            /* copy mode: borrowed from ctx while pending > 0 */
     uint32_t pending;     /* bytes read from src and not yet written to dst */
     uint32_t off;         /* copy mode: offset of the pending bytes in buf */
-    uint8_t mode;         /* enum sp_relay_mode_rt */
+    uint8_t mode;         /* enum sp_relay_mode_rt: where pending bytes are */
+    uint8_t next_mode;    /* the mode for the next read (adaptive directions change it) */
+    bool adaptive;        /* relay: auto and splice allowed */
+    uint8_t streak;       /* consecutive reads pointing to the other mode */
     bool src_eof;         /* src returned EOF */
     bool dst_shut;        /* shutdown(dst, SHUT_WR) done */
     bool err_on_dst;      /* with SP_RELAY_ERROR: the failing socket is dst */
@@ -62,8 +71,14 @@ void sp_relay_ctx_init(struct sp_relay_ctx *ctx, struct sp_pipe_pool *pipes,
                        unsigned max_free_bufs);
 void sp_relay_ctx_deinit(struct sp_relay_ctx *ctx);
 
-/* Prepares a direction; copy selects copy mode from the start. */
-void sp_relay_dir_init(struct sp_relay_dir *d, int src, int dst, bool copy);
+enum sp_relay_policy {
+    SP_POLICY_SPLICE = 0, /* always splice (falls back to copy if splice cannot serve) */
+    SP_POLICY_COPY,       /* always copy */
+    SP_POLICY_ADAPTIVE,   /* copy small exchanges, splice bulk flows */
+};
+
+/* Prepares a direction with its policy. */
+void sp_relay_dir_init(struct sp_relay_dir *d, int src, int dst, enum sp_relay_policy policy);
 
 /* Moves what can be moved now and says what to wait for. Never blocks, never allocates on
  * the steady path. Owner worker only. */

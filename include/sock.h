@@ -30,6 +30,9 @@ void sp_sock_nodelay(int fd);
 /* Closes `fd` so the peer sees a reset rather than a FIN (SO_LINGER 0). */
 void sp_sock_close_reset(int fd);
 
+/* True for 127.0.0.0/8, ::1 and IPv4-mapped 127.x addresses. */
+bool sp_sock_is_loopback(const struct sockaddr *sa);
+
 /* Formats "1.2.3.4:80" or "[::1]:80" into buf (at least SP_ADDRSTRLEN); returns buf. */
 const char *sp_sock_addr_str(const struct sockaddr *sa, char *buf, size_t len);
 

@@ -37,7 +37,7 @@ struct build {
 
 static const char *const balance_names[SP_BALANCE_COUNT + 1] = {"round_robin", "least_conn",
                                                                 "source_hash", "random_two", NULL};
-static const char *const relay_names[SP_RELAY_MODE_COUNT + 1] = {"splice", "copy", NULL};
+static const char *const relay_names[SP_RELAY_MODE_COUNT + 1] = {"splice", "copy", "auto", NULL};
 static const char *const log_format_names[SP_LOG_FORMAT_COUNT + 1] = {"json", "text", NULL};
 
 static struct build *build_of(struct sp_cfg_walk *w)

@@ -72,10 +72,30 @@ static void buf_put(struct sp_relay_ctx *ctx, char *p)
     ctx->nfree_bufs++;
 }
 
-void sp_relay_dir_init(struct sp_relay_dir *d, int src, int dst, bool copy)
+void sp_relay_dir_init(struct sp_relay_dir *d, int src, int dst, enum sp_relay_policy policy)
 {
     *d = (struct sp_relay_dir){.src = src, .dst = dst};
-    d->mode = copy ? SP_DIR_COPY : SP_DIR_SPLICE;
+    d->mode = policy == SP_POLICY_SPLICE ? SP_DIR_SPLICE : SP_DIR_COPY;
+    d->next_mode = d->mode;
+    d->adaptive = policy == SP_POLICY_ADAPTIVE;
+}
+
+/* Adaptive directions: two full copy buffers in a row make a bulk flow worth splicing; four
+ * splice reads below one copy buffer's worth in a row make an exchange of small messages. */
+#define TO_SPLICE_STREAK 2
+#define TO_COPY_STREAK   4
+
+static void adapt(struct sp_relay_dir *d, size_t n)
+{
+    bool other = d->mode == SP_DIR_COPY ? n >= COPY_BUF_SIZE : n < COPY_BUF_SIZE / 4;
+    if (!other) {
+        d->streak = 0;
+        return;
+    }
+    if (++d->streak < (d->mode == SP_DIR_COPY ? TO_SPLICE_STREAK : TO_COPY_STREAK))
+        return;
+    d->streak = 0;
+    d->next_mode = d->mode == SP_DIR_COPY ? SP_DIR_SPLICE : SP_DIR_COPY;
 }
 
 static enum sp_relay_status fail(struct sp_relay_dir *d, int err, bool on_dst)
@@ -151,7 +171,8 @@ static int copy_out(struct sp_relay_dir *d, struct sp_relay_ctx *ctx)
 
 static void to_copy_mode(struct sp_relay_dir *d, struct sp_relay_ctx *ctx)
 {
-    d->mode = SP_DIR_COPY;
+    d->mode = d->next_mode = SP_DIR_COPY;
+    d->adaptive = false; /* splice cannot serve this socket: do not come back to it */
     SP_STAT_ADD(ctx->copy_fallbacks, 1);
 }
 
@@ -222,6 +243,10 @@ enum sp_relay_status sp_relay_pump(struct sp_relay_dir *d, struct sp_relay_ctx *
         if (moved >= ctx->budget)
             return SP_RELAY_WANT_READ; /* fairness: level-triggered polling brings us back */
 
+        if (d->next_mode != d->mode) {
+            give_back_empty(d, ctx); /* nothing is pending: the container can go */
+            d->mode = d->next_mode;
+        }
         ssize_t n = d->mode == SP_DIR_SPLICE ? splice_in(d, ctx) : copy_in(d, ctx);
         if (n == -EOPNOTSUPP) {
             /* splice() refused this socket, or no pipe could be had: copy from now on. */
@@ -242,6 +267,8 @@ enum sp_relay_status sp_relay_pump(struct sp_relay_dir *d, struct sp_relay_ctx *
         }
         d->pending = (uint32_t)n;
         moved += (uint64_t)n;
+        if (d->adaptive)
+            adapt(d, (size_t)n);
         if (n < READ_AGAIN_MIN) {
             /* Likely drained: deliver, then let the loop tell us when more arrives. */
             int out = d->mode == SP_DIR_SPLICE ? splice_out(d, ctx) : copy_out(d, ctx);

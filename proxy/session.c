@@ -215,6 +215,24 @@ static int poll_init(struct sp_session *s, int side)
     return 0;
 }
 
+/* relay: auto copies between two loopback ends: there the final reader copies the bytes out
+ * anyway, and moving page references through a pipe costs the machine more than the copy it
+ * saves (bench/RESULTS.md has the figures). Elsewhere it adapts per direction. */
+static enum sp_relay_policy relay_policy(const struct sp_session *s)
+{
+    switch (s->lconf->relay) {
+    case SP_RELAY_COPY:
+        return SP_POLICY_COPY;
+    case SP_RELAY_AUTO:
+        if (sp_sock_is_loopback(&s->peer.sa) &&
+            sp_sock_is_loopback((const struct sockaddr *)&s->server->conf->addr))
+            return SP_POLICY_COPY;
+        return SP_POLICY_ADAPTIVE;
+    default:
+        return SP_POLICY_SPLICE;
+    }
+}
+
 static void established(struct sp_session *s)
 {
     sp_server_connect_ok(s->server, now_ms(s));
@@ -227,9 +245,9 @@ static void established(struct sp_session *s)
         session_close(s, RESET_CLI | RESET_UPS, SP_END_LOCAL_ERROR);
         return;
     }
-    bool copy = s->lconf->relay == SP_RELAY_COPY;
-    sp_relay_dir_init(&s->dir[CLI], s->fd[CLI], s->fd[UPS], copy);
-    sp_relay_dir_init(&s->dir[UPS], s->fd[UPS], s->fd[CLI], copy);
+    enum sp_relay_policy policy = relay_policy(s);
+    sp_relay_dir_init(&s->dir[CLI], s->fd[CLI], s->fd[UPS], policy);
+    sp_relay_dir_init(&s->dir[UPS], s->fd[UPS], s->fd[CLI], policy);
     s->state = S_RELAYING;
     s->last_io_ms = now_ms(s);
 
@@ -397,8 +415,8 @@ void sp_session_start(struct sp_listener *l, int fd, const struct sockaddr *peer
     if (len <= sizeof(s->peer))
         memcpy(&s->peer, peer, len);
     sp_tried_init(&s->tried);
-    sp_relay_dir_init(&s->dir[CLI], -1, -1, false);
-    sp_relay_dir_init(&s->dir[UPS], -1, -1, false);
+    sp_relay_dir_init(&s->dir[CLI], -1, -1, SP_POLICY_SPLICE);
+    sp_relay_dir_init(&s->dir[UPS], -1, -1, SP_POLICY_SPLICE);
     uv_timer_init(&w->loop, &s->timer);
     s->timer.data = s;
 

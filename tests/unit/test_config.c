@@ -404,7 +404,7 @@ static const struct {
     {"listeners:\n  web:\n    listen: 127.0.0.1:0\n    upstream: web_pool\n" UPSTREAMS, 0,
      "mem:3:13: port out of range in '127.0.0.1:0' for 'listen' in listener 'web' (1..65535)"},
     {"relay: zerocopy\n" LISTENERS UPSTREAMS, 0,
-     "mem:1:8: invalid value 'zerocopy' for 'relay' (expected one of: splice, copy)"},
+     "mem:1:8: invalid value 'zerocopy' for 'relay' (expected one of: splice, copy, auto)"},
     {"shutdown_timeout: 600h\n" LISTENERS UPSTREAMS, 0,
      "mem:1:19: duration '600h' for 'shutdown_timeout' is too long (at most about 24 days)"},
     {"shutdown_timeout: \"1\\0s\"\n" LISTENERS UPSTREAMS, 0,

@@ -41,13 +41,13 @@ struct rig {
     struct sp_relay_dir dir;
 };
 
-static void rig_up(struct rig *r, bool copy)
+static void rig_up(struct rig *r, enum sp_relay_policy policy)
 {
     tcp_pair(r->in);
     tcp_pair(r->out);
     sp_pipe_pool_init(&r->pool, 64 * 1024, 4);
     sp_relay_ctx_init(&r->ctx, &r->pool, 4);
-    sp_relay_dir_init(&r->dir, r->in[1], r->out[0], copy);
+    sp_relay_dir_init(&r->dir, r->in[1], r->out[0], policy);
 }
 
 static void rig_down(struct rig *r)
@@ -79,6 +79,7 @@ static void move_through(struct rig *r, size_t total)
 {
     static unsigned char wbuf[64 * 1024], rbuf[64 * 1024], want[64 * 1024];
     size_t sent = 0, got = 0;
+    uint64_t base = r->dir.bytes;
     for (int rounds = 0; got < total && rounds < 100000; rounds++) {
         if (sent < total) {
             size_t n = (total - sent < sizeof(wbuf) ? total - sent : sizeof(wbuf));
@@ -97,13 +98,13 @@ static void move_through(struct rig *r, size_t total)
         }
     }
     ck_assert_uint_eq(got, total);
-    ck_assert_uint_eq(r->dir.bytes, total);
+    ck_assert_uint_eq(r->dir.bytes - base, total);
 }
 
 START_TEST(splice_moves_bytes_intact)
 {
     struct rig r;
-    rig_up(&r, false);
+    rig_up(&r, SP_POLICY_SPLICE);
     move_through(&r, 8 * 1024 * 1024);
     ck_assert_uint_eq(r.ctx.splice_bytes, 8 * 1024 * 1024);
     ck_assert_uint_eq(r.ctx.copy_bytes, 0);
@@ -117,7 +118,7 @@ END_TEST
 START_TEST(copy_moves_bytes_intact)
 {
     struct rig r;
-    rig_up(&r, true);
+    rig_up(&r, SP_POLICY_COPY);
     move_through(&r, 4 * 1024 * 1024);
     ck_assert_uint_eq(r.ctx.copy_bytes, 4 * 1024 * 1024);
     ck_assert_uint_eq(r.ctx.splice_bytes, 0);
@@ -131,7 +132,7 @@ END_TEST
 static void backpressure(bool copy)
 {
     struct rig r;
-    rig_up(&r, copy);
+    rig_up(&r, copy ? SP_POLICY_COPY : SP_POLICY_SPLICE);
     static unsigned char buf[256 * 1024];
     fill(buf, sizeof(buf), 0);
     enum sp_relay_status st = SP_RELAY_WANT_READ;
@@ -184,7 +185,7 @@ END_TEST
 START_TEST(fin_after_drain)
 {
     struct rig r;
-    rig_up(&r, false);
+    rig_up(&r, SP_POLICY_SPLICE);
     static unsigned char buf[512 * 1024];
     size_t sent = 0;
     enum sp_relay_status st = SP_RELAY_WANT_READ;
@@ -221,7 +222,7 @@ END_TEST
 START_TEST(source_reset_is_a_source_error)
 {
     struct rig r;
-    rig_up(&r, false);
+    rig_up(&r, SP_POLICY_SPLICE);
     ck_assert_int_eq(send(r.in[0], "hello", 5, 0), 5);
     struct linger lg = {1, 0};
     setsockopt(r.in[0], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
@@ -242,7 +243,7 @@ END_TEST
 START_TEST(destination_reset_is_a_destination_error)
 {
     struct rig r;
-    rig_up(&r, false);
+    rig_up(&r, SP_POLICY_SPLICE);
     struct linger lg = {1, 0};
     setsockopt(r.out[1], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     close(r.out[1]);
@@ -263,7 +264,7 @@ END_TEST
 START_TEST(falls_back_to_copy_without_pipes)
 {
     struct rig r;
-    rig_up(&r, false);
+    rig_up(&r, SP_POLICY_SPLICE);
     struct rlimit rl = {.rlim_cur = 64, .rlim_max = 4096};
     ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
     /* Use up every free descriptor below the cap. */
@@ -281,6 +282,44 @@ START_TEST(falls_back_to_copy_without_pipes)
 }
 END_TEST
 
+/* relay: auto: an exchange of small messages stays on the copy path, a bulk flow moves to
+ * splice, and the direction comes back to copying when the messages get small again. */
+START_TEST(adaptive_follows_the_traffic)
+{
+    struct rig r;
+    rig_up(&r, SP_POLICY_ADAPTIVE);
+    static unsigned char small[512], rbuf[64 * 1024];
+    for (int i = 0; i < 50; i++) {
+        ck_assert_int_eq(send(r.in[0], small, sizeof(small), 0), (ssize_t)sizeof(small));
+        wait_readable(r.in[1]);
+        ck_assert_int_eq(sp_relay_pump(&r.dir, &r.ctx), SP_RELAY_WANT_READ);
+        wait_readable(r.out[1]);
+        ck_assert_int_eq(recv(r.out[1], rbuf, sizeof(rbuf), 0), (ssize_t)sizeof(small));
+    }
+    ck_assert_uint_eq(r.ctx.splice_bytes, 0);
+    ck_assert_uint_eq(r.ctx.copy_bytes, 50 * sizeof(small));
+
+    move_through(&r, 16 * 1024 * 1024);
+    ck_assert_uint_gt(r.ctx.splice_bytes, 8 * 1024 * 1024);
+    ck_assert_int_eq(r.dir.mode, SP_DIR_SPLICE);
+
+    uint64_t spliced = r.ctx.splice_bytes;
+    for (int i = 0; i < 20; i++) {
+        ck_assert_int_eq(send(r.in[0], small, sizeof(small), 0), (ssize_t)sizeof(small));
+        wait_readable(r.in[1]);
+        ck_assert_int_eq(sp_relay_pump(&r.dir, &r.ctx), SP_RELAY_WANT_READ);
+        wait_readable(r.out[1]);
+        ck_assert_int_eq(recv(r.out[1], rbuf, sizeof(rbuf), 0), (ssize_t)sizeof(small));
+    }
+    /* A few small reads go through the pipe before the direction turns back. */
+    ck_assert_uint_le(r.ctx.splice_bytes - spliced, 4 * sizeof(small));
+    ck_assert_int_eq(r.dir.mode, SP_DIR_COPY);
+    ck_assert_uint_eq(r.pool.in_use, 0);
+    ck_assert_uint_eq(r.ctx.bufs_in_use, 0);
+    rig_down(&r);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("relay");
@@ -294,6 +333,7 @@ static Suite *suite(void)
     tcase_add_test(tc, source_reset_is_a_source_error);
     tcase_add_test(tc, destination_reset_is_a_destination_error);
     tcase_add_test(tc, falls_back_to_copy_without_pipes);
+    tcase_add_test(tc, adaptive_follows_the_traffic);
     suite_add_tcase(s, tc);
     return s;
 }
