@@ -18,7 +18,7 @@ function add(s, m, p, r, v) {
     HAS[s, m] = 1; HASP[s, p] = 1
 }
 BEGIN {
-    npeers = split("direct splicer splicer-copy splicer-w2 haproxy haproxy-splice haproxy-t2 nginx pen socat", PEER, " ")
+    npeers = split("direct splicer splicer-copy splicer-auto splicer-w2 haproxy haproxy-splice haproxy-t2 nginx pen socat", PEER, " ")
     nscen = split("bulk1 bulk4 short redis1 redis50 idle conc scaling", SCEN, " ")
     if (only == "") only = "bulk1 bulk4 short redis1 redis50 idle conc scaling"
     split(only, o, " "); for (i in o) SHOW[o[i]] = 1
@@ -111,14 +111,14 @@ END {
     }
     # ratios to HAProxy, from the medians
     if (!ratios) exit
-    nr = split("splicer/haproxy splicer-copy/haproxy splicer/haproxy-splice splicer-w2/haproxy-t2", R, " ")
+    nr = split("splicer/haproxy splicer-copy/haproxy splicer-auto/haproxy splicer/haproxy-splice splicer-w2/haproxy-t2", R, " ")
     print "## Ratios to HAProxy (from the medians)"
     print ""
     print "Above 1 means splicer has more of the measure: better for throughput and rates, worse for CPU,"
     print "latency and memory (marked ↓ = lower is better)."
     print ""
-    print "| scenario | measure | splicer / HAProxy | splicer copy / HAProxy | splicer / HAProxy splice | splicer w2 / HAProxy t2 |"
-    print "| --- | --- | ---: | ---: | ---: | ---: |"
+    print "| scenario | measure | splicer / HAProxy | splicer copy / HAProxy | splicer auto / HAProxy | splicer / HAProxy splice | splicer w2 / HAProxy t2 |"
+    print "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
     for (si = 1; si <= nscen; si++) {
         s = SCEN[si]
         if (s == "conc") continue

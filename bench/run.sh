@@ -31,8 +31,8 @@ CAP_CONNS=${CAP_CONNS:-12000}     # scenario conc: connections opened to hit spl
 CAP_NOFILE=${CAP_NOFILE:-}        # fd limit for splicer in the cap test (empty: the inherited one)
 SHORT_CONNS=${SHORT_CONNS:-32}    # wrk concurrent connections in scenario short
 PORT_BASE=${PORT_BASE:-27100}
-PEERS=${PEERS:-"direct splicer splicer-copy haproxy haproxy-splice nginx pen socat"}
-CONC_PEERS=${CONC_PEERS:-"direct splicer splicer-copy haproxy haproxy-splice nginx pen"}
+PEERS=${PEERS:-"direct splicer splicer-copy splicer-auto haproxy haproxy-splice nginx pen socat"}
+CONC_PEERS=${CONC_PEERS:-"direct splicer splicer-copy splicer-auto haproxy haproxy-splice nginx pen"}
 SCALING_PEERS=${SCALING_PEERS:-"direct splicer splicer-w2 haproxy haproxy-t2"}
 SCENARIOS=${SCENARIOS:-"bulk short redis idle conc syscalls scaling"}
 RESULTS=${RESULTS:-$BENCH/RESULTS.md}
@@ -227,9 +227,10 @@ proxy_start() {
         TARGET_PORT=$up
         return 0
         ;;
-    splicer | splicer-copy | splicer-w2)
+    splicer | splicer-copy | splicer-auto | splicer-w2)
         local relay=splice workers=1
         [[ $peer == splicer-copy ]] && relay=copy
+        [[ $peer == splicer-auto ]] && relay=auto
         [[ $peer == splicer-w2 ]] && workers=2
         cat >"$dir/splicer.yaml" <<EOF
 workers: $workers
