@@ -250,7 +250,8 @@ static size_t hello(unsigned char *out, const unsigned char *exts, size_t elen, 
     body[o++] = 0;                /* null */
     if (with_exts) {
         o += put16(body + o, elen);
-        memcpy(body + o, exts, elen);
+        if (elen > 0) /* exts may be NULL then, and memcpy's arguments must not be */
+            memcpy(body + o, exts, elen);
         o += elen;
     }
     out[0] = 0x16;
