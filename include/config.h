@@ -5,7 +5,9 @@
 #ifndef SPLICER_CONFIG_H
 #define SPLICER_CONFIG_H
 
+#include "cidr.h"
 #include "log.h"
+#include "tls_sni.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,6 +28,14 @@ enum sp_relay_mode {
     SP_RELAY_MODE_COUNT
 };
 
+/* upstream proxy_protocol: the PROXY header splicer sends to the servers of an upstream. */
+enum sp_pp_send {
+    SP_PP_SEND_OFF = 0, /* default */
+    SP_PP_SEND_V1,
+    SP_PP_SEND_V2,
+    SP_PP_SEND_COUNT
+};
+
 /* One configured position in the file, for messages about a value after parsing. */
 struct sp_conf_mark {
     int line; /* 1-based */
@@ -33,11 +43,14 @@ struct sp_conf_mark {
 };
 
 struct sp_server_conf {
-    char *address; /* owned; as written, e.g. "127.0.0.1:9001" */
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
-    unsigned weight; /* 1..1000, default 1 */
-    bool backup;     /* default false */
+    char *address; /* owned; as written, e.g. "127.0.0.1:9001" or "db.internal:5432" */
+    struct sockaddr_storage addr; /* the numeric address; all zero (AF_UNSPEC) if needs_resolve */
+    socklen_t addrlen;            /* 0 if needs_resolve */
+    bool needs_resolve;           /* address is a DNS name: resolve host, every dns_refresh */
+    char *host;                   /* owned; the lowercased name if needs_resolve, else NULL */
+    uint16_t port;                /* host byte order; set for both kinds of address */
+    unsigned weight;              /* 1..1000, default 1 */
+    bool backup;                  /* default false */
     struct sp_conf_mark mark;
 };
 
@@ -61,9 +74,21 @@ struct sp_upstream_conf {
     uint64_t fail_timeout_ms; /* default 10s */
     uint64_t slow_start_ms;   /* default 0 (off) */
     struct sp_health_conf health;
+    enum sp_pp_send proxy_protocol; /* default off */
+    uint64_t dns_refresh_ms;        /* default 5s, >0: re-resolution period of named servers */
     struct sp_server_conf *servers; /* owned array, at least one */
     size_t nservers;
     struct sp_conf_mark mark;
+};
+
+/* One entry of a listener's routes: clients whose TLS SNI matches go to `upstream`. */
+struct sp_route_conf {
+    char **sni;  /* owned array of owned patterns, lowercased: "example.com", "*.example.com" */
+    size_t nsni; /* at least one */
+    char *upstream_name;               /* owned */
+    struct sp_upstream_conf *upstream; /* borrowed from the same sp_config; never NULL */
+    struct sp_conf_mark mark;          /* the route's entry */
+    struct sp_conf_mark upstream_mark; /* its upstream value */
 };
 
 struct sp_listener_conf {
@@ -78,6 +103,17 @@ struct sp_listener_conf {
     unsigned max_connections;          /* default 10000, 1..1000000 */
     unsigned backlog;                  /* default 511 */
     enum sp_relay_mode relay;          /* default: the top-level relay */
+    /* deployment: PROXY protocol from a load balancer in front, client filters, SNI routes */
+    bool accept_proxy_protocol;         /* default false: expect a v1/v2 header first */
+    uint64_t proxy_protocol_timeout_ms; /* default 5s, >0: for the whole header to arrive */
+    struct sp_cidr_list allow;          /* owned; empty = everyone (the default) */
+    struct sp_cidr_list deny;           /* owned; wins over allow (sp_cidr_allowed) */
+    uint64_t tls_inspect_timeout_ms;    /* default 5s, >0: for the ClientHello (routes only) */
+    struct sp_route_conf *routes;       /* owned array; NULL when no routes */
+    size_t nroutes;
+    /* owned; each pattern of routes[i].sni -> i. sp_sni_routes_match() == -1 (or no SNI) means
+     * the listener's own `upstream`, the default route. */
+    struct sp_sni_routes sni_routes;
     struct sp_conf_mark mark;
 };
 
@@ -137,5 +173,6 @@ void sp_config_free(struct sp_config *cfg);
 
 const char *sp_balance_name(enum sp_balance b);
 const char *sp_relay_mode_name(enum sp_relay_mode m);
+const char *sp_pp_send_name(enum sp_pp_send v); /* "off", "v1", "v2" */
 
 #endif

@@ -4,6 +4,7 @@
  * the generic value parsers live in config_yaml.c. */
 #include "config.h"
 #include "common.h"
+#include "config_deploy.h"
 #include "config_yaml.h"
 #include "parse.h"
 
@@ -17,6 +18,7 @@
 _Static_assert(sizeof(enum sp_balance) == sizeof(unsigned), "enum sp_balance is not unsigned");
 _Static_assert(sizeof(enum sp_relay_mode) == sizeof(unsigned), "enum sp_relay_mode size");
 _Static_assert(sizeof(enum sp_log_format) == sizeof(unsigned), "enum sp_log_format size");
+_Static_assert(sizeof(enum sp_pp_send) == sizeof(unsigned), "enum sp_pp_send size");
 
 #define MAX_WORKERS 256
 
@@ -39,6 +41,7 @@ static const char *const balance_names[SP_BALANCE_COUNT + 1] = {"round_robin", "
                                                                 "source_hash", "random_two", NULL};
 static const char *const relay_names[SP_RELAY_MODE_COUNT + 1] = {"splice", "copy", "auto", NULL};
 static const char *const log_format_names[SP_LOG_FORMAT_COUNT + 1] = {"json", "text", NULL};
+static const char *const pp_send_names[SP_PP_SEND_COUNT + 1] = {"off", "v1", "v2", NULL};
 
 static struct build *build_of(struct sp_cfg_walk *w)
 {
@@ -86,6 +89,47 @@ static int parse_address(struct sp_cfg_walk *w, yaml_node_t *val, const char *wh
 
 /* ---- servers ---------------------------------------------------------------------------- */
 
+/* A server address: numeric as for listen, or a DNS name with port, resolved later. */
+static int server_addr(struct sp_cfg_walk *w, yaml_node_t *val, const char *what,
+                       struct sp_server_conf *srv)
+{
+    char host[SP_HOST_NAME_MAX];
+    const char *s;
+    int rc = sp_cfg_scalar(w, val, what, &s);
+    if (rc != 0)
+        return rc;
+    rc = sp_parse_addr(s, &srv->addr, &srv->addrlen);
+    if (rc == 0) {
+        const struct sockaddr_in *sin = (const void *)&srv->addr;
+        const struct sockaddr_in6 *sin6 = (const void *)&srv->addr;
+        srv->port = ntohs(srv->addr.ss_family == AF_INET ? sin->sin_port : sin6->sin6_port);
+    } else if (rc == -EINVAL) {
+        rc = sp_parse_host_port(s, host, sizeof(host), &srv->port);
+        srv->needs_resolve = rc == 0;
+    }
+    if (rc == -ERANGE)
+        return sp_cfg_fail(w, val->start_mark, "port out of range in '%.64s' for %s (1..65535)", s,
+                           what);
+    if (rc != 0)
+        return sp_cfg_fail(w, val->start_mark,
+                           "invalid address '%.64s' for %s (expected IPv4:port, [IPv6]:port or "
+                           "host:port)",
+                           s, what);
+    if (srv->needs_resolve && (srv->host = strdup(host)) == NULL)
+        return sp_cfg_oom(w);
+    srv->address = strdup(s);
+    return srv->address == NULL ? sp_cfg_oom(w) : 0;
+}
+
+static bool same_server(const struct sp_server_conf *a, const struct sp_server_conf *b)
+{
+    if (a->needs_resolve != b->needs_resolve)
+        return false; /* a name and an address may well be the same host; DNS will tell */
+    if (a->needs_resolve)
+        return a->port == b->port && strcmp(a->host, b->host) == 0;
+    return same_addr(&a->addr, &b->addr);
+}
+
 static int p_server_address(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
                             void *obj, const char *what)
 {
@@ -93,12 +137,12 @@ static int p_server_address(struct sp_cfg_walk *w, const struct sp_cfg_field *f,
     struct sp_server_conf *srv = obj;
     (void)f;
 
-    int rc = parse_address(w, val, what, &srv->address, &srv->addr, &srv->addrlen);
+    int rc = server_addr(w, val, what, srv);
     if (rc != 0)
         return rc;
     /* the same backend twice would skew the balance silently; weight says it openly */
     for (struct sp_server_conf *o = up->servers; o < srv; o++) {
-        if (same_addr(&o->addr, &srv->addr))
+        if (same_server(o, srv))
             return sp_cfg_fail(w, val->start_mark,
                                "duplicate server '%.64s' in upstream '%.64s' (first at line %d)",
                                srv->address, up->name, o->mark.line);
@@ -220,6 +264,14 @@ static const struct sp_cfg_field upstream_fields[] = {
      .parse = sp_cfg_parse_duration,
      .off = offsetof(struct sp_upstream_conf, slow_start_ms)},
     {.key = "health_check", .parse = p_health},
+    {.key = "proxy_protocol",
+     .parse = sp_cfg_parse_enum,
+     .off = offsetof(struct sp_upstream_conf, proxy_protocol),
+     .names = pp_send_names},
+    {.key = "dns_refresh",
+     .parse = sp_cfg_parse_duration,
+     .off = offsetof(struct sp_upstream_conf, dns_refresh_ms),
+     .min = 1},
     {.key = "servers", .parse = p_servers, .required = true},
 };
 
@@ -235,6 +287,8 @@ static void upstream_defaults(struct sp_upstream_conf *u)
     u->health.timeout_ms = 1000;
     u->health.rise = 2;
     u->health.fall = 3;
+    u->proxy_protocol = SP_PP_SEND_OFF;
+    u->dns_refresh_ms = 5000;
 }
 
 /* The key of a listener or upstream entry is its name: a non-empty scalar. */
@@ -361,6 +415,20 @@ static const struct sp_cfg_field listener_fields[] = {
      .parse = sp_cfg_parse_enum,
      .off = offsetof(struct sp_listener_conf, relay),
      .names = relay_names},
+    {.key = "accept_proxy_protocol",
+     .parse = sp_cfg_parse_bool,
+     .off = offsetof(struct sp_listener_conf, accept_proxy_protocol)},
+    {.key = "proxy_protocol_timeout",
+     .parse = sp_cfg_parse_duration,
+     .off = offsetof(struct sp_listener_conf, proxy_protocol_timeout_ms),
+     .min = 1},
+    {.key = "allow", .parse = sp_cfg_parse_cidrs, .off = offsetof(struct sp_listener_conf, allow)},
+    {.key = "deny", .parse = sp_cfg_parse_cidrs, .off = offsetof(struct sp_listener_conf, deny)},
+    {.key = "tls_inspect_timeout",
+     .parse = sp_cfg_parse_duration,
+     .off = offsetof(struct sp_listener_conf, tls_inspect_timeout_ms),
+     .min = 1},
+    {.key = "routes", .parse = sp_cfg_parse_routes},
 };
 
 static void listener_defaults(struct sp_listener_conf *l)
@@ -370,6 +438,8 @@ static void listener_defaults(struct sp_listener_conf *l)
     l->max_connections = 10000;
     l->backlog = 511;
     l->relay = SP_RELAY_MODE_COUNT; /* "not set": inherits the top-level relay in resolve() */
+    l->proxy_protocol_timeout_ms = 5000;
+    l->tls_inspect_timeout_ms = 5000;
 }
 
 static int p_listeners(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
@@ -585,6 +655,9 @@ static int resolve(struct build *b)
         l->upstream = find_upstream(cfg, l->upstream_name);
         if (l->upstream == NULL)
             return undefined_upstream(b, l, b->lmarks[i].upstream);
+        int rc = sp_cfg_resolve_routes(&b->walk, cfg, l);
+        if (rc != 0)
+            return rc;
         for (size_t j = 0; j < i; j++) {
             if (same_addr(&cfg->listeners[j].addr, &l->addr))
                 return sp_cfg_fail(&b->walk, b->lmarks[i].listen,
@@ -667,8 +740,10 @@ int sp_config_load(const char *path, struct sp_config **out, struct sp_config_er
 static void upstream_free(struct sp_upstream_conf *u)
 {
     free(u->name);
-    for (size_t i = 0; i < u->nservers; i++)
+    for (size_t i = 0; i < u->nservers; i++) {
         free(u->servers[i].address);
+        free(u->servers[i].host);
+    }
     free(u->servers);
     free(u->health.send);
     free(u->health.expect);
@@ -682,6 +757,7 @@ void sp_config_free(struct sp_config *cfg)
         free(cfg->listeners[i].name);
         free(cfg->listeners[i].listen);
         free(cfg->listeners[i].upstream_name);
+        sp_cfg_deploy_free(&cfg->listeners[i]);
     }
     free(cfg->listeners);
     for (size_t i = 0; i < cfg->nupstreams; i++)
@@ -701,4 +777,9 @@ const char *sp_balance_name(enum sp_balance b)
 const char *sp_relay_mode_name(enum sp_relay_mode m)
 {
     return (unsigned)m < SP_RELAY_MODE_COUNT ? relay_names[m] : "unknown";
+}
+
+const char *sp_pp_send_name(enum sp_pp_send v)
+{
+    return (unsigned)v < SP_PP_SEND_COUNT ? pp_send_names[v] : "unknown";
 }

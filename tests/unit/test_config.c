@@ -2,6 +2,7 @@
  * values and defaults; bad files and in-memory texts give the exact "FILE:LINE:COL: message". */
 #include "common.h"
 #include "config.h"
+#include "parse.h"
 
 #include <arpa/inet.h>
 #include <check.h>
@@ -177,11 +178,105 @@ START_TEST(good_minimal_defaults)
     ck_assert_int_eq(u->servers[0].mark.line, 8);
     ck_assert_int_eq(u->servers[0].mark.col, 9);
 
+    /* deployment keys */
+    ck_assert(!l->accept_proxy_protocol);
+    ck_assert_uint_eq(l->proxy_protocol_timeout_ms, 5000);
+    ck_assert_uint_eq(l->allow.n, 0);
+    ck_assert_uint_eq(l->deny.n, 0);
+    ck_assert_uint_eq(l->tls_inspect_timeout_ms, 5000);
+    ck_assert_ptr_null(l->routes);
+    ck_assert_uint_eq(l->nroutes, 0);
+    ck_assert_uint_eq(l->sni_routes.n, 0);
+    ck_assert_int_eq(u->proxy_protocol, SP_PP_SEND_OFF);
+    ck_assert_uint_eq(u->dns_refresh_ms, 5000);
+    ck_assert(!u->servers[0].needs_resolve);
+    ck_assert_ptr_null(u->servers[0].host);
+    ck_assert_uint_eq(u->servers[0].port, 9001);
+
     ck_assert(!cfg->admin.enabled);
     ck_assert_ptr_null(cfg->admin.listen);
     ck_assert(!cfg->access_log.enabled);
     ck_assert_ptr_null(cfg->access_log.path);
     ck_assert_int_eq(cfg->access_log.format, SP_LOG_FORMAT_JSON);
+    sp_config_free(cfg);
+}
+END_TEST
+
+static bool allowed(const struct sp_listener_conf *l, const char *host)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char addr[80];
+    snprintf(addr, sizeof(addr), strchr(host, ':') ? "[%s]:1" : "%s:1", host);
+    ck_assert_int_eq(sp_parse_addr(addr, &ss, &len), 0);
+    return sp_cidr_allowed(&l->allow, &l->deny, (const struct sockaddr *)&ss);
+}
+
+START_TEST(good_deploy)
+{
+    struct sp_config *cfg = load_good("config/good/deploy.yaml");
+    struct sp_listener_conf *l = &cfg->listeners[0];
+    struct sp_upstream_conf *def = &cfg->upstreams[0], *web = &cfg->upstreams[1];
+    struct sp_upstream_conf *api = &cfg->upstreams[2];
+
+    ck_assert(l->accept_proxy_protocol);
+    ck_assert_uint_eq(l->proxy_protocol_timeout_ms, 3000);
+    ck_assert_uint_eq(l->tls_inspect_timeout_ms, 1500);
+    ck_assert_uint_eq(l->allow.n, 3);
+    ck_assert_uint_eq(l->deny.n, 1);
+    ck_assert(allowed(l, "10.1.2.3"));
+    ck_assert(allowed(l, "::ffff:10.1.2.3"));
+    ck_assert(!allowed(l, "10.6.1.1")); /* deny wins */
+    ck_assert(allowed(l, "192.168.1.5"));
+    ck_assert(!allowed(l, "192.168.1.6"));
+    ck_assert(allowed(l, "::1"));
+    ck_assert(!allowed(l, "::2"));
+
+    ck_assert_ptr_eq(l->upstream, def);
+    ck_assert_uint_eq(l->nroutes, 2);
+    ck_assert_uint_eq(l->routes[0].nsni, 2);
+    ck_assert_str_eq(l->routes[0].sni[0], "www.example.com");
+    ck_assert_str_eq(l->routes[0].sni[1], "*.example.com");
+    ck_assert_str_eq(l->routes[0].upstream_name, "web_pool");
+    ck_assert_ptr_eq(l->routes[0].upstream, web);
+    ck_assert_int_eq(l->routes[0].mark.line, 13);
+    ck_assert_int_eq(l->routes[0].mark.col, 9);
+    ck_assert_int_eq(l->routes[1].upstream_mark.line, 16);
+    ck_assert_int_eq(l->routes[1].upstream_mark.col, 19);
+    ck_assert_str_eq(l->routes[1].sni[0], "*.api.example.com"); /* lowercased */
+    ck_assert_ptr_eq(l->routes[1].upstream, api);
+    ck_assert_int_eq(sp_sni_routes_match(&l->sni_routes, "www.example.com"), 0);
+    ck_assert_int_eq(sp_sni_routes_match(&l->sni_routes, "img.example.com"), 0);
+    ck_assert_int_eq(sp_sni_routes_match(&l->sni_routes, "v2.api.example.com"), 1);
+    ck_assert_int_eq(sp_sni_routes_match(&l->sni_routes, "api.example.org"), 1);
+    ck_assert_int_eq(sp_sni_routes_match(&l->sni_routes, "example.com"), -1); /* -> default */
+
+    ck_assert_int_eq(def->proxy_protocol, SP_PP_SEND_OFF);
+    ck_assert_int_eq(web->proxy_protocol, SP_PP_SEND_V2);
+    ck_assert_int_eq(api->proxy_protocol, SP_PP_SEND_V1);
+    ck_assert_uint_eq(web->dns_refresh_ms, 30000);
+    ck_assert_uint_eq(api->dns_refresh_ms, 5000);
+
+    struct sp_server_conf *s = web->servers;
+    ck_assert(s[0].needs_resolve);
+    ck_assert_str_eq(s[0].address, "Web-1.Internal:8080");
+    ck_assert_str_eq(s[0].host, "web-1.internal");
+    ck_assert_uint_eq(s[0].port, 8080);
+    ck_assert_int_eq(s[0].addr.ss_family, AF_UNSPEC);
+    ck_assert_uint_eq(s[0].addrlen, 0);
+    ck_assert(s[1].needs_resolve); /* localhost is a name too */
+    ck_assert_str_eq(s[1].host, "localhost");
+    ck_assert(!s[2].needs_resolve); /* a numeric one beside names */
+    ck_assert_ptr_null(s[2].host);
+    ck_assert_uint_eq(s[2].port, 8080);
+    assert_addr(&s[2].addr, s[2].addrlen, "127.0.0.1", 8080);
+    ck_assert_uint_eq(api->servers[0].port, 9100);
+    ck_assert(!api->servers[0].needs_resolve);
+
+    ck_assert_str_eq(sp_pp_send_name(SP_PP_SEND_OFF), "off");
+    ck_assert_str_eq(sp_pp_send_name(SP_PP_SEND_V1), "v1");
+    ck_assert_str_eq(sp_pp_send_name(SP_PP_SEND_V2), "v2");
+    ck_assert_str_eq(sp_pp_send_name(SP_PP_SEND_COUNT), "unknown");
     sp_config_free(cfg);
 }
 END_TEST
@@ -314,7 +409,7 @@ static const struct {
      "3:13: port out of range in '127.0.0.1:70000' for 'listen' in listener 'web' (1..65535)"},
     {"address_no_port.yaml",
      "8:18: invalid address '127.0.0.1' for 'address' in server 1 of upstream 'web_pool' "
-     "(expected IPv4:port, [IPv6]:port or *:port; host names are not supported)"},
+     "(expected IPv4:port, [IPv6]:port or host:port)"},
     {"address_v6_unclosed.yaml",
      "3:13: invalid address '[::1:80' for 'listen' in listener 'web' (expected IPv4:port, "
      "[IPv6]:port or *:port; host names are not supported)"},
@@ -346,6 +441,21 @@ static const struct {
     {"admin_missing_listen.yaml", "5:8: missing required key 'listen' in admin"},
     {"access_log_bad.yaml", "1:13: invalid value 'stdrr' for 'access_log' (expected off, stderr, "
                             "stdout or a file path with a '/', as in ./access.log)"},
+    {"route_undefined_upstream.yaml",
+     "9:19: route 2 of listener 'edge' uses undefined upstream 'api_pol' (did you mean "
+     "'api_pool'?)"},
+    {"route_bad_pattern.yaml",
+     "6:30: invalid sni pattern 'a.*.example.com' for 'sni' in route 1 of listener 'edge' "
+     "(expected a host name, or '*.' and a host name, as in *.example.com)"},
+    {"route_duplicate_pattern.yaml", "8:30: sni pattern '*.Example.com' for 'sni' in route 2 of "
+                                     "listener 'edge' is already used by route 1"},
+    {"allow_bad_cidr.yaml", "7:9: prefix length out of range in '10.0.0.1/33' in 'allow' in "
+                            "listener 'web' (at most 32 for IPv4, 128 for IPv6)"},
+    {"server_bad_name.yaml",
+     "8:18: invalid address 'db_1.internal:5432' for 'address' in server 1 of upstream "
+     "'web_pool' (expected IPv4:port, [IPv6]:port or host:port)"},
+    {"proxy_protocol_bad.yaml", "7:21: invalid value 'v3' for 'proxy_protocol' in upstream "
+                                "'web_pool' (expected one of: off, v1, v2)"},
     {"log_format_bad.yaml",
      "1:13: invalid value 'xml' for 'log_format' (expected one of: json, text)"},
 };
@@ -431,6 +541,58 @@ static const struct {
      "mem:2:11: invalid address 'localhost:9090' for 'listen' in admin (expected IPv4:port, "
      "[IPv6]:port or *:port; host names are not supported)"},
     {"access_log:\n" LISTENERS UPSTREAMS, 0, "mem:1:12: missing value for 'access_log'"},
+    /* deployment keys */
+    {LISTENERS "    routes: []\n" UPSTREAMS, 0,
+     "mem:5:13: 'routes' in listener 'web' is empty (remove it, or add a route with sni and "
+     "upstream)"},
+    {LISTENERS "    routes:\n      - upstream: web_pool\n" UPSTREAMS, 0,
+     "mem:6:9: missing required key 'sni' in route 1 of listener 'web'"},
+    {LISTENERS "    routes:\n      - sni: [a.com]\n" UPSTREAMS, 0,
+     "mem:6:9: missing required key 'upstream' in route 1 of listener 'web'"},
+    {LISTENERS "    routes:\n      - sni: []\n        upstream: web_pool\n" UPSTREAMS, 0,
+     "mem:6:14: 'sni' in route 1 of listener 'web' needs at least one pattern"},
+    {LISTENERS "    routes:\n      - sni: a.com\n        upstream: web_pool\n" UPSTREAMS, 0,
+     "mem:6:14: expected a sequence for 'sni' in route 1 of listener 'web', found a scalar"},
+    {LISTENERS "    routes:\n      - sni: ['*']\n        upstream: web_pool\n" UPSTREAMS, 0,
+     "mem:6:15: invalid sni pattern '*' for 'sni' in route 1 of listener 'web' (expected a host "
+     "name, or '*.' and a host name, as in *.example.com)"},
+    {LISTENERS "    routes:\n      - {sni: [a.com], upstream: web_pool, weight: 1}\n" UPSTREAMS, 0,
+     "mem:6:44: unknown key 'weight' in route 1 of listener 'web'"},
+    {LISTENERS "    routes:\n      - web_pool\n" UPSTREAMS, 0,
+     "mem:6:9: expected a mapping for route 1 of listener 'web', found a scalar"},
+    {LISTENERS "    routes:\n      - {sni: [a.com], upstream: nowhere}\n" UPSTREAMS, 0,
+     "mem:6:34: route 1 of listener 'web' uses undefined upstream 'nowhere'"},
+    {LISTENERS "    allow: 10.0.0.0/8\n" UPSTREAMS, 0,
+     "mem:5:12: expected a sequence for 'allow' in listener 'web', found a scalar"},
+    {LISTENERS "    deny: [10.1.2.3/8]\n" UPSTREAMS, 0,
+     "mem:5:12: '10.1.2.3/8' in 'deny' in listener 'web' has bits set past its prefix length "
+     "(did you mean '10.0.0.0/8'?)"},
+    {LISTENERS "    deny: ['2001:db8::1/32']\n" UPSTREAMS, 0,
+     "mem:5:12: '2001:db8::1/32' in 'deny' in listener 'web' has bits set past its prefix "
+     "length (did you mean '2001:db8::/32'?)"},
+    {LISTENERS "    allow: [localhost]\n" UPSTREAMS, 0,
+     "mem:5:13: invalid address 'localhost' in 'allow' in listener 'web' (expected an IPv4 or "
+     "IPv6 address, alone or with a prefix length, as in 10.0.0.0/8)"},
+    {LISTENERS "    allow: [[10.0.0.0/8]]\n" UPSTREAMS, 0,
+     "mem:5:13: expected a scalar for 'allow' in listener 'web', found a sequence"},
+    {LISTENERS "    accept_proxy_protocol: v2\n" UPSTREAMS, 0,
+     "mem:5:28: invalid boolean 'v2' for 'accept_proxy_protocol' in listener 'web' (expected "
+     "true or false)"},
+    {LISTENERS "    proxy_protocol_timeout: 0s\n" UPSTREAMS, 0,
+     "mem:5:29: 'proxy_protocol_timeout' in listener 'web' must be greater than 0"},
+    {LISTENERS "    tls_inspect_timeout: 0ms\n" UPSTREAMS, 0,
+     "mem:5:26: 'tls_inspect_timeout' in listener 'web' must be greater than 0"},
+    {LISTENERS UPSTREAMS "    dns_refresh: 0s\n", 0,
+     "mem:9:18: 'dns_refresh' in upstream 'web_pool' must be greater than 0"},
+    {LISTENERS "upstreams:\n  web_pool:\n    servers:\n      - address: db.local:5432\n"
+               "      - address: DB.local:5432\n",
+     0, "mem:9:18: duplicate server 'DB.local:5432' in upstream 'web_pool' (first at line 8)"},
+    {LISTENERS "upstreams:\n  web_pool:\n    servers:\n      - address: db.local:65536\n", 0,
+     "mem:8:18: port out of range in 'db.local:65536' for 'address' in server 1 of upstream "
+     "'web_pool' (1..65535)"},
+    {"listeners:\n  web:\n    listen: db.local:80\n    upstream: web_pool\n" UPSTREAMS, 0,
+     "mem:3:13: invalid address 'db.local:80' for 'listen' in listener 'web' (expected "
+     "IPv4:port, [IPv6]:port or *:port; host names are not supported)"},
     {"access_log: [a]\n" LISTENERS UPSTREAMS, 0,
      "mem:1:13: expected a scalar for 'access_log', found a sequence"},
 };
@@ -525,6 +687,7 @@ static Suite *config_suite(void)
     tcase_add_test(good, load_string_ok);
     tcase_add_test(good, names);
     tcase_add_test(good, good_admin_v6);
+    tcase_add_test(good, good_deploy);
     tcase_add_loop_test(good, good_access_log, 0, SP_ARRAY_LEN(access_logs));
     suite_add_tcase(s, good);
 
