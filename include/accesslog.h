@@ -19,10 +19,13 @@ enum sp_end {
     SP_END_CLIENT_RESET,   /* the client reset or failed */
     SP_END_UPSTREAM_RESET, /* the server reset or failed */
     SP_END_IDLE_TIMEOUT,
-    SP_END_CONNECT_FAILED, /* every attempt failed (refused, timed out) */
-    SP_END_NO_SERVER,      /* no usable server */
-    SP_END_SHUTDOWN,       /* closed by shutdown_timeout or a second signal */
-    SP_END_LOCAL_ERROR,    /* out of fds or memory on our side */
+    SP_END_CONNECT_FAILED,  /* every attempt failed (refused, timed out) */
+    SP_END_NO_SERVER,       /* no usable server */
+    SP_END_SHUTDOWN,        /* closed by shutdown_timeout or a second signal */
+    SP_END_LOCAL_ERROR,     /* out of fds or memory on our side */
+    SP_END_DENIED,          /* refused by the listener's allow/deny rules */
+    SP_END_BAD_HEADER,      /* a malformed PROXY header or TLS ClientHello */
+    SP_END_INSPECT_TIMEOUT, /* the PROXY header or ClientHello did not arrive in time */
     SP_END_COUNT
 };
 

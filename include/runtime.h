@@ -30,6 +30,8 @@ struct sp_listener_stats {
     _Atomic uint32_t active;         /* connections open now (for max_connections) */
     _Atomic uint64_t accepted;       /* connections accepted and served */
     _Atomic uint64_t rejected;       /* closed at once: over max_connections or out of fds */
+    _Atomic uint64_t denied;         /* refused by allow/deny */
+    _Atomic uint64_t malformed;      /* a malformed PROXY header or TLS ClientHello */
 };
 
 struct sp_runtime {

@@ -16,6 +16,8 @@ struct sp_stats_listener {
     uint64_t active;      /* open now */
     uint64_t connections; /* accepted and served, ever */
     uint64_t rejected;    /* closed at once: over max_connections or out of fds */
+    uint64_t denied;      /* refused by allow/deny */
+    uint64_t malformed;   /* a malformed PROXY header or TLS ClientHello */
     uint64_t bytes_up;    /* client to server */
     uint64_t bytes_down;  /* server to client */
 };

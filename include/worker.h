@@ -64,6 +64,7 @@ struct sp_worker {
 
     struct sp_session *sessions; /* owned list of open sessions */
     unsigned nsessions;
+    unsigned char *scratch; /* owned; SP_SNI_BUF_MAX bytes for peeking at ClientHellos */
     int spare_fd; /* held open so that at the fd cap one accept can still be refused cleanly */
     struct sp_ratelimit local_error_log; /* out-of-fds warnings, one line a second */
     bool loop_inited;

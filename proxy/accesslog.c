@@ -21,8 +21,9 @@
 #define LINE_MAX_LEN 1024
 
 static const char *const end_names[SP_END_COUNT] = {
-    "client_fin",     "upstream_fin", "client_reset", "upstream_reset", "idle_timeout",
-    "connect_failed", "no_server",    "shutdown",     "local_error",
+    "client_fin",   "upstream_fin",   "client_reset", "upstream_reset",
+    "idle_timeout", "connect_failed", "no_server",    "shutdown",
+    "local_error",  "denied",         "bad_header",   "inspect_timeout",
 };
 
 const char *sp_end_name(enum sp_end e)

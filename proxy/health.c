@@ -9,6 +9,7 @@
 #include "health.h"
 
 #include "log.h"
+#include "proxy_proto.h"
 #include "sock.h"
 
 #include <errno.h>
@@ -140,9 +141,29 @@ static void finish(struct check *c, int result)
 
 static void on_io(uv_poll_t *p, int status, int events);
 
+/* Servers that expect a PROXY header get one saying "this is the proxy's own connection" (v2
+ * LOCAL, v1 UNKNOWN), as HAProxy's check-send-proxy does, so they do not drop the check. */
+static int send_local_header(struct check *c)
+{
+    enum sp_pp_send pp = c->server->upstream->conf->proxy_protocol;
+    if (pp == SP_PP_SEND_OFF)
+        return 0;
+    char hdr[SP_PP_ENCODE_MAX];
+    int n = sp_pp_encode(pp == SP_PP_SEND_V1 ? 1 : 2, NULL, NULL, hdr, sizeof(hdr));
+    if (n < 0)
+        return n;
+    ssize_t sent = send(c->fd, hdr, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return sent == n ? 0 : (sent == -1 ? -errno : -EAGAIN);
+}
+
 static void send_probe(struct check *c)
 {
     const struct sp_health_conf *hc = c->conf;
+    int rc = send_local_header(c);
+    if (rc != 0) {
+        finish(c, rc);
+        return;
+    }
     if (hc->send != NULL && hc->send_len > 0) {
         /* A probe is small: it fits the socket buffer of a fresh connection in one go. */
         ssize_t n = send(c->fd, hc->send, hc->send_len, MSG_NOSIGNAL | MSG_DONTWAIT);

@@ -42,6 +42,10 @@ enum scope {
       "Client connections open now on the listener.")                                              \
     X(L_REJECTED, LISTENER, "counter", "splicer_listener_rejected_total",                          \
       "Client connections closed at once: over max_connections or out of file descriptors.")       \
+    X(L_DENIED, LISTENER, "counter", "splicer_listener_denied_total",                              \
+      "Client connections refused by the listener's allow/deny rules.")                            \
+    X(L_MALFORMED, LISTENER, "counter", "splicer_listener_malformed_total",                        \
+      "Client connections closed for a malformed PROXY header or TLS ClientHello.")                \
     X(BYTES, SPECIAL, "counter", "splicer_bytes_total",                                            \
       "Bytes relayed for the listener's clients; upstream is client to server, downstream is "     \
       "server to client.")                                                                         \
@@ -172,6 +176,10 @@ static uint64_t listener_value(enum family_id id, const struct sp_stats_listener
         return l->active;
     case M_L_REJECTED:
         return l->rejected;
+    case M_L_DENIED:
+        return l->denied;
+    case M_L_MALFORMED:
+        return l->malformed;
     default:
         abort();
     }
@@ -391,9 +399,11 @@ static int status_listener(struct sp_strbuf *sb, const struct sp_stats_listener 
     if (rc == 0)
         rc = sp_strbuf_appendf(sb,
                                ",\"active\":%" PRIu64 ",\"connections\":%" PRIu64
-                               ",\"rejected\":%" PRIu64 ",\"bytes_upstream\":%" PRIu64
+                               ",\"rejected\":%" PRIu64 ",\"denied\":%" PRIu64
+                               ",\"malformed\":%" PRIu64 ",\"bytes_upstream\":%" PRIu64
                                ",\"bytes_downstream\":%" PRIu64,
-                               l->active, l->connections, l->rejected, l->bytes_up, l->bytes_down);
+                               l->active, l->connections, l->rejected, l->denied, l->malformed,
+                               l->bytes_up, l->bytes_down);
     return rc;
 }
 

@@ -11,11 +11,17 @@
  * costs two epoll_ctl calls. A source whose pipe holds undelivered bytes is not polled for
  * reads, which is both the backpressure and what keeps level-triggered polling from spinning.
  *
+ * A listener with accept_proxy_protocol or SNI routes first INSPECTS the client: it reads the
+ * PROXY header (the real client address then stands in for the peer in allow/deny, hashing,
+ * logs and the header we pass on) and peeks the TLS ClientHello to pick the upstream, both
+ * within their timeouts; then it connects as above.
+ *
  * A session is freed only from the last close callback of its three handles. */
 #include "session.h"
 
 #include "accesslog.h"
 #include "balancer.h"
+#include "inspect.h"
 #include "listener.h"
 #include "log.h"
 #include "relay.h"
@@ -32,7 +38,8 @@
 enum { CLI = 0, UPS = 1 };
 
 enum sess_state {
-    S_CONNECTING = 1,
+    S_INSPECTING = 1,
+    S_CONNECTING,
     S_RELAYING,
     S_CLOSING,
 };
@@ -70,10 +77,19 @@ struct sp_session {
         struct sockaddr sa;
         struct sockaddr_in in;
         struct sockaddr_in6 in6;
-    } peer;
+    } peer; /* the client: the socket's peer, or the PROXY header's source */
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } local; /* with has_local: the PROXY header's destination */
+    bool has_local;
+    struct sp_pp_reader *ppr; /* owned while reading a PROXY header */
+    uint64_t inspect_deadline_ms;
 };
 
 static void connect_next(struct sp_session *s);
+static void on_inspect(uv_poll_t *h, int status, int events);
 static void session_close(struct sp_session *s, int reset, enum sp_end end);
 
 static uint64_t now_ms(const struct sp_session *s)
@@ -126,7 +142,7 @@ static void apply_events(struct sp_session *s, int side, int ev)
     if (ev == 0)
         uv_poll_stop(&s->poll[side]);
     else
-        uv_poll_start(&s->poll[side], ev, on_io);
+        uv_poll_start(&s->poll[side], ev, s->state == S_INSPECTING ? on_inspect : on_io);
 }
 
 /* A direction failed on one socket: that socket is dead, so the other side is reset, which is
@@ -233,16 +249,41 @@ static enum sp_relay_policy relay_policy(const struct sp_session *s)
     }
 }
 
+/* The PROXY header for the server: the client (as the peer, or as a PROXY header in front of
+ * us said) and the address it connected to. A fresh socket's buffer always has room for it. */
+static int send_proxy_header(struct sp_session *s)
+{
+    struct sockaddr_storage local;
+    socklen_t len = sizeof(local);
+    const struct sockaddr *dst = &s->local.sa;
+    if (!s->has_local) {
+        dst = getsockname(s->fd[CLI], (struct sockaddr *)&local, &len) == 0
+                  ? (const struct sockaddr *)&local
+                  : NULL;
+    }
+    char hdr[SP_PP_ENCODE_MAX];
+    int version = s->upstream->conf->proxy_protocol == SP_PP_SEND_V1 ? 1 : 2;
+    int n = sp_pp_encode(version, &s->peer.sa, dst, hdr, sizeof(hdr));
+    if (n < 0)
+        return n;
+    ssize_t sent = send(s->fd[UPS], hdr, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return sent == n ? 0 : -EIO;
+}
+
 static void established(struct sp_session *s)
 {
     sp_server_connect_ok(s->server, now_ms(s));
 
-    int rc = poll_init(s, CLI);
+    int rc = s->poll_live[CLI] ? 0 : poll_init(s, CLI);
     if (rc == 0 && !s->poll_live[UPS])
         rc = poll_init(s, UPS);
     if (rc != 0) {
         sp_log_warn("session: cannot poll sockets: %s", uv_strerror(rc));
         session_close(s, RESET_CLI | RESET_UPS, SP_END_LOCAL_ERROR);
+        return;
+    }
+    if (s->upstream->conf->proxy_protocol != SP_PP_SEND_OFF && send_proxy_header(s) != 0) {
+        session_close(s, RESET_CLI | RESET_UPS, SP_END_UPSTREAM_RESET);
         return;
     }
     enum sp_relay_policy policy = relay_policy(s);
@@ -387,6 +428,151 @@ static void connect_next(struct sp_session *s)
     session_close(s, 0, end);
 }
 
+/* ---- inspecting ------------------------------------------------------------------------- */
+
+/* allow/deny on the client address; a refused client is closed before any server is asked. */
+static bool admitted(struct sp_session *s)
+{
+    if (sp_cidr_allowed(&s->lconf->allow, &s->lconf->deny, &s->peer.sa))
+        return true;
+    atomic_fetch_add_explicit(&s->stats->denied, 1, memory_order_relaxed);
+    session_close(s, 0, SP_END_DENIED);
+    return false;
+}
+
+static void on_inspect_timer(uv_timer_t *t);
+
+static void inspect_failed(struct sp_session *s, enum sp_inspect_status st)
+{
+    if (st == SP_INSPECT_MALFORMED) {
+        atomic_fetch_add_explicit(&s->stats->malformed, 1, memory_order_relaxed);
+        session_close(s, RESET_CLI, SP_END_BAD_HEADER);
+    } else {
+        session_close(s, 0, st == SP_INSPECT_EOF ? SP_END_CLIENT_FIN : SP_END_CLIENT_RESET);
+    }
+}
+
+/* The PROXY header: returns true once it has been read (and the client admitted). */
+static bool read_proxy_header(struct sp_session *s)
+{
+    int err = 0;
+    enum sp_inspect_status st = sp_pp_read(s->fd[CLI], s->ppr, &err);
+    if (st == SP_INSPECT_WAIT)
+        return false;
+    if (st != SP_INSPECT_DONE) {
+        inspect_failed(s, st);
+        return false;
+    }
+    const struct sp_pp_result *r = &s->ppr->result;
+    if (r->has_addr) {
+        memcpy(&s->peer, &r->src, sizeof(s->peer));
+        memcpy(&s->local, &r->dst, sizeof(s->local));
+        s->has_local = true;
+    }
+    free(s->ppr);
+    s->ppr = NULL;
+    if (!admitted(s))
+        return false;
+    if (s->lconf->nroutes > 0) {
+        s->inspect_deadline_ms = now_ms(s) + s->lconf->tls_inspect_timeout_ms;
+        uv_timer_start(&s->timer, on_inspect_timer, s->lconf->tls_inspect_timeout_ms, 0);
+    }
+    return true;
+}
+
+/* The ClientHello: returns true once the upstream has been chosen. */
+static bool route_by_sni(struct sp_session *s)
+{
+    char name[SP_SNI_NAME_MAX];
+    int found = 0, err = 0;
+    enum sp_inspect_status st = sp_sni_peek(s->fd[CLI], s->worker->scratch, name, &found, &err);
+    if (st == SP_INSPECT_WAIT) {
+        apply_events(s, CLI, UV_READABLE);
+        return false;
+    }
+    if (st == SP_INSPECT_RETRY) {
+        /* Part of a ClientHello sits in the socket: polling would report it at once, again and
+         * again, so look again shortly instead. */
+        enum { RETRY_MS = 5 };
+        uint64_t left = s->inspect_deadline_ms - SP_MIN(now_ms(s), s->inspect_deadline_ms);
+        apply_events(s, CLI, 0);
+        uv_timer_start(&s->timer, on_inspect_timer, SP_MIN(left, RETRY_MS), 0);
+        return false;
+    }
+    if (st != SP_INSPECT_DONE) {
+        inspect_failed(s, st);
+        return false;
+    }
+    int route = found ? sp_sni_routes_match(&s->lconf->sni_routes, name) : -1;
+    if (route >= 0) {
+        const struct sp_config *cfg = s->gen->rt->cfg;
+        size_t i = (size_t)(s->lconf->routes[route].upstream - cfg->upstreams);
+        s->upstream = &s->gen->rt->upstreams[i];
+        s->balancer = &s->gen->balancers[i];
+    }
+    return true;
+}
+
+static void inspect_step(struct sp_session *s)
+{
+    if (s->ppr != NULL && !read_proxy_header(s))
+        return;
+    if (s->lconf->nroutes > 0 && !route_by_sni(s))
+        return;
+    apply_events(s, CLI, 0); /* the client waits, unread, until the server answers */
+    uv_timer_stop(&s->timer);
+    s->state = S_CONNECTING;
+    connect_next(s);
+}
+
+static void on_inspect(uv_poll_t *h, int status, int events)
+{
+    struct sp_session *s = h->data;
+    (void)events;
+    if (status < 0) {
+        s->events[CLI] = 0;
+        session_close(s, 0, SP_END_CLIENT_RESET);
+        return;
+    }
+    inspect_step(s);
+}
+
+static void on_inspect_timer(uv_timer_t *t)
+{
+    struct sp_session *s = t->data;
+    if (now_ms(s) >= s->inspect_deadline_ms) {
+        sp_log_debug("session %p: %s not complete in time", (void *)s,
+                     s->ppr != NULL ? "PROXY header" : "TLS ClientHello");
+        session_close(s, 0, SP_END_INSPECT_TIMEOUT);
+        return;
+    }
+    inspect_step(s);
+}
+
+/* Reads what comes before the stream, then connects. */
+static void start_inspecting(struct sp_session *s)
+{
+    const struct sp_listener_conf *lc = s->lconf;
+    s->state = S_INSPECTING;
+    if (lc->accept_proxy_protocol) {
+        s->ppr = calloc(1, sizeof(*s->ppr));
+        if (s->ppr == NULL) {
+            session_close(s, RESET_CLI, SP_END_LOCAL_ERROR);
+            return;
+        }
+    }
+    int rc = poll_init(s, CLI);
+    if (rc != 0) {
+        session_close(s, RESET_CLI, SP_END_LOCAL_ERROR);
+        return;
+    }
+    uint64_t timeout =
+        lc->accept_proxy_protocol ? lc->proxy_protocol_timeout_ms : lc->tls_inspect_timeout_ms;
+    s->inspect_deadline_ms = now_ms(s) + timeout;
+    uv_timer_start(&s->timer, on_inspect_timer, timeout, 0);
+    apply_events(s, CLI, UV_READABLE);
+}
+
 /* ---- life cycle -------------------------------------------------------------------------- */
 
 void sp_session_start(struct sp_listener *l, int fd, const struct sockaddr *peer, socklen_t len)
@@ -426,7 +612,10 @@ void sp_session_start(struct sp_listener *l, int fd, const struct sockaddr *peer
     w->sessions = s;
     w->nsessions++;
 
-    connect_next(s);
+    if (l->conf->accept_proxy_protocol || l->conf->nroutes > 0)
+        start_inspecting(s);
+    else if (admitted(s))
+        connect_next(s);
 }
 
 static void close_side(struct sp_session *s, int side, bool reset)
@@ -470,6 +659,8 @@ static void session_close(struct sp_session *s, int reset, enum sp_end end)
     s->state = S_CLOSING;
     struct sp_worker *w = s->worker;
     log_access(s, end);
+    free(s->ppr);
+    s->ppr = NULL;
 
     sp_relay_dir_release(&s->dir[CLI], &w->relay);
     sp_relay_dir_release(&s->dir[UPS], &w->relay);

@@ -5,6 +5,7 @@
 #include "listener.h"
 #include "log.h"
 #include "session.h"
+#include "tls_sni.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -152,6 +153,8 @@ static void free_members(struct sp_worker *w)
         w->pending_rt = NULL;
     }
     sp_access_buf_deinit(&w->alog);
+    free(w->scratch);
+    w->scratch = NULL;
     sp_relay_ctx_deinit(&w->relay);
     sp_pipe_pool_deinit(&w->pipes);
     if (w->spare_fd != -1) {
@@ -183,6 +186,12 @@ int sp_worker_init(struct sp_worker *w, int id, struct sp_runtime *rt, int *fds,
     *w = (struct sp_worker){.id = id, .on_exit = on_exit, .on_exit_arg = arg, .spare_fd = -1};
     const struct sp_config *cfg = rt->cfg;
     sp_pipe_pool_init(&w->pipes, (uint32_t)cfg->pipe_size, cfg->pipe_pool_max);
+    w->scratch = malloc(SP_SNI_BUF_MAX);
+    if (w->scratch == NULL) {
+        sp_runtime_unref(rt);
+        close_fds(fds, cfg->nlisteners);
+        return -ENOMEM;
+    }
     sp_relay_ctx_init(&w->relay, &w->pipes, COPY_BUFS_KEPT);
 
     int rc = uv_loop_init(&w->loop);

@@ -30,8 +30,16 @@ static struct sp_stats *sample_stats(const char *listener, const char *server)
         abort();
     st->nlisteners = 1;
     st->listeners = calloc(1, sizeof(*st->listeners));
-    st->listeners[0] = (struct sp_stats_listener){
-        dup_str(listener), dup_str("127.0.0.1:8080"), dup_str("pool"), 3, 10, 1, 100, 2000};
+    st->listeners[0] = (struct sp_stats_listener){.name = dup_str(listener),
+                                                  .listen = dup_str("127.0.0.1:8080"),
+                                                  .upstream = dup_str("pool"),
+                                                  .active = 3,
+                                                  .connections = 10,
+                                                  .rejected = 1,
+                                                  .denied = 4,
+                                                  .malformed = 5,
+                                                  .bytes_up = 100,
+                                                  .bytes_down = 2000};
     st->nupstreams = 1;
     st->upstreams = calloc(1, sizeof(*st->upstreams));
     st->upstreams[0] = (struct sp_stats_upstream){dup_str("pool"), "round_robin", 2};
@@ -110,6 +118,14 @@ static const char want_prom[] =
     "max_connections or out of file descriptors.\n"
     "# TYPE splicer_listener_rejected_total counter\n"
     "splicer_listener_rejected_total{listener=\"web\"} 1\n"
+    "# HELP splicer_listener_denied_total Client connections refused by the listener's "
+    "allow/deny rules.\n"
+    "# TYPE splicer_listener_denied_total counter\n"
+    "splicer_listener_denied_total{listener=\"web\"} 4\n"
+    "# HELP splicer_listener_malformed_total Client connections closed for a malformed PROXY "
+    "header or TLS ClientHello.\n"
+    "# TYPE splicer_listener_malformed_total counter\n"
+    "splicer_listener_malformed_total{listener=\"web\"} 5\n"
     "# HELP splicer_bytes_total Bytes relayed for the listener's clients; upstream is client to "
     "server, downstream is server to client.\n"
     "# TYPE splicer_bytes_total counter\n"
@@ -387,7 +403,7 @@ static const char want_status[] =
     "\\ufffd\"},\"relay\":{\"splice_bytes\":5000,\"copy_bytes\":60,\"copy_fallbacks\":1,\"pipes_"
     "idle\":4,\"pipes_in_use\":6,\"pipes_created\":10,\"pipes_shrunk\":2,\"pipe_failures\":0},"
     "\"listeners\":[{\"name\":\"web\",\"listen\":\"127.0.0.1:8080\",\"upstream\":\"pool\","
-    "\"active\":3,\"connections\":10,\"rejected\":1,\"bytes_upstream\":100,\"bytes_downstream\":"
+    "\"active\":3,\"connections\":10,\"rejected\":1,\"denied\":4,\"malformed\":5,\"bytes_upstream\":100,\"bytes_downstream\":"
     "2000}],\"upstreams\":[{\"name\":\"pool\",\"balance\":\"round_robin\",\"servers\":[{"
     "\"address\":\"127.0.0.1:9001\",\"state\":\"up\",\"usable\":true,\"drained\":false,\"weight\":"
     "1,\"backup\":false,\"active\":2,\"connections\":7,\"connect_failures\":0,\"health_checked\":"
