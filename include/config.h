@@ -24,7 +24,8 @@ enum sp_balance {
 enum sp_relay_mode {
     SP_RELAY_SPLICE = 0, /* default */
     SP_RELAY_COPY,
-    SP_RELAY_AUTO, /* per direction: copy small exchanges, splice bulk; copy between loopback ends */
+    SP_RELAY_AUTO, /* per direction: copy small exchanges, splice bulk; copy between loopback ends
+                    */
     SP_RELAY_MODE_COUNT
 };
 
