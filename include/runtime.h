@@ -9,6 +9,7 @@
 #define SPLICER_RUNTIME_H
 
 #include "config.h"
+#include "resolver.h"
 #include "upstream.h"
 #include <stdatomic.h>
 #include <stdint.h>
@@ -36,17 +37,27 @@ struct sp_listener_stats {
 
 struct sp_runtime {
     _Atomic unsigned refs;
-    uint64_t generation;                 /* 1 at start, +1 per reload */
-    struct sp_config *cfg;               /* owned */
+    uint64_t generation;             /* 1 at start, +1 per reload or changed DNS answer */
+    struct sp_config *cfg;           /* owned, or borrowed from cfg_owner */
+    struct sp_runtime *cfg_owner;    /* a reference when cfg is borrowed (a DNS refresh) */
+    struct sp_server_conf *resolved; /* owned: one conf per resolved address of named servers */
+    size_t nresolved;
     struct sp_upstream *upstreams;       /* owned, parallel to cfg->upstreams */
     struct sp_listener_stats **listener; /* each referenced; parallel to cfg->listeners */
 };
 
 /* Builds the runtime for `cfg` with one reference, taking ownership of cfg on success only.
+ * Servers given by name become one server per address in `res` (NULL when cfg names none).
  * With `prev`, state is carried over: listener counters by listener name, and server state
  * (sp_server_carry) for servers with the same upstream name and address. Returns 0 or -ENOMEM.
  * Main thread. */
-int sp_runtime_new(struct sp_config *cfg, const struct sp_runtime *prev, struct sp_runtime **out);
+int sp_runtime_new(struct sp_config *cfg, const struct sp_runtime *prev,
+                   const struct sp_resolved *res, struct sp_runtime **out);
+
+/* The next generation of `cur` for changed DNS answers: the same config (borrowed, kept alive
+ * by a reference to its owner) with the servers of `res`. Returns 0 or -ENOMEM. Main thread. */
+int sp_runtime_refresh(struct sp_runtime *cur, const struct sp_resolved *res,
+                       struct sp_runtime **out);
 
 /* Takes a reference. Any thread. */
 struct sp_runtime *sp_runtime_ref(struct sp_runtime *rt);

@@ -58,6 +58,12 @@ struct sp_upstream {
  * decides its real state before traffic flows). Returns 0 or -ENOMEM. Main thread. */
 int sp_upstream_init(struct sp_upstream *u, const struct sp_upstream_conf *conf);
 
+/* As sp_upstream_init, with the servers given explicitly: a runtime expands a server given by
+ * DNS name into one per resolved address. The confs are borrowed and must outlive u; n may be
+ * 0 (nothing resolved yet: the upstream has no server). Returns 0 or -ENOMEM. */
+int sp_upstream_init_servers(struct sp_upstream *u, const struct sp_upstream_conf *conf,
+                             const struct sp_server_conf *const *servers, size_t n);
+
 /* Frees what sp_upstream_init allocated. Safe on a zeroed or half-built struct. */
 void sp_upstream_deinit(struct sp_upstream *u);
 

@@ -2,6 +2,8 @@
  * carrying state over from the previous one on reload, and counts its references. */
 #include "runtime.h"
 
+#include "sock.h"
+
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -19,6 +21,9 @@ static void stats_unref(struct sp_listener_stats *st)
  * sp_upstream_deinit accepts the zeroed entries calloc left. */
 static void runtime_release(struct sp_runtime *rt, bool own_cfg)
 {
+    for (size_t i = 0; i < rt->nresolved; i++)
+        free(rt->resolved[i].address);
+    free(rt->resolved);
     if (rt->upstreams != NULL) {
         for (size_t i = 0; i < rt->cfg->nupstreams; i++)
             sp_upstream_deinit(&rt->upstreams[i]);
@@ -29,7 +34,9 @@ static void runtime_release(struct sp_runtime *rt, bool own_cfg)
     }
     free(rt->upstreams);
     free(rt->listener);
-    if (own_cfg)
+    if (rt->cfg_owner != NULL)
+        sp_runtime_unref(rt->cfg_owner);
+    else if (own_cfg)
         sp_config_free(rt->cfg);
     free(rt);
 }
@@ -77,32 +84,123 @@ static void carry_servers(struct sp_runtime *rt, const struct sp_runtime *prev)
     }
 }
 
-int sp_runtime_new(struct sp_config *cfg, const struct sp_runtime *prev, struct sp_runtime **out)
+static size_t count_resolved(const struct sp_config *cfg, const struct sp_resolved *res)
+{
+    size_t n = 0;
+    for (size_t u = 0; res != NULL && u < cfg->nupstreams; u++) {
+        for (size_t j = 0; j < cfg->upstreams[u].nservers; j++) {
+            if (cfg->upstreams[u].servers[j].needs_resolve)
+                n += sp_resolved_get(res, cfg, u, j)->n;
+        }
+    }
+    return n;
+}
+
+/* A named server's conf, as one of its addresses: the server's weight and role under the
+ * numeric address as its name (so state carries over by address across DNS changes). */
+static int resolved_conf(struct sp_server_conf *out, const struct sp_server_conf *named,
+                         const struct sockaddr_storage *addr)
+{
+    char text[SP_ADDRSTRLEN];
+    *out = *named;
+    out->host = NULL; /* the named conf keeps its own */
+    out->needs_resolve = false;
+    out->addr = *addr;
+    out->addrlen =
+        addr->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+    out->address = strdup(sp_sock_addr_str((const struct sockaddr *)addr, text, sizeof(text)));
+    return out->address != NULL ? 0 : -ENOMEM;
+}
+
+/* The servers of upstream u: configured ones as they are, named ones once per address. */
+static int build_upstream(struct sp_runtime *rt, size_t u, const struct sp_resolved *res)
+{
+    const struct sp_upstream_conf *uc = &rt->cfg->upstreams[u];
+    size_t n = 0;
+    for (size_t j = 0; j < uc->nservers; j++)
+        n += uc->servers[j].needs_resolve
+                 ? (res != NULL ? sp_resolved_get(res, rt->cfg, u, j)->n : 0)
+                 : 1;
+    const struct sp_server_conf **list = calloc(n + 1, sizeof(*list));
+    if (list == NULL)
+        return -ENOMEM;
+    size_t k = 0;
+    int rc = 0;
+    for (size_t j = 0; j < uc->nservers && rc == 0; j++) {
+        const struct sp_server_conf *sc = &uc->servers[j];
+        if (!sc->needs_resolve) {
+            list[k++] = sc;
+            continue;
+        }
+        const struct sp_addr_list *l = res != NULL ? sp_resolved_get(res, rt->cfg, u, j) : NULL;
+        for (size_t a = 0; l != NULL && a < l->n && rc == 0; a++) {
+            struct sp_server_conf *rc_conf = &rt->resolved[rt->nresolved];
+            rc = resolved_conf(rc_conf, sc, &l->v[a]);
+            if (rc == 0) {
+                rt->nresolved++;
+                list[k++] = rc_conf;
+            }
+        }
+    }
+    if (rc == 0)
+        rc = sp_upstream_init_servers(&rt->upstreams[u], uc, list, k);
+    free(list);
+    return rc;
+}
+
+/* Builds everything but the config, which the caller has set (owned or borrowed). */
+static int build(struct sp_runtime *rt, const struct sp_runtime *prev,
+                 const struct sp_resolved *res)
+{
+    const struct sp_config *cfg = rt->cfg;
+    atomic_init(&rt->refs, 1);
+    rt->generation = prev != NULL ? prev->generation + 1 : 1;
+    rt->upstreams = calloc(cfg->nupstreams, sizeof(*rt->upstreams));
+    rt->listener = calloc(cfg->nlisteners, sizeof(*rt->listener));
+    size_t nres = count_resolved(cfg, res);
+    rt->resolved = calloc(nres + 1, sizeof(*rt->resolved));
+    if (rt->upstreams == NULL || rt->listener == NULL || rt->resolved == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < cfg->nupstreams; i++) {
+        if (build_upstream(rt, i, res) != 0)
+            return -ENOMEM;
+    }
+    if (build_listener_stats(rt, prev) != 0)
+        return -ENOMEM;
+    if (prev != NULL)
+        carry_servers(rt, prev);
+    return 0;
+}
+
+int sp_runtime_new(struct sp_config *cfg, const struct sp_runtime *prev,
+                   const struct sp_resolved *res, struct sp_runtime **out)
 {
     struct sp_runtime *rt = calloc(1, sizeof(*rt));
     if (rt == NULL)
         return -ENOMEM;
     rt->cfg = cfg;
-    atomic_init(&rt->refs, 1);
-    rt->generation = prev != NULL ? prev->generation + 1 : 1;
-    rt->upstreams = calloc(cfg->nupstreams, sizeof(*rt->upstreams));
-    rt->listener = calloc(cfg->nlisteners, sizeof(*rt->listener));
-    if (rt->upstreams == NULL || rt->listener == NULL)
-        goto fail;
-    for (size_t i = 0; i < cfg->nupstreams; i++) {
-        if (sp_upstream_init(&rt->upstreams[i], &cfg->upstreams[i]) != 0)
-            goto fail;
+    if (build(rt, prev, res) != 0) {
+        runtime_release(rt, false); /* on failure the config stays the caller's */
+        return -ENOMEM;
     }
-    if (build_listener_stats(rt, prev) != 0)
-        goto fail;
-    if (prev != NULL)
-        carry_servers(rt, prev);
     *out = rt;
     return 0;
+}
 
-fail:
-    runtime_release(rt, false); /* on failure the config stays the caller's */
-    return -ENOMEM;
+int sp_runtime_refresh(struct sp_runtime *cur, const struct sp_resolved *res,
+                       struct sp_runtime **out)
+{
+    struct sp_runtime *rt = calloc(1, sizeof(*rt));
+    if (rt == NULL)
+        return -ENOMEM;
+    rt->cfg = cur->cfg;
+    rt->cfg_owner = sp_runtime_ref(cur->cfg_owner != NULL ? cur->cfg_owner : cur);
+    if (build(rt, cur, res) != 0) {
+        runtime_release(rt, false);
+        return -ENOMEM;
+    }
+    *out = rt;
+    return 0;
 }
 
 struct sp_runtime *sp_runtime_ref(struct sp_runtime *rt)

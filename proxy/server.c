@@ -29,9 +29,11 @@ struct server {
     struct sp_runtime *rt;     /* one reference: the config in force */
     struct sp_worker *workers; /* owned array */
     unsigned nworkers;
-    struct sp_health *health;   /* owned; NULL without health checks */
-    struct sp_admin *admin;     /* owned; NULL without an admin block */
-    struct sp_access_log *alog; /* owned: the access log writer */
+    struct sp_health *health;     /* owned; NULL without health checks */
+    struct sp_admin *admin;       /* owned; NULL without an admin block */
+    struct sp_access_log *alog;   /* owned: the access log writer */
+    struct sp_resolved resolved;  /* owned: addresses of the servers given by name */
+    struct sp_resolver *resolver; /* owned; NULL when no server is given by name */
     _Atomic unsigned exited;
     _Atomic bool stopping;
     uint64_t start_unix;
@@ -223,8 +225,6 @@ static int start_admin(struct server *srv, const struct sp_config *cfg)
     int rc = sp_admin_start(&cfg->admin, &admin_ops, srv, &srv->admin);
     if (rc != 0)
         sp_log_error("admin: cannot listen on %s: %s", cfg->admin.listen, uv_strerror(rc));
-    else
-        sp_log_info("admin: listening on %s", cfg->admin.listen);
     return rc;
 }
 
@@ -273,6 +273,39 @@ static void publish(struct server *srv, struct sp_runtime *rt, int **sets)
     sp_runtime_unref(old);
 }
 
+static void on_dns_change(void *arg);
+
+static void start_resolver(struct server *srv)
+{
+    if (sp_resolver_start(&srv->loop, srv->rt->cfg, &srv->resolved, on_dns_change, srv,
+                          &srv->resolver) != 0)
+        sp_log_error("cannot start DNS refresh: out of memory");
+}
+
+/* A name resolves differently: the same config with the new servers becomes the next
+ * generation. Servers that stay keep their state; removed ones finish their connections. */
+static void on_dns_change(void *arg)
+{
+    struct server *srv = arg;
+    if (atomic_load(&srv->stopping))
+        return;
+    struct sp_runtime *rt;
+    int **sets = NULL;
+    if (sp_runtime_refresh(srv->rt, &srv->resolved, &rt) != 0) {
+        sp_log_error("DNS change: out of memory; keeping generation %llu",
+                     (unsigned long long)srv->rt->generation);
+        return;
+    }
+    sets = bind_all(rt->cfg, srv->rt->cfg, srv->nworkers); /* every listener is kept: all -1 */
+    if (sets == NULL) {
+        sp_runtime_unref(rt);
+        return;
+    }
+    uint64_t gen = rt->generation;
+    publish(srv, rt, sets);
+    sp_log_info("DNS change: generation %llu in force", (unsigned long long)gen);
+}
+
 static void reload(struct server *srv)
 {
     const struct sp_config *cur = srv->rt->cfg;
@@ -288,8 +321,11 @@ static void reload(struct server *srv)
         sp_log_warn("reload: workers stays %u (a change takes a restart)", cur->workers);
         cfg->workers = cur->workers;
     }
+    struct sp_resolved resolved; /* names resolve now, blocking the main loop, not the relay */
     struct sp_runtime *rt;
-    if (sp_runtime_new(cfg, srv->rt, &rt) != 0) {
+    if (sp_resolved_load(cfg, &resolved) != 0 ||
+        sp_runtime_new(cfg, srv->rt, &resolved, &rt) != 0) {
+        sp_resolved_deinit(&resolved);
         sp_config_free(cfg);
         record_reload(srv, false, "out of memory");
         return;
@@ -299,11 +335,17 @@ static void reload(struct server *srv)
         sp_log_error("reload failed: a new listener could not be bound; keeping generation %llu",
                      (unsigned long long)srv->rt->generation);
         sp_runtime_unref(rt);
+        sp_resolved_deinit(&resolved);
         record_reload(srv, false, "a new listener could not be bound (see the log)");
         return;
     }
     uint64_t gen = rt->generation;
+    sp_resolver_stop(srv->resolver);
+    srv->resolver = NULL;
     publish(srv, rt, sets);
+    sp_resolved_deinit(&srv->resolved);
+    srv->resolved = resolved;
+    start_resolver(srv);
     record_reload(srv, true, NULL);
     sp_log_info("reloaded %s: generation %llu in force", cur == NULL ? "" : srv->rt->cfg->path,
                 (unsigned long long)gen);
@@ -341,6 +383,8 @@ static void on_signal(uv_signal_t *h, int signum)
 
 static void close_loop_handles(struct server *srv)
 {
+    sp_resolver_stop(srv->resolver);
+    srv->resolver = NULL;
     sp_health_stop(srv->health);
     srv->health = NULL;
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
@@ -402,6 +446,7 @@ static int start(struct server *srv)
         return rc;
     }
     log_started(srv->rt->cfg);
+    start_resolver(srv);
     rc = sp_health_start(&srv->loop, srv->rt, &srv->health);
     if (rc == 0)
         rc = start_admin(srv, srv->rt->cfg);
@@ -418,8 +463,11 @@ int sp_server_run(struct sp_config *cfg)
     /* A peer that closed makes splice()/send() raise SIGPIPE; the error return is enough. */
     signal(SIGPIPE, SIG_IGN);
 
-    int rc = sp_runtime_new(cfg, NULL, &srv.rt);
+    int rc = sp_resolved_load(cfg, &srv.resolved);
+    if (rc == 0)
+        rc = sp_runtime_new(cfg, NULL, &srv.resolved, &srv.rt);
     if (rc != 0) {
+        sp_resolved_deinit(&srv.resolved);
         sp_log_error("cannot build the runtime: %s", uv_strerror(rc));
         sp_config_free(cfg);
         return 1;
@@ -443,6 +491,7 @@ int sp_server_run(struct sp_config *cfg)
     uv_loop_close(&srv.loop);
     free(srv.workers);
     sp_runtime_unref(srv.rt);
+    sp_resolved_deinit(&srv.resolved);
     free(srv.last_reload_error);
     uv_mutex_destroy(&srv.lock);
     if (rc != 0)

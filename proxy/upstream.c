@@ -15,20 +15,33 @@
 
 int sp_upstream_init(struct sp_upstream *u, const struct sp_upstream_conf *conf)
 {
+    const struct sp_server_conf **list = calloc(conf->nservers + 1, sizeof(*list));
+    if (list == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < conf->nservers; i++)
+        list[i] = &conf->servers[i];
+    int rc = sp_upstream_init_servers(u, conf, list, conf->nservers);
+    free(list);
+    return rc;
+}
+
+int sp_upstream_init_servers(struct sp_upstream *u, const struct sp_upstream_conf *conf,
+                             const struct sp_server_conf *const *servers, size_t n)
+{
     memset(u, 0, sizeof(*u));
     u->conf = conf;
-    if (conf->nservers == 0)
+    if (n == 0)
         return 0;
-    u->servers = calloc(conf->nservers, sizeof(*u->servers));
+    u->servers = calloc(n, sizeof(*u->servers));
     if (u->servers == NULL)
         return -ENOMEM;
-    u->nservers = conf->nservers;
+    u->nservers = n;
     for (size_t i = 0; i < u->nservers; i++) {
         struct sp_server *s = &u->servers[i];
-        s->conf = &conf->servers[i];
+        s->conf = servers[i];
         s->upstream = u;
         s->index = (unsigned)i;
-        s->name = conf->servers[i].address;
+        s->name = servers[i]->address;
         atomic_init(&s->up, true);
         atomic_init(&s->drained, false);
         atomic_init(&s->check_result, SP_CHECK_NONE);
