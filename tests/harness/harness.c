@@ -94,6 +94,8 @@ void sph_suite_setup(void)
     snprintf(suite_dir, sizeof(suite_dir), "/tmp/splicer-it.XXXXXX");
     if (mkdtemp(suite_dir) == NULL)
         suite_dir[0] = '\0'; /* files then go to /tmp and rely on sph_cleanup() alone */
+    else
+        chmod(suite_dir, 0755); /* SPLICER_BIN may drop to an unprivileged user */
 }
 
 void sph_suite_teardown(void)
@@ -124,6 +126,7 @@ static int tmpfile_new(char path[SPH_PATH_MAX], const char *tag)
     int fd = mkostemp(path, O_CLOEXEC);
     if (fd == -1)
         return -errno;
+    fchmod(fd, 0644); /* readable by a splicer running as another user (as_nobody.sh) */
     reg_file(path);
     return fd;
 }
