@@ -77,8 +77,8 @@ static void scan_procs(void)
         long long cut, cst;
         /* after ")": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
          * utime stime cutime cstime */
-        if (sscanf(p + 1, " %c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %lld %lld",
-                   &state, &ppid, &ut, &st, &cut, &cst) != 6)
+        if (sscanf(p + 1, " %c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %lld %lld", &state,
+                   &ppid, &ut, &st, &cut, &cst) != 6)
             continue;
         if (nprocs == cap) {
             cap = cap ? cap * 2 : 1024;
