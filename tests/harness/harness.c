@@ -1262,3 +1262,198 @@ int sph_echo_xfer(int fd, struct sph_xfer *x)
     x->err = rc;
     return rc;
 }
+
+/* ---- admin HTTP client and JSON check ----------------------------------------------------- */
+
+#define HTTP_MS    5000
+#define HTTP_REPLY (1 << 20)
+
+int sph_http_raw(int port, const void *req, size_t len, char *reply, size_t cap)
+{
+    int fd = sph_connect(AF_INET, port, HTTP_MS);
+    if (fd < 0)
+        return fd;
+    int rc = sph_write_all(fd, req, len, HTTP_MS);
+    ssize_t n = rc == 0 ? sph_read_to_eof(fd, reply, cap > 0 ? cap - 1 : 0, HTTP_MS) : rc;
+    close(fd);
+    if (n < 0)
+        return (int)n;
+    if (cap > 0)
+        reply[MIN((size_t)n, cap - 1)] = '\0';
+    return (int)MIN((size_t)n, (size_t)INT32_MAX);
+}
+
+int sph_http(int port, const char *method, const char *path, char *body, size_t cap)
+{
+    char req[1024];
+    bool post = strcmp(method, "POST") == 0;
+    int len = snprintf(req, sizeof(req), "%s %s HTTP/1.0\r\n%s\r\n", method, path,
+                       post ? "Content-Length: 0\r\n" : "");
+    if (len < 0 || (size_t)len >= sizeof(req))
+        return -EMSGSIZE;
+    char *reply = malloc(HTTP_REPLY);
+    if (reply == NULL)
+        return -ENOMEM;
+    int rc = sph_http_raw(port, req, (size_t)len, reply, HTTP_REPLY);
+    int status = -EPROTO;
+    const char *sep = rc >= 0 ? strstr(reply, "\r\n\r\n") : NULL;
+    if (rc < 0)
+        status = rc;
+    else if (sep != NULL && sscanf(reply, "HTTP/1.%*1[01] %3d", &status) != 1)
+        status = -EPROTO;
+    if (status > 0 && body != NULL && cap > 0)
+        snprintf(body, cap, "%s", sep + 4);
+    free(reply);
+    return status;
+}
+
+/* A recursive-descent JSON (RFC 8259) validator: each function consumes one production at *p
+ * and returns false on a syntax error. depth bounds the recursion. */
+struct jp {
+    const char *p, *end;
+};
+
+static void jp_ws(struct jp *j)
+{
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+        j->p++;
+}
+
+static bool jp_lit(struct jp *j, const char *lit)
+{
+    size_t n = strlen(lit);
+    if ((size_t)(j->end - j->p) < n || memcmp(j->p, lit, n) != 0)
+        return false;
+    j->p += n;
+    return true;
+}
+
+static bool jp_string(struct jp *j)
+{
+    if (j->p >= j->end || *j->p++ != '"')
+        return false;
+    while (j->p < j->end) {
+        unsigned char c = (unsigned char)*j->p++;
+        if (c == '"')
+            return true;
+        if (c < 0x20)
+            return false;
+        if (c != '\\')
+            continue;
+        if (j->p >= j->end)
+            return false;
+        c = (unsigned char)*j->p++;
+        if (c == 'u') {
+            for (int i = 0; i < 4; i++, j->p++) {
+                if (j->p >= j->end || strchr("0123456789abcdefABCDEF", *j->p) == NULL ||
+                    *j->p == '\0')
+                    return false;
+            }
+        } else if (strchr("\"\\/bfnrt", c) == NULL || c == '\0') {
+            return false;
+        }
+    }
+    return false;
+}
+
+static bool jp_digits(struct jp *j)
+{
+    const char *s = j->p;
+    while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
+        j->p++;
+    return j->p > s;
+}
+
+static bool jp_number(struct jp *j)
+{
+    if (j->p < j->end && *j->p == '-')
+        j->p++;
+    if (j->p < j->end && *j->p == '0')
+        j->p++;
+    else if (!jp_digits(j))
+        return false;
+    if (j->p < j->end && *j->p == '.') {
+        j->p++;
+        if (!jp_digits(j))
+            return false;
+    }
+    if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
+        j->p++;
+        if (j->p < j->end && (*j->p == '+' || *j->p == '-'))
+            j->p++;
+        if (!jp_digits(j))
+            return false;
+    }
+    return true;
+}
+
+static bool jp_value(struct jp *j, int depth);
+
+/* An object ('{' ... '}') or an array ('[' ... ']'), after the opening bracket. */
+static bool jp_container(struct jp *j, char close, int depth)
+{
+    jp_ws(j);
+    if (j->p < j->end && *j->p == close) {
+        j->p++;
+        return true;
+    }
+    for (;;) {
+        if (close == '}') {
+            jp_ws(j);
+            if (!jp_string(j))
+                return false;
+            jp_ws(j);
+            if (j->p >= j->end || *j->p++ != ':')
+                return false;
+        }
+        if (!jp_value(j, depth + 1))
+            return false;
+        jp_ws(j);
+        if (j->p >= j->end)
+            return false;
+        char c = *j->p++;
+        if (c == close)
+            return true;
+        if (c != ',')
+            return false;
+    }
+}
+
+static bool jp_value(struct jp *j, int depth)
+{
+    if (depth > 64)
+        return false;
+    jp_ws(j);
+    if (j->p >= j->end)
+        return false;
+    switch (*j->p) {
+    case '{':
+        j->p++;
+        return jp_container(j, '}', depth);
+    case '[':
+        j->p++;
+        return jp_container(j, ']', depth);
+    case '"':
+        return jp_string(j);
+    case 't':
+        return jp_lit(j, "true");
+    case 'f':
+        return jp_lit(j, "false");
+    case 'n':
+        return jp_lit(j, "null");
+    default:
+        return jp_number(j);
+    }
+}
+
+bool sph_json_valid(const char *text, size_t len, bool object)
+{
+    struct jp j = {text, text + len};
+    jp_ws(&j);
+    if (object && (j.p >= j.end || *j.p != '{'))
+        return false;
+    if (!jp_value(&j, 0))
+        return false;
+    jp_ws(&j);
+    return j.p == j.end;
+}

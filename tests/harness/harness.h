@@ -267,6 +267,24 @@ void sph_xfer_init(struct sph_xfer *x, uint64_t len, uint64_t seed, int timeout_
 /* Runs the transfer on fd to completion or error. Returns x->err. */
 int sph_echo_xfer(int fd, struct sph_xfer *x);
 
+/* ---- admin endpoint: HTTP/1.0 client and JSON check ---- */
+
+/* Sends `METHOD PATH HTTP/1.0` (with `Content-Length: 0` for POST) to 127.0.0.1:port and reads
+ * the reply to EOF (5 s deadline). Returns the status code and copies the body, NUL-terminated
+ * and truncated to cap, into body (may be NULL); or -errno (-ECONNREFUSED, -ETIMEDOUT, -EPROTO
+ * when the reply has no HTTP status line and header end). Replies up to 1 MiB. */
+int sph_http(int port, const char *method, const char *path, char *body, size_t cap);
+
+/* Sends the raw bytes req to 127.0.0.1:port and reads until the server closes (5 s deadline).
+ * reply gets what came back, NUL-terminated and truncated to cap. Returns the bytes received
+ * (0 when the server closed without a reply) or -errno (-ECONNRESET, -ETIMEDOUT, ...). */
+int sph_http_raw(int port, const void *req, size_t len, char *reply, size_t cap);
+
+/* True when text[0..len) is exactly one valid JSON value (RFC 8259 grammar: strings with
+ * escapes, numbers, nesting up to 64 levels), with only whitespace around it; with object,
+ * the value must be an object. */
+bool sph_json_valid(const char *text, size_t len, bool object);
+
 /* ---- teardown ---- */
 
 /* Kills and reaps registered processes, stops registered backends, removes registered files.
