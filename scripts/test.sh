@@ -8,9 +8,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 LOG_DIR=${TEST_LOG_DIR:-$PWD/build-logs}
 JOBS=${TEST_JOBS:-2}
 
-# prometheus brings promtool, which validates the /metrics exposition (unit.metrics_promtool);
-# clang-format checks the formatting below.
-scripts/deps.sh prometheus clang-format
+# Real peers for the tests that would otherwise be skipped: prometheus (promtool validates the
+# /metrics exposition; a real server scrapes it), haproxy (PROXY protocol interop) and openssl
+# (TLS backends and clients for SNI routing). clang-format checks the formatting below.
+scripts/deps.sh prometheus clang-format haproxy openssl
 mkdir -p "$LOG_DIR"
 
 results=()   # one "name: OK|FAILED|..." line per stage, for the summary
