@@ -553,6 +553,9 @@ static void on_inspect_timer(uv_timer_t *t)
 static void start_inspecting(struct sp_session *s)
 {
     const struct sp_listener_conf *lc = s->lconf;
+    /* Without a PROXY header the socket's peer is the client: filter it before reading. */
+    if (!lc->accept_proxy_protocol && !admitted(s))
+        return;
     s->state = S_INSPECTING;
     if (lc->accept_proxy_protocol) {
         s->ppr = calloc(1, sizeof(*s->ppr));

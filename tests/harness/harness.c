@@ -218,13 +218,35 @@ static int bound_socket(int family, int port)
     return fd;
 }
 
+#define SPH_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* The kernel may hand the same ephemeral port out twice in a row once it is closed again, so
+ * remember what this process was given and ask again for a port given before. */
+static int given_ports[64];
+static unsigned ngiven;
+
+static bool given_before(int port)
+{
+    for (unsigned i = 0; i < ngiven && i < SPH_ARRAY_LEN(given_ports); i++) {
+        if (given_ports[i] == port)
+            return true;
+    }
+    return false;
+}
+
 int sph_free_port(int family)
 {
-    int fd = bound_socket(family, 0);
-    if (fd < 0)
-        return fd;
-    int port = local_port(fd);
-    close(fd);
+    int port = -EADDRINUSE;
+    for (int tries = 0; tries < 16; tries++) {
+        int fd = bound_socket(family, 0);
+        if (fd < 0)
+            return fd;
+        port = local_port(fd);
+        close(fd);
+        if (port > 0 && !given_before(port))
+            break;
+    }
+    given_ports[ngiven++ % SPH_ARRAY_LEN(given_ports)] = port;
     return port;
 }
 
