@@ -347,7 +347,8 @@ static void reload(struct server *srv)
     srv->resolved = resolved;
     start_resolver(srv);
     record_reload(srv, true, NULL);
-    sp_log_info("reloaded %s: generation %llu in force", cur == NULL ? "" : srv->rt->cfg->path,
+    /* `cur` may be gone by now: the workers drop the old runtime on their own threads. */
+    sp_log_info("reloaded %s: generation %llu published", srv->rt->cfg->path,
                 (unsigned long long)gen);
 }
 
