@@ -319,6 +319,54 @@ static int section_count(struct sp_cfg_walk *w, yaml_node_t *val, const char *wh
     return 0;
 }
 
+/* The named sections (listeners, upstreams) are arrays of structs, each with a name and a
+ * mark; one description lets a single function parse an entry of either. */
+struct section {
+    const char *kind; /* "listener" */
+    const struct sp_cfg_field *fields;
+    size_t nfields;
+    size_t size;     /* of one entry */
+    size_t name_off; /* of its char *name */
+    size_t mark_off; /* of its struct sp_conf_mark mark */
+};
+
+static char **entry_name(const struct section *sc, void *entries, size_t i)
+{
+    return (char **)(void *)((char *)entries + i * sc->size + sc->name_off);
+}
+
+static struct sp_conf_mark *entry_mark(const struct section *sc, void *entries, size_t i)
+{
+    return (struct sp_conf_mark *)(void *)((char *)entries + i * sc->size + sc->mark_off);
+}
+
+/* Entry i of a named section: a unique name, kept with its position, then its fields. */
+static int parse_entry(struct sp_cfg_walk *w, const struct section *sc, yaml_node_pair_t *p,
+                       void *entries, size_t i)
+{
+    yaml_node_t *k = sp_cfg_node(w, p->key), *v = sp_cfg_node(w, p->value);
+    const char *name = NULL;
+    char where[96];
+
+    int rc = section_name(w, k, sc->kind, &name);
+    if (rc != 0)
+        return rc;
+    for (size_t j = 0; j < i; j++) {
+        if (strcmp(*entry_name(sc, entries, j), name) == 0)
+            return sp_cfg_fail(w, k->start_mark, "duplicate %s '%.64s' (first at line %d)",
+                               sc->kind, name, entry_mark(sc, entries, j)->line);
+    }
+    *entry_mark(sc, entries, i) = conf_mark(k->start_mark);
+    if ((*entry_name(sc, entries, i) = strdup(name)) == NULL)
+        return sp_cfg_oom(w);
+    snprintf(where, sizeof(where), "%s '%.64s'", sc->kind, name);
+    rc = sp_cfg_expect(w, v, YAML_MAPPING_NODE, where);
+    if (rc == 0)
+        rc = sp_cfg_walk_map(w, v, sc->fields, sc->nfields, (char *)entries + i * sc->size, where,
+                             k->start_mark);
+    return rc;
+}
+
 static int p_upstreams(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
                        void *obj, const char *what)
 {
@@ -333,31 +381,17 @@ static int p_upstreams(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml
     if (cfg->upstreams == NULL)
         return sp_cfg_oom(w);
     cfg->nupstreams = n;
+    static const struct section upstreams = {
+        .kind = "upstream",
+        .fields = upstream_fields,
+        .nfields = SP_ARRAY_LEN(upstream_fields),
+        .size = sizeof(struct sp_upstream_conf),
+        .name_off = offsetof(struct sp_upstream_conf, name),
+        .mark_off = offsetof(struct sp_upstream_conf, mark),
+    };
     for (size_t i = 0; i < n; i++) {
-        yaml_node_pair_t *p = &val->data.mapping.pairs.start[i];
-        yaml_node_t *k = sp_cfg_node(w, p->key), *v = sp_cfg_node(w, p->value);
-        struct sp_upstream_conf *u = &cfg->upstreams[i];
-        const char *name = NULL;
-        char where[96];
-
-        rc = section_name(w, k, "upstream", &name);
-        if (rc != 0)
-            return rc;
-        for (size_t j = 0; j < i; j++) {
-            if (strcmp(cfg->upstreams[j].name, name) == 0)
-                return sp_cfg_fail(w, k->start_mark,
-                                   "duplicate upstream '%.64s' (first at line %d)", name,
-                                   cfg->upstreams[j].mark.line);
-        }
-        upstream_defaults(u);
-        u->mark = conf_mark(k->start_mark);
-        if ((u->name = strdup(name)) == NULL)
-            return sp_cfg_oom(w);
-        snprintf(where, sizeof(where), "upstream '%.64s'", name);
-        rc = sp_cfg_expect(w, v, YAML_MAPPING_NODE, where);
-        if (rc == 0)
-            rc = sp_cfg_walk_map(w, v, upstream_fields, SP_ARRAY_LEN(upstream_fields), u, where,
-                                 k->start_mark);
+        upstream_defaults(&cfg->upstreams[i]);
+        rc = parse_entry(w, &upstreams, &val->data.mapping.pairs.start[i], cfg->upstreams, i);
         if (rc != 0)
             return rc;
     }
@@ -458,31 +492,17 @@ static int p_listeners(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml
     if (cfg->listeners == NULL || b->lmarks == NULL)
         return sp_cfg_oom(w);
     cfg->nlisteners = n;
+    static const struct section listeners = {
+        .kind = "listener",
+        .fields = listener_fields,
+        .nfields = SP_ARRAY_LEN(listener_fields),
+        .size = sizeof(struct sp_listener_conf),
+        .name_off = offsetof(struct sp_listener_conf, name),
+        .mark_off = offsetof(struct sp_listener_conf, mark),
+    };
     for (size_t i = 0; i < n; i++) {
-        yaml_node_pair_t *p = &val->data.mapping.pairs.start[i];
-        yaml_node_t *k = sp_cfg_node(w, p->key), *v = sp_cfg_node(w, p->value);
-        struct sp_listener_conf *l = &cfg->listeners[i];
-        const char *name = NULL;
-        char where[96];
-
-        rc = section_name(w, k, "listener", &name);
-        if (rc != 0)
-            return rc;
-        for (size_t j = 0; j < i; j++) {
-            if (strcmp(cfg->listeners[j].name, name) == 0)
-                return sp_cfg_fail(w, k->start_mark,
-                                   "duplicate listener '%.64s' (first at line %d)", name,
-                                   cfg->listeners[j].mark.line);
-        }
-        listener_defaults(l);
-        l->mark = conf_mark(k->start_mark);
-        if ((l->name = strdup(name)) == NULL)
-            return sp_cfg_oom(w);
-        snprintf(where, sizeof(where), "listener '%.64s'", name);
-        rc = sp_cfg_expect(w, v, YAML_MAPPING_NODE, where);
-        if (rc == 0)
-            rc = sp_cfg_walk_map(w, v, listener_fields, SP_ARRAY_LEN(listener_fields), l, where,
-                                 k->start_mark);
+        listener_defaults(&cfg->listeners[i]);
+        rc = parse_entry(w, &listeners, &val->data.mapping.pairs.start[i], cfg->listeners, i);
         if (rc != 0)
             return rc;
     }
