@@ -16,7 +16,9 @@
  * logs and the header we pass on) and peeks the TLS ClientHello to pick the upstream, both
  * within their timeouts; then it connects as above.
  *
- * A session is freed only from the last close callback of its three handles. */
+ * Poll handles come from the worker (sp_worker_poll_get/put), which keeps them per descriptor
+ * number after a socket closes, so a session pays uv_poll_init's syscalls only for numbers the
+ * worker has not seen. The session itself is freed from its timer's close callback. */
 #include "session.h"
 
 #include "accesslog.h"
@@ -58,14 +60,11 @@ struct sp_session {
     struct sp_balancer *balancer;
     struct sp_server *server;       /* borrowed from the runtime; the current or chosen server */
     struct sp_session *prev, *next; /* the worker's list of open sessions */
-    uv_poll_t poll[2];
+    uv_poll_t *poll[2];             /* lent by the worker while fd[i] is open; NULL otherwise */
     uv_timer_t timer; /* connect_timeout while CONNECTING, idle_timeout while RELAYING */
     int fd[2];        /* owned; -1 once closed */
     int events[2];    /* interest libuv has now for each side */
     uint8_t state;
-    uint8_t closes_pending; /* uv_close callbacks still to come */
-    bool poll_live[2];      /* poll[i] initialised and not yet closed */
-    bool retry_pending;     /* poll[UPS] is closing before the next connect attempt */
     bool counted_on_server; /* server->active holds this session */
     int8_t first_eof;       /* the side whose EOF came first, -1 before any */
     unsigned attempts;
@@ -97,25 +96,9 @@ static uint64_t now_ms(const struct sp_session *s)
     return uv_now(&s->worker->loop);
 }
 
-static void on_handle_closed(uv_handle_t *h)
+static void on_timer_closed(uv_handle_t *h)
 {
-    struct sp_session *s = h->data;
-    if (--s->closes_pending > 0)
-        return;
-    if (s->state == S_CLOSING) {
-        free(s);
-        return;
-    }
-    if (s->retry_pending) {
-        s->retry_pending = false;
-        connect_next(s);
-    }
-}
-
-static void close_handle(struct sp_session *s, uv_handle_t *h)
-{
-    s->closes_pending++;
-    uv_close(h, on_handle_closed);
+    free(h->data);
 }
 
 /* ---- relaying ---------------------------------------------------------------------------- */
@@ -140,9 +123,9 @@ static void apply_events(struct sp_session *s, int side, int ev)
         return;
     s->events[side] = ev;
     if (ev == 0)
-        uv_poll_stop(&s->poll[side]);
+        uv_poll_stop(s->poll[side]);
     else
-        uv_poll_start(&s->poll[side], ev, s->state == S_INSPECTING ? on_inspect : on_io);
+        uv_poll_start(s->poll[side], ev, s->state == S_INSPECTING ? on_inspect : on_io);
 }
 
 /* A direction failed on one socket: that socket is dead, so the other side is reset, which is
@@ -177,7 +160,7 @@ static bool pump(struct sp_session *s, int d)
 static void on_io(uv_poll_t *h, int status, int events)
 {
     struct sp_session *s = h->data;
-    int side = h == &s->poll[UPS] ? UPS : CLI;
+    int side = h == s->poll[UPS] ? UPS : CLI;
 
     if (status < 0) {
         /* POLLERR: libuv has stopped the handle; the socket error says what happened. */
@@ -222,11 +205,10 @@ static void on_idle_timer(uv_timer_t *t)
 
 static int poll_init(struct sp_session *s, int side)
 {
-    int rc = uv_poll_init(&s->worker->loop, &s->poll[side], s->fd[side]);
+    int rc = sp_worker_poll_get(s->worker, s->fd[side], &s->poll[side]);
     if (rc != 0)
         return rc;
-    s->poll[side].data = s;
-    s->poll_live[side] = true;
+    s->poll[side]->data = s;
     s->events[side] = 0;
     return 0;
 }
@@ -274,8 +256,8 @@ static void established(struct sp_session *s)
 {
     sp_server_connect_ok(s->server, now_ms(s));
 
-    int rc = s->poll_live[CLI] ? 0 : poll_init(s, CLI);
-    if (rc == 0 && !s->poll_live[UPS])
+    int rc = s->poll[CLI] != NULL ? 0 : poll_init(s, CLI);
+    if (rc == 0 && s->poll[UPS] == NULL)
         rc = poll_init(s, UPS);
     if (rc != 0) {
         sp_log_warn("session: cannot poll sockets: %s", uv_strerror(rc));
@@ -341,14 +323,13 @@ static void attempt_failed(struct sp_session *s, int err)
 static void on_connect(uv_poll_t *h, int status, int events);
 static void close_side(struct sp_session *s, int side, bool reset);
 
-/* Gives up on the current attempt. The next one starts from the close callback of this
- * socket's poll handle, because libuv cannot point a live handle at a new fd. */
+/* Gives up on the current attempt and moves on to the next server. */
 static void retry_later(struct sp_session *s, int err)
 {
     uv_timer_stop(&s->timer);
     attempt_failed(s, err);
-    s->retry_pending = true;
     close_side(s, UPS, false);
+    connect_next(s);
 }
 
 static void on_connect_timer(uv_timer_t *t)
@@ -389,7 +370,7 @@ static int start_connect(struct sp_session *s, struct sp_server *srv)
         s->fd[UPS] = -1;
         return prc;
     }
-    uv_poll_start(&s->poll[UPS], UV_WRITABLE, on_connect);
+    uv_poll_start(s->poll[UPS], UV_WRITABLE, on_connect);
     s->events[UPS] = UV_WRITABLE;
     uv_timer_start(&s->timer, on_connect_timer, s->lconf->connect_timeout_ms, 0);
     return 0;
@@ -623,9 +604,11 @@ void sp_session_start(struct sp_listener *l, int fd, const struct sockaddr *peer
 
 static void close_side(struct sp_session *s, int side, bool reset)
 {
-    if (s->poll_live[side]) {
-        s->poll_live[side] = false;
-        close_handle(s, (uv_handle_t *)&s->poll[side]);
+    if (s->poll[side] != NULL) {
+        /* Stopped before the close: libuv then holds no event of this descriptor. */
+        sp_worker_poll_put(s->worker, s->poll[side]);
+        s->poll[side] = NULL;
+        s->events[side] = 0;
     }
     if (s->fd[side] != -1) {
         if (reset)
@@ -669,7 +652,7 @@ static void session_close(struct sp_session *s, int reset, enum sp_end end)
     sp_relay_dir_release(&s->dir[UPS], &w->relay);
     close_side(s, CLI, reset & RESET_CLI);
     close_side(s, UPS, reset & RESET_UPS);
-    close_handle(s, (uv_handle_t *)&s->timer);
+    uv_close((uv_handle_t *)&s->timer, on_timer_closed); /* frees the session */
 
     atomic_fetch_sub_explicit(&s->stats->active, 1, memory_order_relaxed);
     release_server(s);
