@@ -66,9 +66,6 @@ struct sp_runtime *sp_runtime_ref(struct sp_runtime *rt);
  * thread. */
 void sp_runtime_unref(struct sp_runtime *rt);
 
-/* The live pool of a configured upstream. */
-struct sp_upstream *sp_runtime_upstream(struct sp_runtime *rt, const struct sp_upstream_conf *uc);
-
 /* The server of upstream `upstream` configured as `address`, or NULL. */
 struct sp_server *sp_runtime_find_server(struct sp_runtime *rt, const char *upstream,
                                          const char *address);

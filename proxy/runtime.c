@@ -215,11 +215,6 @@ void sp_runtime_unref(struct sp_runtime *rt)
         runtime_release(rt, true);
 }
 
-struct sp_upstream *sp_runtime_upstream(struct sp_runtime *rt, const struct sp_upstream_conf *uc)
-{
-    return &rt->upstreams[uc - rt->cfg->upstreams];
-}
-
 struct sp_server *sp_runtime_find_server(struct sp_runtime *rt, const char *upstream,
                                          const char *address)
 {
