@@ -30,6 +30,10 @@ void sp_sock_nodelay(int fd);
 /* Closes `fd` so the peer sees a reset rather than a FIN (SO_LINGER 0). */
 void sp_sock_close_reset(int fd);
 
+/* True when a and b (AF_INET or AF_INET6) are the same address and port; the padding and
+ * fields outside those two do not count. */
+bool sp_sock_addr_equal(const struct sockaddr *a, const struct sockaddr *b);
+
 /* True for 127.0.0.0/8, ::1 and IPv4-mapped 127.x addresses. */
 bool sp_sock_is_loopback(const struct sockaddr *sa);
 

@@ -7,6 +7,7 @@
 #include "config_deploy.h"
 #include "config_yaml.h"
 #include "parse.h"
+#include "sock.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -56,15 +57,7 @@ static struct sp_conf_mark conf_mark(yaml_mark_t m)
 
 static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
-    if (a->ss_family != b->ss_family)
-        return false;
-    if (a->ss_family == AF_INET) {
-        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
-        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-    }
-    const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
-    return x->sin6_port == y->sin6_port &&
-           memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+    return sp_sock_addr_equal((const struct sockaddr *)a, (const struct sockaddr *)b);
 }
 
 static int parse_address(struct sp_cfg_walk *w, yaml_node_t *val, const char *what, char **str,

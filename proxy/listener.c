@@ -31,17 +31,7 @@ int sp_listener_bind(const struct sp_listener_conf *conf)
 
 bool sp_listener_same_addr(const struct sp_listener_conf *a, const struct sp_listener_conf *b)
 {
-    if (a->addr.ss_family != b->addr.ss_family)
-        return false;
-    if (a->addr.ss_family == AF_INET) {
-        const struct sockaddr_in *x = (const struct sockaddr_in *)&a->addr;
-        const struct sockaddr_in *y = (const struct sockaddr_in *)&b->addr;
-        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-    }
-    const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)&a->addr;
-    const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)&b->addr;
-    return x->sin6_port == y->sin6_port &&
-           memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+    return sp_sock_addr_equal((const struct sockaddr *)&a->addr, (const struct sockaddr *)&b->addr);
 }
 
 static void maybe_free(struct sp_listener *l)

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "runtime.h"
 #include "snapshot.h"
+#include "sock.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -215,7 +216,8 @@ static bool same_admin(const struct sp_admin_conf *a, const struct sp_admin_conf
 {
     if (a->enabled != b->enabled)
         return false;
-    return !a->enabled || (a->addrlen == b->addrlen && memcmp(&a->addr, &b->addr, a->addrlen) == 0);
+    return !a->enabled ||
+           sp_sock_addr_equal((const struct sockaddr *)&a->addr, (const struct sockaddr *)&b->addr);
 }
 
 static int start_admin(struct server *srv, const struct sp_config *cfg)
