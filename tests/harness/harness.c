@@ -2,6 +2,8 @@
  * The loopback backends and client I/O live at the end of the file; see harness.h. */
 #include "harness.h"
 
+#include <check.h>
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -1289,6 +1291,42 @@ int sph_echo_xfer(int fd, struct sph_xfer *x)
 
 #define HTTP_MS    5000
 #define HTTP_REPLY (1 << 20)
+
+int sph_admin_req(int port, const char *method, const char *path, char *body, size_t cap)
+{
+    int st = -ECONNREFUSED;
+    for (int i = 0; i < 60 && st == -ECONNREFUSED; i++) {
+        st = sph_http(port, method, path, body, cap);
+        if (st == -ECONNREFUSED)
+            sph_sleep_ms(50);
+    }
+    ck_assert_msg(st > 0, "%s %s: %s", method, path, strerror(-st));
+    return st;
+}
+
+long long sph_metric_sample(const char *text, const char *series)
+{
+    char needle[512];
+    snprintf(needle, sizeof(needle), "\n%s ", series);
+    const char *at = strstr(text, needle);
+    return at != NULL ? strtoll(at + strlen(needle), NULL, 10) : -1;
+}
+
+long long sph_metric(int admin_port, const char *series)
+{
+    static char buf[1 << 20];
+    int st = sph_admin_req(admin_port, "GET", "/metrics", buf, sizeof(buf));
+    ck_assert_msg(st == 200, "GET /metrics: %d", st);
+    return sph_metric_sample(buf, series);
+}
+
+void sph_expect_metric(int admin_port, const char *series, long long want)
+{
+    long long v = -1;
+    for (int i = 0; i < 60 && (v = sph_metric(admin_port, series)) != want; i++)
+        sph_sleep_ms(50);
+    ck_assert_msg(v == want, "%s = %lld, want %lld", series, v, want);
+}
 
 int sph_http_raw(int port, const void *req, size_t len, char *reply, size_t cap)
 {

@@ -275,6 +275,21 @@ int sph_echo_xfer(int fd, struct sph_xfer *x);
  * when the reply has no HTTP status line and header end). Replies up to 1 MiB. */
 int sph_http(int port, const char *method, const char *path, char *body, size_t cap);
 
+/* sph_http with the admin endpoint's start-up in mind: it comes up just after the listeners,
+ * so a refused connect is retried for up to 3 s. Asserts (Check) that a reply came and returns
+ * its status. */
+int sph_admin_req(int port, const char *method, const char *path, char *body, size_t cap);
+
+/* The value of one sample (`name{labels}` exactly as rendered) in Prometheus text; -1 when the
+ * series is absent. */
+long long sph_metric_sample(const char *text, const char *series);
+
+/* GET /metrics on the admin port (200 asserted) and the value of one sample, as above. */
+long long sph_metric(int admin_port, const char *series);
+
+/* Polls GET /metrics until the series reads `want` (within 3 s), then asserts it. */
+void sph_expect_metric(int admin_port, const char *series, long long want);
+
 /* Sends the raw bytes req to 127.0.0.1:port and reads until the server closes (5 s deadline).
  * reply gets what came back, NUL-terminated and truncated to cap. Returns the bytes received
  * (0 when the server closed without a reply) or -errno (-ECONNRESET, -ETIMEDOUT, ...). */

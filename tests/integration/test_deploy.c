@@ -113,29 +113,6 @@ static char *run_capture(const char *const argv[], int timeout_ms)
     return text;
 }
 
-/* A free port of family not handed out before in this test: sph_free_port() closes the port it
- * found, so two calls in a row may return the same one. */
-static int port_new(int family)
-{
-    static int given[32];
-    static int ngiven;
-    for (int tries = 0; tries < 50; tries++) {
-        int p = sph_free_port(family);
-        if (p < 0)
-            return p;
-        bool seen = false;
-        for (int i = 0; i < ngiven; i++)
-            seen = seen || given[i] == p;
-        if (seen)
-            continue;
-        if (ngiven < (int)SP_ARRAY_LEN(given))
-            given[ngiven++] = p;
-        return p;
-    }
-    ck_abort_msg("no new free port");
-    return -1;
-}
-
 /* ---- splicer with an admin endpoint and the access log on stderr ------------------------- */
 
 struct px {
@@ -156,7 +133,7 @@ __attribute__((format(printf, 3, 4))) static void px_start(struct px *x, int por
     va_end(ap);
     ck_assert_int_lt(n, (int)sizeof(body));
     x->port = port;
-    x->admin = port_new(AF_INET);
+    x->admin = sph_free_port(AF_INET);
     ck_assert_int_gt(x->admin, 0);
     ck_assert_int_eq(sph_config_write(conf,
                                       "workers: 1\n"
@@ -172,43 +149,6 @@ __attribute__((format(printf, 3, 4))) static void px_start(struct px *x, int por
         char *err = sph_proc_stderr(&x->proc);
         ck_abort_msg("splicer did not start (%s); stderr:\n%s", strerror(-rc), err);
     }
-}
-
-/* The value of one sample of GET /metrics, e.g. `splicer_listener_denied_total{listener="main"}`;
- * -1 when the series is absent. Retries while the admin endpoint is not up yet. */
-static long long metric(const struct px *x, const char *series)
-{
-    static char buf[1 << 16];
-    static const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
-    for (int tries = 0; tries < 40; tries++) {
-        int fd = sph_connect(AF_INET, x->admin, 1000);
-        if (fd < 0) {
-            sph_sleep_ms(50);
-            continue;
-        }
-        ssize_t n = sph_write_all(fd, req, sizeof(req) - 1, IO_MS);
-        if (n == 0)
-            n = sph_read_to_eof(fd, buf, sizeof(buf) - 1, IO_MS);
-        close(fd);
-        ck_assert_msg(n > 0, "GET /metrics: %s", strerror((int)-n));
-        buf[SP_MIN((size_t)n, sizeof(buf) - 1)] = '\0';
-        char needle[256];
-        snprintf(needle, sizeof(needle), "\n%s ", series);
-        const char *at = strstr(buf, needle);
-        return at != NULL ? strtoll(at + strlen(needle), NULL, 10) : -1;
-    }
-    ck_abort_msg("admin endpoint on port %d never answered", x->admin);
-    return -1;
-}
-
-/* Polls /metrics until the series has value `want` (counters are bumped as the close happens,
- * so this is quick), then asserts it. */
-static void expect_metric(const struct px *x, const char *series, long long want)
-{
-    long long v = -1;
-    for (int i = 0; i < 40 && (v = metric(x, series)) != want; i++)
-        sph_sleep_ms(25);
-    ck_assert_msg(v == want, "%s = %lld, want %lld", series, v, want);
 }
 
 #define MALFORMED(l) "splicer_listener_malformed_total{listener=\"" l "\"}"
@@ -391,7 +331,7 @@ static void accept_case(int i, bool split)
 {
     struct sph_backend *echo = echo_backend();
     struct px x;
-    int port = port_new(AF_INET);
+    int port = sph_free_port(AF_INET);
     px_start(&x, port, PP_LISTENER, port, echo->port);
 
     unsigned char hdr[256];
@@ -424,7 +364,7 @@ static void accept_case(int i, bool split)
     /* The echo saw only the payload, never a byte of the header. */
     ck_assert_uint_eq(atomic_load(&echo->bytes_in), 6 + 256 * 1024);
     expect_access(&x, accept_cases[i].logged, "client_fin");
-    expect_metric(&x, MALFORMED("main"), 0);
+    sph_expect_metric(x.admin, MALFORMED("main"), 0);
 }
 
 START_TEST(pp_accepted)
@@ -462,11 +402,11 @@ START_TEST(pp_malformed)
 {
     struct sph_backend *echo = echo_backend();
     struct px x;
-    int port = port_new(AF_INET);
+    int port = sph_free_port(AF_INET);
     px_start(&x, port, PP_LISTENER, port, echo->port);
     size_t len = bad_headers[_i].len != 0 ? bad_headers[_i].len : strlen(bad_headers[_i].bytes);
     expect_refused(AF_INET, port, bad_headers[_i].bytes, len);
-    expect_metric(&x, MALFORMED("main"), 1);
+    sph_expect_metric(x.admin, MALFORMED("main"), 1);
     expect_access(&x, "127.0.0.1:", "bad_header");
     sph_sleep_ms(100);
     ck_assert_int_eq(atomic_load(&echo->accepted), 0);
@@ -480,7 +420,7 @@ START_TEST(pp_timeout)
 {
     struct sph_backend *echo = echo_backend();
     struct px x;
-    int port = port_new(AF_INET);
+    int port = sph_free_port(AF_INET);
     px_start(&x, port, PP_LISTENER, port, echo->port);
     for (int half = 0; half < 2; half++) {
         int fd = sph_connect(AF_INET, port, IO_MS);
@@ -499,7 +439,7 @@ START_TEST(pp_timeout)
     }
     expect_access(&x, "127.0.0.1:", "inspect_timeout");
     ck_assert_int_eq(atomic_load(&echo->accepted), 0);
-    expect_metric(&x, MALFORMED("main"), 0);
+    sph_expect_metric(x.admin, MALFORMED("main"), 0);
 }
 END_TEST
 
@@ -553,12 +493,12 @@ static const struct {
 START_TEST(pp_sent)
 {
     int family = send_cases[_i].family, version = send_cases[_i].version;
-    int port = port_new(family);
+    int port = sph_free_port(family);
     if (port < 0) {
         printf("pp_sent: no IPv6 loopback here (%s): skipped\n", strerror(-port));
         return;
     }
-    int bport = port_new(AF_INET);
+    int bport = sph_free_port(AF_INET);
     int lfd = sph_listen(AF_INET, bport, 16);
     ck_assert_int_ge(lfd, 0);
     char laddr[64];
@@ -611,11 +551,11 @@ END_TEST
  * both access logs name the original client. */
 START_TEST(pp_chain)
 {
-    int bport = port_new(AF_INET);
+    int bport = sph_free_port(AF_INET);
     int lfd = sph_listen(AF_INET, bport, 16);
     ck_assert_int_ge(lfd, 0);
     struct px a, b;
-    int pa = port_new(AF_INET), pb = port_new(AF_INET);
+    int pa = sph_free_port(AF_INET), pb = sph_free_port(AF_INET);
     px_start(&b, pb, CHAIN_CONF, pb, "v1", bport);
     px_start(&a, pa, CHAIN_CONF, pa, "v2", pb);
 
@@ -668,7 +608,7 @@ START_TEST(haproxy_in_front)
     }
     struct sph_backend *echo = echo_backend();
     struct px x;
-    int sp = port_new(AF_INET), hp = port_new(AF_INET);
+    int sp = sph_free_port(AF_INET), hp = sph_free_port(AF_INET);
     px_start(&x, sp, PP_LISTENER, sp, echo->port);
     char sections[512];
     snprintf(sections, sizeof(sections),
@@ -685,7 +625,7 @@ START_TEST(haproxy_in_front)
     expect_echo(fd, "through haproxy and splicer\n");
     close(fd);
     expect_access(&x, cname, NULL);
-    expect_metric(&x, MALFORMED("main"), 0);
+    sph_expect_metric(x.admin, MALFORMED("main"), 0);
 }
 END_TEST
 
@@ -698,10 +638,10 @@ START_TEST(haproxy_behind)
         printf("haproxy_behind: haproxy is not installed: skipped\n");
         return;
     }
-    int cap_port = port_new(AF_INET);
+    int cap_port = sph_free_port(AF_INET);
     int lfd = sph_listen(AF_INET, cap_port, 16);
     ck_assert_int_ge(lfd, 0);
-    int sp = port_new(AF_INET), hp = port_new(AF_INET);
+    int sp = sph_free_port(AF_INET), hp = sph_free_port(AF_INET);
     char sections[512];
     snprintf(sections, sizeof(sections),
              "frontend fe\n  bind 127.0.0.1:%d accept-proxy\n  default_backend be\n"
@@ -745,7 +685,7 @@ static void filter_start(struct px *x, int family, const char *rules, bool pp,
                          const struct sph_backend *echo)
 {
     char laddr[64];
-    int port = port_new(family);
+    int port = sph_free_port(family);
     ck_assert_int_gt(port, 0);
     px_start(x, port,
              "listeners:\n"
@@ -783,10 +723,10 @@ static void expect_filter(const struct px *x, int family, const struct sph_backe
         expect_echo(fd, "let in\n");
         close(fd);
         ck_assert_int_eq(atomic_load(&echo->accepted), 1);
-        expect_metric(x, DENIED("main"), 0);
+        sph_expect_metric(x->admin, DENIED("main"), 0);
     } else {
         expect_refused(family, x->port, hdr, hlen);
-        expect_metric(x, DENIED("main"), 1);
+        sph_expect_metric(x->admin, DENIED("main"), 1);
         sph_sleep_ms(100);
         ck_assert_int_eq(atomic_load(&echo->accepted), 0);
     }
@@ -893,7 +833,7 @@ static void certs_remove(void)
 /* openssl s_server for backend-<c> on a free port; returns the port. */
 static int tls_server(char c)
 {
-    int port = port_new(AF_INET);
+    int port = sph_free_port(AF_INET);
     char acc[32], crt[SPH_PATH_MAX + 8], key[SPH_PATH_MAX + 8];
     snprintf(acc, sizeof(acc), "127.0.0.1:%d", port);
     snprintf(crt, sizeof(crt), "%s/%c.crt", cert_dir, c);
@@ -954,7 +894,7 @@ START_TEST(sni_routing)
     ck_assert_int_eq(sph_backend_start(c), 0);
     int pa = tls_server('a'), pb = tls_server('b');
     struct px x;
-    int port = port_new(AF_INET);
+    int port = sph_free_port(AF_INET);
     px_start(&x, port, ROUTES_CONF, port, "", pa, pb, c->port);
 
     char conn[32];
@@ -1021,7 +961,7 @@ static void sinks_start(struct sinks *s, struct px *x, const char *extra)
     ck_assert_int_eq(sph_backend_start(s->a), 0);
     ck_assert_int_eq(sph_backend_start(s->b), 0);
     ck_assert_int_eq(sph_backend_start(s->c), 0);
-    int port = port_new(AF_INET);
+    int port = sph_free_port(AF_INET);
     px_start(x, port, ROUTES_CONF, port, extra, s->a->port, s->b->port, s->c->port);
 }
 
@@ -1065,7 +1005,7 @@ START_TEST(sni_malformed_and_timeout)
     sinks_start(&s, &x, "");
     static const char get[] = "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n";
     expect_refused(AF_INET, x.port, get, sizeof(get) - 1);
-    expect_metric(&x, MALFORMED("main"), 1);
+    sph_expect_metric(x.admin, MALFORMED("main"), 1);
     expect_access(&x, "127.0.0.1:", "bad_header");
     for (int half = 0; half < 2; half++) {
         int fd = sph_connect(AF_INET, x.port, IO_MS);
@@ -1082,7 +1022,7 @@ START_TEST(sni_malformed_and_timeout)
                       (long long)took, INSPECT_MS);
     }
     expect_access(&x, "127.0.0.1:", "inspect_timeout");
-    expect_metric(&x, MALFORMED("main"), 1);
+    sph_expect_metric(x.admin, MALFORMED("main"), 1);
     sph_sleep_ms(100);
     int reached =
         atomic_load(&s.a->accepted) + atomic_load(&s.b->accepted) + atomic_load(&s.c->accepted);
@@ -1112,8 +1052,8 @@ START_TEST(sni_listener_deny)
                   "deny: [127.0.0.1] on a routes listener: client %s, %d connection(s) to "
                   "servers (b %d), denied_total %lld",
                   rc == 0 || rc == -ECONNRESET ? "closed" : "still open after 1 s", reached,
-                  atomic_load(&s.b->accepted), metric(&x, DENIED("main")));
-    expect_metric(&x, DENIED("main"), 1);
+                  atomic_load(&s.b->accepted), sph_metric(x.admin, DENIED("main")));
+    sph_expect_metric(x.admin, DENIED("main"), 1);
     expect_access(&x, "127.0.0.1:", "denied");
 }
 END_TEST
@@ -1259,14 +1199,14 @@ START_TEST(health_with_proxy_header)
     struct ppsrv *s = calloc(1, sizeof(*s));
     ck_assert_ptr_nonnull(s);
     s->version = health_cases[_i].version;
-    s->port = port_new(AF_INET);
+    s->port = sph_free_port(AF_INET);
     s->lfd = sph_listen(AF_INET, s->port, 64);
     ck_assert_int_ge(s->lfd, 0);
     ck_assert_int_eq(pthread_create(&s->thr, NULL, ppsrv_main, s), 0);
     ppsrv_running = s;
 
     struct px x;
-    int port = port_new(AF_INET);
+    int port = sph_free_port(AF_INET);
     px_start(&x, port,
              "listeners:\n"
              "  main:\n"
@@ -1296,14 +1236,14 @@ START_TEST(health_with_proxy_header)
         ck_assert_msg(sph_proc_wait_log(&x.proc, down, 1, 3000),
                       "a server refusing header-less checks never went down");
         ck_assert_int_ge(atomic_load(&s->bad), 1);
-        expect_metric(&x, up_series, 0);
+        sph_expect_metric(x.admin, up_series, 0);
         return;
     }
     ck_assert_msg(sph_wait_atomic_ge(&s->local_ok, 4, 5000), "only %d good checks (%d bad) in 5 s",
                   atomic_load(&s->local_ok), atomic_load(&s->bad));
     ck_assert_int_eq(atomic_load(&s->bad), 0);
     ck_assert_int_eq(sph_proc_log_count(&x.proc, down), 0);
-    expect_metric(&x, up_series, 1);
+    sph_expect_metric(x.admin, up_series, 1);
 
     /* Clients still get a header with their address, and the relay works. */
     int fd = sph_connect(AF_INET, port, IO_MS);

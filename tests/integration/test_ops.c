@@ -67,59 +67,19 @@ __attribute__((format(printf, 3, 4))) static void px_start(struct px *x, int por
     }
 }
 
-/* GET/POST path on the admin port; the admin endpoint may come up just after the listeners, so a
- * refused connect is retried for a while. Returns the status; the body goes to buf. */
-static int admin_req(const struct px *x, const char *method, const char *path, char *buf,
-                     size_t cap)
-{
-    int st = -ECONNREFUSED;
-    for (int i = 0; i < 60 && st == -ECONNREFUSED; i++) {
-        st = sph_http(x->admin, method, path, buf, cap);
-        if (st == -ECONNREFUSED)
-            sph_sleep_ms(50);
-    }
-    ck_assert_msg(st > 0, "%s %s: %s", method, path, strerror(-st));
-    return st;
-}
-
 /* GET /metrics into buf (200 asserted). */
 static void scrape(const struct px *x, char *buf, size_t cap)
 {
-    int st = admin_req(x, "GET", "/metrics", buf, cap);
+    int st = sph_admin_req(x->admin, "GET", "/metrics", buf, cap);
     ck_assert_msg(st == 200, "GET /metrics: %d", st);
 }
 
 /* GET /status into buf: 200 and one valid JSON object. */
 static void status(const struct px *x, char *buf, size_t cap)
 {
-    int st = admin_req(x, "GET", "/status", buf, cap);
+    int st = sph_admin_req(x->admin, "GET", "/status", buf, cap);
     ck_assert_msg(st == 200, "GET /status: %d", st);
     ck_assert_msg(sph_json_valid(buf, strlen(buf), true), "/status is not a JSON object:\n%s", buf);
-}
-
-/* The value of one sample (`name{labels}` exactly as rendered) in a scrape; -1 when absent. */
-static long long sample(const char *text, const char *series)
-{
-    char needle[512];
-    snprintf(needle, sizeof(needle), "\n%s ", series);
-    const char *at = strstr(text, needle);
-    return at != NULL ? strtoll(at + strlen(needle), NULL, 10) : -1;
-}
-
-static long long metric(const struct px *x, const char *series)
-{
-    static char buf[BUF_CAP];
-    scrape(x, buf, sizeof(buf));
-    return sample(buf, series);
-}
-
-/* Polls until the series reads `want` (within 3 s), then asserts it. */
-static void expect_metric(const struct px *x, const char *series, long long want)
-{
-    long long v = -1;
-    for (int i = 0; i < 60 && (v = metric(x, series)) != want; i++)
-        sph_sleep_ms(50);
-    ck_assert_msg(v == want, "%s = %lld, want %lld", series, v, want);
 }
 
 static void expect_family(const char *text, const char *name, const char *type)
@@ -301,40 +261,46 @@ START_TEST(metrics_after_traffic)
     ck_assert_uint_eq(atomic_load(&src->last_bytes), SIDE_UP);
 
     /* Every session is closed once both active gauges are back at 0. */
-    expect_metric(&x, "splicer_listener_active_connections{listener=\"main\"}", 0);
-    expect_metric(&x, "splicer_listener_active_connections{listener=\"side\"}", 0);
+    sph_expect_metric(x.admin, "splicer_listener_active_connections{listener=\"main\"}", 0);
+    sph_expect_metric(x.admin, "splicer_listener_active_connections{listener=\"side\"}", 0);
     char s1[128], s2[128], s3[128];
     SERVER_SERIES(s1, "splicer_server_active_connections", "pool", e1->port);
     SERVER_SERIES(s2, "splicer_server_active_connections", "pool", e2->port);
     SERVER_SERIES(s3, "splicer_server_active_connections", "side_pool", src->port);
-    expect_metric(&x, s1, 0);
-    expect_metric(&x, s2, 0);
-    expect_metric(&x, s3, 0);
+    sph_expect_metric(x.admin, s1, 0);
+    sph_expect_metric(x.admin, s2, 0);
+    sph_expect_metric(x.admin, s3, 0);
 
     static char m[BUF_CAP];
     scrape(&x, m, sizeof(m));
-    ck_assert_int_eq(sample(m, "splicer_listener_connections_total{listener=\"main\"}"), N_MAIN);
-    ck_assert_int_eq(sample(m, "splicer_listener_connections_total{listener=\"side\"}"), 1);
+    ck_assert_int_eq(sph_metric_sample(m, "splicer_listener_connections_total{listener=\"main\"}"),
+                     N_MAIN);
+    ck_assert_int_eq(sph_metric_sample(m, "splicer_listener_connections_total{listener=\"side\"}"),
+                     1);
     SERVER_SERIES(s1, "splicer_server_connections_total", "pool", e1->port);
     SERVER_SERIES(s2, "splicer_server_connections_total", "pool", e2->port);
     SERVER_SERIES(s3, "splicer_server_connections_total", "side_pool", src->port);
-    long long c1 = sample(m, s1), c2 = sample(m, s2);
+    long long c1 = sph_metric_sample(m, s1), c2 = sph_metric_sample(m, s2);
     /* Without health checks, every connection a backend accepted is a proxied one. */
     ck_assert_int_eq(c1, atomic_load(&e1->accepted));
     ck_assert_int_eq(c2, atomic_load(&e2->accepted));
     ck_assert_int_eq(c1 + c2, N_MAIN);
-    ck_assert_int_eq(sample(m, s3), 1);
+    ck_assert_int_eq(sph_metric_sample(m, s3), 1);
 
-    long long mu = sample(m, "splicer_bytes_total{listener=\"main\",direction=\"upstream\"}");
-    long long md = sample(m, "splicer_bytes_total{listener=\"main\",direction=\"downstream\"}");
-    long long su = sample(m, "splicer_bytes_total{listener=\"side\",direction=\"upstream\"}");
-    long long sd = sample(m, "splicer_bytes_total{listener=\"side\",direction=\"downstream\"}");
+    long long mu =
+        sph_metric_sample(m, "splicer_bytes_total{listener=\"main\",direction=\"upstream\"}");
+    long long md =
+        sph_metric_sample(m, "splicer_bytes_total{listener=\"main\",direction=\"downstream\"}");
+    long long su =
+        sph_metric_sample(m, "splicer_bytes_total{listener=\"side\",direction=\"upstream\"}");
+    long long sd =
+        sph_metric_sample(m, "splicer_bytes_total{listener=\"side\",direction=\"downstream\"}");
     ck_assert_int_eq(mu, (long long)N_MAIN * MAIN_LEN);
     ck_assert_int_eq(md, (long long)N_MAIN * MAIN_LEN);
     ck_assert_int_eq(su, SIDE_UP);
     ck_assert_int_eq(sd, SIDE_DOWN);
-    long long moved =
-        sample(m, "splicer_splice_bytes_total") + sample(m, "splicer_copy_bytes_total");
+    long long moved = sph_metric_sample(m, "splicer_splice_bytes_total") +
+                      sph_metric_sample(m, "splicer_copy_bytes_total");
     ck_assert_int_eq(moved, 2LL * N_MAIN * MAIN_LEN + SIDE_UP + SIDE_DOWN);
 
     expect_family(m, "splicer_listener_connections_total", "counter");
@@ -415,9 +381,9 @@ START_TEST(status_shows_dead_server)
 
     char s[128];
     SERVER_SERIES(s, "splicer_server_up", "pool", b2->port);
-    expect_metric(&x, s, 0);
+    sph_expect_metric(x.admin, s, 0);
     SERVER_SERIES(s, "splicer_server_up", "pool", b1->port);
-    expect_metric(&x, s, 1);
+    sph_expect_metric(x.admin, s, 1);
 }
 END_TEST
 
@@ -453,7 +419,7 @@ START_TEST(drain_and_enable)
 
     char path[160], body[1024], want[160];
     snprintf(path, sizeof(path), "/upstreams/pool/servers/127.0.0.1:%d/drain", b[d]->port);
-    int st = admin_req(&x, "POST", path, body, sizeof(body));
+    int st = sph_admin_req(x.admin, "POST", path, body, sizeof(body));
     ck_assert_msg(st == 200, "POST %s: %d %s", path, st, body);
     ck_assert_msg(sph_json_valid(body, strlen(body), true), "drain reply not JSON: %s", body);
     snprintf(want, sizeof(want), "\"server\":\"127.0.0.1:%d\"", b[d]->port);
@@ -477,11 +443,11 @@ START_TEST(drain_and_enable)
     expect_server_field(s, b[o]->port, "drained", "false");
     char series[128];
     SERVER_SERIES(series, "splicer_server_drained", "pool", b[d]->port);
-    expect_metric(&x, series, 1);
+    sph_expect_metric(x.admin, series, 1);
 
     /* enable, with the address percent-encoded */
     snprintf(path, sizeof(path), "/upstreams/pool/servers/127.0.0.1%%3A%d/enable", b[d]->port);
-    st = admin_req(&x, "POST", path, body, sizeof(body));
+    st = sph_admin_req(x.admin, "POST", path, body, sizeof(body));
     ck_assert_msg(st == 200 && strstr(body, "\"drained\":false") != NULL, "POST %s: %d %s", path,
                   st, body);
     int counts[2] = {0, 0};
@@ -498,11 +464,12 @@ START_TEST(drain_and_enable)
     close(held);
 
     /* unknown server or upstream */
-    st = admin_req(&x, "POST", "/upstreams/pool/servers/127.0.0.1:1/drain", body, sizeof(body));
+    st = sph_admin_req(x.admin, "POST", "/upstreams/pool/servers/127.0.0.1:1/drain", body,
+                       sizeof(body));
     ck_assert_msg(st == 404 && strstr(body, "no such upstream or server") != NULL,
                   "unknown server: %d %s", st, body);
     snprintf(path, sizeof(path), "/upstreams/nopool/servers/127.0.0.1:%d/drain", b[0]->port);
-    st = admin_req(&x, "POST", path, body, sizeof(body));
+    st = sph_admin_req(x.admin, "POST", path, body, sizeof(body));
     ck_assert_msg(st == 404, "unknown upstream: %d %s", st, body);
 }
 END_TEST
@@ -527,10 +494,10 @@ START_TEST(healthz_during_drain)
              "      - address: 127.0.0.1:%d\n",
              port, e->port);
     char body[256];
-    int st = admin_req(&x, "GET", "/healthz", body, sizeof(body));
+    int st = sph_admin_req(x.admin, "GET", "/healthz", body, sizeof(body));
     ck_assert_msg(st == 200 && strncmp(body, "ok", 2) == 0, "/healthz serving: %d \"%s\"", st,
                   body);
-    expect_metric(&x, "splicer_draining", 0);
+    sph_expect_metric(x.admin, "splicer_draining", 0);
 
     int fd = connect_ok(port);
     ck_assert_int_eq(sph_ping(fd, IO_MS), 0);
@@ -543,7 +510,7 @@ START_TEST(healthz_during_drain)
         ck_assert_int_eq(sph_ping(fd, IO_MS), 0); /* the open connection still works */
         sph_sleep_ms(100);
     }
-    expect_metric(&x, "splicer_draining", 1);
+    sph_expect_metric(x.admin, "splicer_draining", 1);
     static char s[BUF_CAP];
     status(&x, s, sizeof(s));
     ck_assert_msg(strstr(s, "\"draining\":true") != NULL, "/status while draining:\n%s", s);
@@ -928,9 +895,9 @@ START_TEST(reload_in_admin)
     int port = sph_free_port(AF_INET);
     struct px x;
     px_start(&x, port, RELOAD_CONF, port, "connect_timeout", e->port);
-    expect_metric(&x, "splicer_config_generation", 1);
-    expect_metric(&x, "splicer_config_reloads_total{result=\"success\"}", 0);
-    expect_metric(&x, "splicer_config_last_reload_timestamp_seconds", 0);
+    sph_expect_metric(x.admin, "splicer_config_generation", 1);
+    sph_expect_metric(x.admin, "splicer_config_reloads_total{result=\"success\"}", 0);
+    sph_expect_metric(x.admin, "splicer_config_last_reload_timestamp_seconds", 0);
 
     ck_assert_int_eq(
         sph_config_rewrite(x.conf, "%s" RELOAD_CONF, x.admin_head, port, "idle_timeout", e->port),
@@ -938,11 +905,12 @@ START_TEST(reload_in_admin)
     ck_assert_int_eq(sph_proc_signal_wait_log(&x.proc, SIGHUP, "reloaded", 5000), 0);
     static char m[BUF_CAP];
     scrape(&x, m, sizeof(m));
-    ck_assert_int_eq(sample(m, "splicer_config_generation"), 2);
-    ck_assert_int_eq(sample(m, "splicer_config_reloads_total{result=\"success\"}"), 1);
-    ck_assert_int_eq(sample(m, "splicer_config_reloads_total{result=\"failure\"}"), 0);
-    ck_assert_int_eq(sample(m, "splicer_config_last_reload_success"), 1);
-    ck_assert_int_gt(sample(m, "splicer_config_last_reload_timestamp_seconds"), 1600000000);
+    ck_assert_int_eq(sph_metric_sample(m, "splicer_config_generation"), 2);
+    ck_assert_int_eq(sph_metric_sample(m, "splicer_config_reloads_total{result=\"success\"}"), 1);
+    ck_assert_int_eq(sph_metric_sample(m, "splicer_config_reloads_total{result=\"failure\"}"), 0);
+    ck_assert_int_eq(sph_metric_sample(m, "splicer_config_last_reload_success"), 1);
+    ck_assert_int_gt(sph_metric_sample(m, "splicer_config_last_reload_timestamp_seconds"),
+                     1600000000);
 
     /* line 8 (after the two admin lines), column 5: a misspelt key */
     ck_assert_int_eq(
@@ -950,10 +918,10 @@ START_TEST(reload_in_admin)
         0);
     ck_assert_int_eq(sph_proc_signal_wait_log(&x.proc, SIGHUP, "reload failed", 5000), 0);
     scrape(&x, m, sizeof(m));
-    ck_assert_int_eq(sample(m, "splicer_config_generation"), 2);
-    ck_assert_int_eq(sample(m, "splicer_config_reloads_total{result=\"success\"}"), 1);
-    ck_assert_int_eq(sample(m, "splicer_config_reloads_total{result=\"failure\"}"), 1);
-    ck_assert_int_eq(sample(m, "splicer_config_last_reload_success"), 0);
+    ck_assert_int_eq(sph_metric_sample(m, "splicer_config_generation"), 2);
+    ck_assert_int_eq(sph_metric_sample(m, "splicer_config_reloads_total{result=\"success\"}"), 1);
+    ck_assert_int_eq(sph_metric_sample(m, "splicer_config_reloads_total{result=\"failure\"}"), 1);
+    ck_assert_int_eq(sph_metric_sample(m, "splicer_config_last_reload_success"), 0);
     expect_family(m, "splicer_config_reloads_total", "counter");
     expect_family(m, "splicer_config_generation", "gauge");
 
@@ -992,7 +960,7 @@ START_TEST(malformed_admin_requests)
              "  pool: {servers: [{address: 127.0.0.1:%d}]}\n",
              port, e->port);
     char body[4096];
-    ck_assert_int_eq(admin_req(&x, "GET", "/healthz", body, sizeof(body)), 200);
+    ck_assert_int_eq(sph_admin_req(x.admin, "GET", "/healthz", body, sizeof(body)), 200);
     int held = connect_ok(port);
     ck_assert_int_eq(sph_ping(held, IO_MS), 0);
 
@@ -1015,8 +983,8 @@ START_TEST(malformed_admin_requests)
     ck_assert_int_eq(sph_http(x.admin, "GET", "/nope", NULL, 0), 404);
 
     /* the endpoint and the relay go on working */
-    ck_assert_int_eq(admin_req(&x, "GET", "/healthz", body, sizeof(body)), 200);
-    ck_assert_int_eq(admin_req(&x, "GET", "/metrics", body, sizeof(body)), 200);
+    ck_assert_int_eq(sph_admin_req(x.admin, "GET", "/healthz", body, sizeof(body)), 200);
+    ck_assert_int_eq(sph_admin_req(x.admin, "GET", "/metrics", body, sizeof(body)), 200);
     ck_assert_int_eq(sph_ping(held, IO_MS), 0);
     close(held);
     int fd = connect_ok(port);
