@@ -16,14 +16,7 @@ if ! unshare -m true 2>/dev/null; then
     exit 77
 fi
 
-dir=$(mktemp -d /tmp/splicer-dns.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$dir"
-}
-trap cleanup EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 fail() {
     echo "FAIL: $*"
     echo "--- splicer log"; cat "$dir/splicer.log" || true
@@ -31,18 +24,6 @@ fail() {
     exit 1
 }
 
-free_port() {
-    local p=$((20000 + RANDOM % 20000))
-    while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
-    echo "$p"
-}
-wait_listen() {
-    for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    fail "nothing listens on $1:$2"
-}
 # Writes the hosts file in place: the bind mount follows the inode, not the name.
 hosts() { printf '127.0.0.1 localhost\n' >"$dir/hosts"; for a in "$@"; do printf '%s backend.test\n' "$a" >>"$dir/hosts"; done; }
 # One connection: prints the name of the backend that answered, or "closed".
@@ -68,7 +49,7 @@ settle() {
     fail "expected answers from {$*}, last saw:$seen"
 }
 
-bport=$(free_port); lport=$(free_port)
+free_port bport; free_port lport
 "$backend" --mode name --name A "127.0.0.2:$bport" >/dev/null 2>&1 &
 pids+=($!)
 "$backend" --mode name --name B "127.0.0.3:$bport" >/dev/null 2>&1 &

@@ -11,22 +11,7 @@ if ! command -v prometheus >/dev/null 2>&1; then
     exit 77
 fi
 
-dir=$(mktemp -d /tmp/splicer-prom.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
-# A free loopback port: bind port 0 through bash is not possible, so probe upward from a
-# random base until nothing listens there.
-free_port() {
-    local p=$((20000 + RANDOM % 20000))
-    while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
-    echo "$p"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # GET http://127.0.0.1:PORT/PATH with bash's /dev/tcp (no curl on a bare box); body on stdout.
 http_get() {
@@ -37,19 +22,10 @@ http_get() {
     exec 5<&-
 }
 
-wait_listen() {
-    local port=$1
-    for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "nothing listens on $port" >&2
-    return 1
-}
-
-bport=$(free_port); lport=$(free_port); aport=$(free_port)
+free_port bport; free_port lport; free_port aport
 "$backend" --mode echo "127.0.0.1:$bport" >"$dir/backend.log" 2>&1 &
 pids+=($!)
+wait_listen 127.0.0.1 "$bport"
 cat >"$dir/splicer.yaml" <<YAML
 listeners:
   web:
@@ -64,8 +40,8 @@ admin:
 YAML
 "$bin" -c "$dir/splicer.yaml" 2>"$dir/splicer.log" &
 pids+=($!)
-wait_listen "$lport"
-wait_listen "$aport"
+wait_listen 127.0.0.1 "$lport"
+wait_listen 127.0.0.1 "$aport"
 
 # Relay a known payload so splicer_bytes_total has something to show.
 exec 6<>"/dev/tcp/127.0.0.1/$lport"
@@ -74,7 +50,7 @@ read -r -t 5 echoed <&6
 exec 6<&-
 [[ $echoed == "hello through splicer" ]] || { echo "echo failed: '$echoed'"; exit 1; }
 
-pport=$(free_port)
+free_port pport
 cat >"$dir/prometheus.yml" <<YAML
 global:
   scrape_interval: 1s
@@ -86,7 +62,7 @@ YAML
 prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
     --web.listen-address="127.0.0.1:$pport" >"$dir/prometheus.log" 2>&1 &
 pids+=($!)
-wait_listen "$pport"
+wait_listen 127.0.0.1 "$pport"
 
 query() { http_get "$pport" "/api/v1/query?query=$1"; }
 for _ in $(seq 1 60); do
