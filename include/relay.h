@@ -28,10 +28,13 @@ enum sp_relay_mode_rt {
 };
 
 enum sp_relay_status {
-    SP_RELAY_WANT_READ = 0, /* source drained: wait for it to be readable */
+    SP_RELAY_WANT_READ = 0, /* nothing more to read now: src found empty (d->src_empty,
+                               d->src_drained), or the caller said not to read */
     SP_RELAY_WANT_WRITE,    /* destination full: wait for it to be writable, do not read */
-    SP_RELAY_DONE,          /* source at EOF, all delivered, destination shut for writing */
-    SP_RELAY_ERROR,         /* dir->err is -errno; dir->err_on_dst says which socket failed */
+    SP_RELAY_YIELD,         /* moved a budget's worth: run again after the other connections */
+    SP_RELAY_EOF,           /* the source has ended (d->src_err says whether by an error) and
+                               every byte read is delivered; the FIN is not passed on yet */
+    SP_RELAY_ERROR,         /* the destination failed (d->err): pending bytes cannot go */
 };
 
 /* Per-worker resources and counters shared by every direction of that worker. */
@@ -60,10 +63,14 @@ struct sp_relay_dir {
     uint8_t next_mode;    /* the mode for the next read (adaptive directions change it) */
     bool adaptive;        /* relay: auto and splice allowed */
     uint8_t streak;       /* consecutive reads pointing to the other mode */
-    bool src_eof;         /* src returned EOF */
-    bool dst_shut;        /* shutdown(dst, SHUT_WR) done */
-    bool err_on_dst;      /* with SP_RELAY_ERROR: the failing socket is dst */
-    int err;              /* -errno of the failure */
+    bool src_eof;         /* src has ended: EOF, or an error kept in src_err */
+    bool src_empty;       /* the last read said EAGAIN: src is empty */
+    bool src_drained;     /* the last read was short enough to prove it took every byte queued
+                             (only the end, FIN or reset, may still be waiting) */
+                          /* the caller clears both once it has taken note (sp_flow_note) */
+    bool dst_shut;        /* the FIN is passed on (sp_relay_shut), or dst closed for good */
+    int src_err;          /* -errno that ended src (a reset), 0 for a clean EOF */
+    int err;              /* with SP_RELAY_ERROR: -errno of the failed write to dst */
     uint64_t bytes;       /* delivered to dst */
 };
 
@@ -80,9 +87,16 @@ enum sp_relay_policy {
 /* Prepares a direction with its policy. */
 void sp_relay_dir_init(struct sp_relay_dir *d, int src, int dst, enum sp_relay_policy policy);
 
-/* Moves what can be moved now and says what to wait for. Never blocks, never allocates on
- * the steady path. Owner worker only. */
-enum sp_relay_status sp_relay_pump(struct sp_relay_dir *d, struct sp_relay_ctx *ctx);
+/* Moves what can be moved now and says what to wait for: delivers what is pending, then, if
+ * `may_read` (the caller's knowledge that src may hold bytes), reads src until it is found
+ * empty, ends, or the budget is spent. A read error ends the source like an EOF (src_err), so
+ * the bytes read before it are still delivered. Never blocks, never allocates on the steady
+ * path. Owner worker only. */
+enum sp_relay_status sp_relay_pump(struct sp_relay_dir *d, struct sp_relay_ctx *ctx, bool may_read);
+
+/* Passes the source's EOF on: shutdown(dst, SHUT_WR). Call after SP_RELAY_EOF, unless dst is
+ * about to be closed anyway (a close sends the same FIN). Returns 0 or -errno (dst is gone). */
+int sp_relay_shut(struct sp_relay_dir *d);
 
 /* True once the direction has finished: EOF forwarded. */
 static inline bool sp_relay_done(const struct sp_relay_dir *d)

@@ -4,6 +4,8 @@
 #define SPLICER_SESSION_H
 
 #include "common.h"
+#include "poller.h"
+#include <stdint.h>
 #include <sys/socket.h>
 
 struct sp_listener;
@@ -12,6 +14,13 @@ struct sp_listener;
  * listener's upstream. On failure the client is closed and counted; nothing is returned
  * because the listener has nothing more to do either way. Worker thread. */
 void sp_session_start(struct sp_listener *l, int fd, const struct sockaddr *peer, socklen_t len);
+
+/* An epoll event for socket `side` (0 client, 1 server) of the session `owner`: the worker's
+ * poller calls it (sp_poller_event_fn). Worker thread. */
+void sp_session_event(void *owner, int side, uint32_t events);
+
+/* A session that yielded runs again (sp_poller_run_fn). Worker thread. */
+void sp_session_resume(struct sp_poller_link *link);
 
 /* Closes the session now, as on shutdown_timeout: both sockets get a reset. Worker thread. */
 void sp_session_abort(struct sp_session *s);

@@ -13,6 +13,7 @@
 #include "common.h"
 #include "log.h"
 #include "pipe_pool.h"
+#include "poller.h"
 #include "relay.h"
 #include "runtime.h"
 #include <stdatomic.h>
@@ -62,12 +63,7 @@ struct sp_worker {
     struct sp_access_buf alog; /* access log lines not yet handed to the writer */
     uv_timer_t alog_timer;     /* hands a partial buffer over shortly after its first line */
 
-    /* Poll handles of closed sockets, by descriptor number. libuv binds a uv_poll_t to a number,
-     * and the kernel hands numbers out again at once; a handle kept here serves the next socket
-     * with the same number without uv_poll_init's three syscalls (an epoll ADD/DEL probe and
-     * FIONBIO). Each is stopped, so libuv holds no event of it. */
-    uv_poll_t **parked; /* owned array of owned handles, NULL where none */
-    size_t nparked;     /* length of the array */
+    struct sp_poller poller; /* the relay sockets of every session, edge-triggered */
 
     struct sp_session *sessions; /* owned list of open sessions */
     unsigned nsessions;
@@ -103,14 +99,6 @@ void sp_worker_join(struct sp_worker *w);
 
 /* Frees a worker that was initialised but never started. Main thread. */
 void sp_worker_deinit(struct sp_worker *w);
-
-/* A poll handle for the open, non-blocking socket fd, initialised on the worker's loop (a kept
- * one when there is one for that number). Returns 0 with *out set, or -errno. Worker thread. */
-int sp_worker_poll_get(struct sp_worker *w, int fd, uv_poll_t **out);
-
-/* Takes back a handle from sp_worker_poll_get before its socket is closed: it is stopped and
- * kept for the next socket that gets the same number. Worker thread. */
-void sp_worker_poll_put(struct sp_worker *w, uv_poll_t *h);
 
 /* Queues an access log line. Worker thread. */
 void sp_worker_access_log(struct sp_worker *w, const struct sp_access_entry *e,

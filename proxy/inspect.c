@@ -36,8 +36,20 @@ enum sp_inspect_status sp_pp_read(int fd, struct sp_pp_reader *r, int *err)
     return r->have == sizeof(r->buf) ? SP_INSPECT_MALFORMED : SP_INSPECT_WAIT;
 }
 
+/* TLS record header: type (1), version (2), length (2). */
+#define RECORD_HEADER 5
+
+size_t sp_sni_need(const unsigned char *buf, size_t n)
+{
+    size_t end = 0;
+    while (end + RECORD_HEADER <= n)
+        end += RECORD_HEADER + ((size_t)buf[end + 3] << 8 | buf[end + 4]);
+    size_t need = end > n ? end : end + RECORD_HEADER;
+    return need < SP_SNI_BUF_MAX ? need : SP_SNI_BUF_MAX;
+}
+
 enum sp_inspect_status sp_sni_peek(int fd, unsigned char *scratch, char name[SP_SNI_NAME_MAX],
-                                   int *found, int *err)
+                                   int *found, int *err, size_t *need)
 {
     ssize_t n = recv(fd, scratch, SP_SNI_BUF_MAX, MSG_PEEK | MSG_DONTWAIT);
     if (n == 0)
@@ -49,7 +61,12 @@ enum sp_inspect_status sp_sni_peek(int fd, unsigned char *scratch, char name[SP_
         *found = rc == 1;
         return SP_INSPECT_DONE;
     }
-    if (rc == 0)
+    if (rc == 0) {
+        /* The peek was cut at the buffer's size: a hello that does not fit is refused. */
+        if ((size_t)n >= SP_SNI_BUF_MAX)
+            return SP_INSPECT_MALFORMED;
+        *need = sp_sni_need(scratch, (size_t)n);
         return SP_INSPECT_RETRY;
+    }
     return SP_INSPECT_MALFORMED;
 }

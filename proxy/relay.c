@@ -5,10 +5,16 @@
  *                                             |  dst refuses (EAGAIN / short write)
  *                                             v
  *                                      WANT_WRITE: stop reading src, poll dst
- *   src EOF (0) and nothing pending -> shutdown(dst, SHUT_WR) -> DONE
+ *   src EOF (0) or reset, nothing pending -> EOF: the caller passes the FIN on (sp_relay_shut)
+ *                                           or closes dst, or, after a reset, aborts
  *
- * The FIN goes out only once everything read before it has been delivered. Copy mode follows
- * the same shape with a buffer in place of the pipe. */
+ * The FIN goes out only once everything read before it has been delivered, and a reset read
+ * from src ends it the same way, so bytes that arrived before a reset are never lost. Copy mode
+ * follows the same shape with a buffer in place of the pipe.
+ *
+ * Readiness is edge-triggered (see flow.h): the caller says whether src may hold bytes, and a
+ * direction reads until it finds src empty (EAGAIN, or a short read that proves it), so that
+ * no byte waits for an edge that will not come. */
 #include "relay.h"
 
 #include <errno.h>
@@ -18,9 +24,8 @@
 #include <unistd.h>
 
 #define COPY_BUF_SIZE (64 * 1024)
-/* A read this large suggests the socket holds more: read again before going back to the loop.
- * A smaller one usually drained it, and one more splice would only return EAGAIN. */
-#define READ_AGAIN_MIN (64 * 1024)
+/* A pipe holds size / PAGE_SIZE buffers ("slots"); splice() fills at most one per page. */
+#define PIPE_SLOT_SIZE 4096u
 
 struct free_buf {
     struct free_buf *next;
@@ -98,23 +103,22 @@ static void adapt(struct sp_relay_dir *d, size_t n)
     d->next_mode = d->mode == SP_DIR_COPY ? SP_DIR_SPLICE : SP_DIR_COPY;
 }
 
-static enum sp_relay_status fail(struct sp_relay_dir *d, int err, bool on_dst)
+/* The destination refused a write for good: nothing pending can be delivered any more. */
+static enum sp_relay_status dst_failed(struct sp_relay_dir *d, int err)
 {
     d->err = -err;
-    d->err_on_dst = on_dst;
     return SP_RELAY_ERROR;
 }
 
-/* Source at EOF and nothing pending: pass the FIN on. */
-static enum sp_relay_status finish(struct sp_relay_dir *d)
+int sp_relay_shut(struct sp_relay_dir *d)
 {
-    if (!d->dst_shut) {
-        /* ENOTCONN: the destination is gone already, so there is nobody to tell. */
-        if (shutdown(d->dst, SHUT_WR) == -1 && errno != ENOTCONN)
-            return fail(d, errno, true);
-        d->dst_shut = true;
-    }
-    return SP_RELAY_DONE;
+    if (d->dst_shut)
+        return 0;
+    d->dst_shut = true;
+    /* ENOTCONN: the destination is gone already, so there is nobody to tell. */
+    if (shutdown(d->dst, SHUT_WR) == -1 && errno != ENOTCONN)
+        return -errno;
+    return 0;
 }
 
 /* Returns 1 when the pending bytes are all out, 0 when dst is full, -1 on error. */
@@ -138,7 +142,7 @@ static int splice_out(struct sp_relay_dir *d, struct sp_relay_ctx *ctx)
             continue;
         if (n == -1 && errno == EAGAIN)
             return 0;
-        fail(d, n == 0 ? EPIPE : errno, true);
+        dst_failed(d, n == 0 ? EPIPE : errno);
         return -1;
     }
 }
@@ -164,7 +168,7 @@ static int copy_out(struct sp_relay_dir *d, struct sp_relay_ctx *ctx)
             continue;
         if (n == -1 && errno == EAGAIN)
             return 0;
-        fail(d, n == 0 ? EPIPE : errno, true);
+        dst_failed(d, n == 0 ? EPIPE : errno);
         return -1;
     }
 }
@@ -226,7 +230,19 @@ static void give_back_empty(struct sp_relay_dir *d, struct sp_relay_ctx *ctx)
     }
 }
 
-enum sp_relay_status sp_relay_pump(struct sp_relay_dir *d, struct sp_relay_ctx *ctx)
+/* True when a read of n bytes must have emptied the source, so that reading again could only
+ * say EAGAIN: the caller may then wait for the next edge instead. recv() on a stream socket stops
+ * short only when the queue is empty. splice() also stops when the pipe runs out of slots (a page
+ * each, and one may hold a single byte), so a short splice proves the queue empty only when it
+ * could not have filled every slot. */
+static bool read_drained(const struct sp_relay_dir *d, size_t n)
+{
+    if (d->mode == SP_DIR_COPY)
+        return n < COPY_BUF_SIZE;
+    return n < d->pipe->size / PIPE_SLOT_SIZE;
+}
+
+enum sp_relay_status sp_relay_pump(struct sp_relay_dir *d, struct sp_relay_ctx *ctx, bool may_read)
 {
     uint64_t moved = 0;
 
@@ -239,9 +255,11 @@ enum sp_relay_status sp_relay_pump(struct sp_relay_dir *d, struct sp_relay_ctx *
                 return SP_RELAY_WANT_WRITE;
         }
         if (d->src_eof)
-            return finish(d);
+            return SP_RELAY_EOF;
+        if (!may_read || d->src_empty || d->src_drained)
+            return SP_RELAY_WANT_READ;
         if (moved >= ctx->budget)
-            return SP_RELAY_WANT_READ; /* fairness: level-triggered polling brings us back */
+            return SP_RELAY_YIELD;
 
         if (d->next_mode != d->mode) {
             give_back_empty(d, ctx); /* nothing is pending: the container can go */
@@ -254,28 +272,24 @@ enum sp_relay_status sp_relay_pump(struct sp_relay_dir *d, struct sp_relay_ctx *
             to_copy_mode(d, ctx);
             continue;
         }
-        if (n < 0) {
+        if (n <= 0) {
             give_back_empty(d, ctx);
-            if (n == -EAGAIN)
+            if (n == -EAGAIN) {
+                d->src_empty = true;
                 return SP_RELAY_WANT_READ;
-            return fail(d, (int)-n, false);
-        }
-        if (n == 0) {
-            give_back_empty(d, ctx);
+            }
+            /* EOF, or a reset: either way the source has ended. Nothing is pending here (we
+             * only read into an empty pipe), so every byte before the end is delivered. */
             d->src_eof = true;
+            d->src_err = (int)n;
             continue;
         }
         d->pending = (uint32_t)n;
         moved += (uint64_t)n;
         if (d->adaptive)
             adapt(d, (size_t)n);
-        if (n < READ_AGAIN_MIN) {
-            /* Likely drained: deliver, then let the loop tell us when more arrives. */
-            int out = d->mode == SP_DIR_SPLICE ? splice_out(d, ctx) : copy_out(d, ctx);
-            if (out < 0)
-                return SP_RELAY_ERROR;
-            return out == 0 ? SP_RELAY_WANT_WRITE : SP_RELAY_WANT_READ;
-        }
+        if (read_drained(d, (size_t)n))
+            d->src_drained = true; /* deliver, then wait for the next edge */
     }
 }
 

@@ -1,28 +1,38 @@
 /* session.c: one proxied connection.
  *
- *   accept --> CONNECTING --(connected)--> RELAYING --(both FINs passed on)--> CLOSING --> freed
+ *   accept --> CONNECTING --(connected)--> RELAYING --(both ends passed on)--> CLOSING --> freed
  *                 |   ^                        |
- *   refused/timeout   | next server            +--(reset, error, idle_timeout, abort)--> CLOSING
- *                 v   |   (up to `retries`)
- *              (old socket's poll handle closes, then connect_next)
+ *   refused/timeout   | next server            +--(a side failed, once everything it sent has
+ *                 v   |   (up to `retries`)    |   been delivered; idle_timeout; abort)--> CLOSING
+ *              (close that socket, connect_next)
  *
- * While RELAYING, what each socket is polled for is a pure function of the two relay
- * directions (wanted_events), and libuv is told only when that changes: every uv_poll_start
- * costs two epoll_ctl calls. A source whose pipe holds undelivered bytes is not polled for
- * reads, which is both the backpressure and what keeps level-triggered polling from spinning.
+ * Both sockets sit in the worker's edge-triggered epoll set (poller.h) from the moment they
+ * exist: the client's from accept, the server's from connect(). Each event only updates what
+ * the session knows of that socket (flow.h: may read, may write, hang-up, failed), and the
+ * state's step function then does whatever that allows, until nothing more can be done. While
+ * RELAYING, flow.h's pure sp_flow_next decides every step: which direction to pump, when to pass
+ * a FIN on, when to end. A source whose pipe holds undelivered bytes is not read until the pipe
+ * drains (backpressure), and resumes by itself when it does.
+ *
+ * Ends: when both directions have passed their FIN on, the sockets are closed (a close() sends
+ * the last FIN, so no shutdown is spent on it). When a side fails (a reset), whatever it sent
+ * before the failure is still delivered; then the other side gets a reset too, as it would on
+ * a direct connection, unless bytes are still in flight to it (unacknowledged in its socket):
+ * a reset would destroy them, so it gets a FIN after them instead.
  *
  * A listener with accept_proxy_protocol or SNI routes first INSPECTS the client: it reads the
  * PROXY header (the real client address then stands in for the peer in allow/deny, hashing,
  * logs and the header we pass on) and peeks the TLS ClientHello to pick the upstream, both
- * within their timeouts; then it connects as above.
+ * within their timeouts; then it connects as above. A partial ClientHello sets SO_RCVLOWAT to
+ * the bytes its records announce, so the kernel wakes us once when they are all there.
  *
- * Poll handles come from the worker (sp_worker_poll_get/put), which keeps them per descriptor
- * number after a socket closes, so a session pays uv_poll_init's syscalls only for numbers the
- * worker has not seen. The session itself is freed from its timer's close callback. */
+ * The session is freed from its timer's close callback, after the poller's batch that may still
+ * name it (poller.h). */
 #include "session.h"
 
 #include "accesslog.h"
 #include "balancer.h"
+#include "flow.h"
 #include "inspect.h"
 #include "listener.h"
 #include "log.h"
@@ -31,9 +41,11 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -60,11 +72,12 @@ struct sp_session {
     struct sp_balancer *balancer;
     struct sp_server *server;       /* borrowed from the runtime; the current or chosen server */
     struct sp_session *prev, *next; /* the worker's list of open sessions */
-    uv_poll_t *poll[2];             /* lent by the worker while fd[i] is open; NULL otherwise */
-    uv_timer_t timer; /* connect_timeout while CONNECTING, idle_timeout while RELAYING */
-    int fd[2];        /* owned; -1 once closed */
-    int events[2];    /* interest libuv has now for each side */
+    struct sp_poller_link defer;    /* queued in the worker's poller after a yield */
+    uv_timer_t timer;       /* inspect or connect timeout, then idle_timeout while RELAYING */
+    int fd[2];              /* owned; -1 once closed; both in the worker's epoll set while open */
+    struct sp_side side[2]; /* what the kernel last said of each socket */
     uint8_t state;
+    bool lowat;             /* SO_RCVLOWAT raised on the client for a partial ClientHello */
     bool counted_on_server; /* server->active holds this session */
     int8_t first_eof;       /* the side whose EOF came first, -1 before any */
     unsigned attempts;
@@ -84,12 +97,11 @@ struct sp_session {
     } local; /* with has_local: the PROXY header's destination */
     bool has_local;
     struct sp_pp_reader *ppr; /* owned while reading a PROXY header */
-    uint64_t inspect_deadline_ms;
 };
 
 static void connect_next(struct sp_session *s);
-static void on_inspect(uv_poll_t *h, int status, int events);
 static void session_close(struct sp_session *s, int reset, enum sp_end end);
+static void close_side(struct sp_session *s, int side, bool reset);
 
 static uint64_t now_ms(const struct sp_session *s)
 {
@@ -103,89 +115,83 @@ static void on_timer_closed(uv_handle_t *h)
 
 /* ---- relaying ---------------------------------------------------------------------------- */
 
-static int wanted_events(const struct sp_session *s, int side)
+/* Bytes sent on fd and not yet acknowledged by the peer, or -1 when unknown. */
+static int unacked(int fd)
 {
-    const struct sp_relay_dir *in = &s->dir[side];      /* reads from this side */
-    const struct sp_relay_dir *out = &s->dir[side ^ 1]; /* writes to this side */
-    int ev = 0;
-    if (!in->src_eof && in->pending == 0)
-        ev |= UV_READABLE;
-    if (out->pending > 0)
-        ev |= UV_WRITABLE;
-    return ev;
+    int n;
+    return ioctl(fd, SIOCOUTQ, &n) == 0 ? n : -1;
 }
 
-static void on_io(uv_poll_t *h, int status, int events);
-
-static void apply_events(struct sp_session *s, int side, int ev)
+/* Reads and throws away what sits unread on fd (a few rounds at most), so that its close()
+ * sends a FIN behind the bytes in flight rather than a reset that would destroy them. */
+static void discard_input(struct sp_session *s, int fd)
 {
-    if (ev == s->events[side])
-        return;
-    s->events[side] = ev;
-    if (ev == 0)
-        uv_poll_stop(s->poll[side]);
-    else
-        uv_poll_start(s->poll[side], ev, s->state == S_INSPECTING ? on_inspect : on_io);
+    for (int i = 0; i < 16; i++) {
+        if (recv(fd, s->worker->scratch, SP_SNI_BUF_MAX, MSG_DONTWAIT | MSG_TRUNC) <= 0)
+            return;
+    }
 }
 
-/* A direction failed on one socket: that socket is dead, so the other side is reset, which is
- * how an abort travels through a TCP proxy. */
-static void dir_failed(struct sp_session *s, int d)
+/* Side x failed and all it sent has been delivered: the end travels on to the other side as a
+ * reset, as through a direct connection, unless that would destroy bytes still in flight. */
+static void abort_from(struct sp_session *s, int x)
 {
-    const struct sp_relay_dir *dir = &s->dir[d];
-    int failed_side = dir->err_on_dst ? (d ^ 1) : d;
-    sp_log_debug("session %p: %s side: %s", (void *)s, failed_side == CLI ? "client" : "upstream",
-                 uv_strerror(dir->err));
-    if (failed_side == CLI)
-        session_close(s, RESET_UPS, SP_END_CLIENT_RESET);
-    else
-        session_close(s, RESET_CLI, SP_END_UPSTREAM_RESET);
+    int other = x ^ 1;
+    int reset = 0;
+    if (!s->side[other].failed) {
+        if (unacked(s->fd[other]) == 0)
+            reset = other == CLI ? RESET_CLI : RESET_UPS;
+        else
+            discard_input(s, s->fd[other]);
+    }
+    sp_log_debug("session %p: %s side failed (%s); %s to the other", (void *)s,
+                 x == CLI ? "client" : "upstream",
+                 s->dir[x].src_err != 0 ? uv_strerror(s->dir[x].src_err) : "error event",
+                 reset != 0 ? "reset" : "FIN");
+    session_close(s, reset, x == CLI ? SP_END_CLIENT_RESET : SP_END_UPSTREAM_RESET);
 }
 
-/* Runs one direction and accounts what it delivered. False when the session has closed. */
+/* Runs one direction and accounts what it delivered. False when it yielded: the session runs
+ * again on the next loop iteration, after the other connections had their turn. */
 static bool pump(struct sp_session *s, int d)
 {
     struct sp_relay_dir *dir = &s->dir[d];
     uint64_t before = dir->bytes;
-    enum sp_relay_status st = sp_relay_pump(dir, &s->worker->relay);
+    enum sp_relay_status st = sp_relay_pump(dir, &s->worker->relay, sp_flow_may_read(s->side, d));
     SP_STAT_ADD(s->stats->bytes[s->worker->id].v[d], dir->bytes - before);
     if (dir->src_eof && s->first_eof < 0)
         s->first_eof = (int8_t)d;
-    if (st != SP_RELAY_ERROR)
+    sp_flow_note(s->dir, s->side, d, st);
+    if (st != SP_RELAY_YIELD)
         return true;
-    dir_failed(s, d);
+    sp_poller_defer(&s->worker->poller, &s->defer);
     return false;
 }
 
-static void on_io(uv_poll_t *h, int status, int events)
+/* Does everything the two sockets allow now (flow.h decides each step). */
+static void relay_run(struct sp_session *s)
 {
-    struct sp_session *s = h->data;
-    int side = h == s->poll[UPS] ? UPS : CLI;
-
-    if (status < 0) {
-        /* POLLERR: libuv has stopped the handle; the socket error says what happened. */
-        int err = sp_sock_error(s->fd[side]);
-        s->events[side] = 0;
-        sp_log_debug("session %p: %s side error: %s", (void *)s,
-                     side == CLI ? "client" : "upstream", uv_strerror(err != 0 ? err : status));
-        if (side == CLI)
-            session_close(s, RESET_UPS, SP_END_CLIENT_RESET);
-        else
-            session_close(s, RESET_CLI, SP_END_UPSTREAM_RESET);
-        return;
+    for (;;) {
+        struct sp_step st = sp_flow_next(s->dir, s->side);
+        switch (st.kind) {
+        case SP_STEP_WAIT:
+            return;
+        case SP_STEP_PUMP:
+            if (!pump(s, st.index))
+                return;
+            break;
+        case SP_STEP_SHUT:
+            if (sp_relay_shut(&s->dir[st.index]) != 0)
+                s->side[st.index ^ 1].failed = true;
+            break;
+        case SP_STEP_CLOSE:
+            session_close(s, 0, s->first_eof == UPS ? SP_END_UPSTREAM_FIN : SP_END_CLIENT_FIN);
+            return;
+        case SP_STEP_ABORT:
+            abort_from(s, st.index);
+            return;
+        }
     }
-    s->last_io_ms = now_ms(s);
-
-    if ((events & UV_READABLE) && !pump(s, side))
-        return;
-    if ((events & UV_WRITABLE) && !pump(s, side ^ 1))
-        return;
-    if (sp_relay_done(&s->dir[CLI]) && sp_relay_done(&s->dir[UPS])) {
-        session_close(s, 0, s->first_eof == UPS ? SP_END_UPSTREAM_FIN : SP_END_CLIENT_FIN);
-        return;
-    }
-    apply_events(s, CLI, wanted_events(s, CLI));
-    apply_events(s, UPS, wanted_events(s, UPS));
 }
 
 static void on_idle_timer(uv_timer_t *t)
@@ -203,14 +209,11 @@ static void on_idle_timer(uv_timer_t *t)
     session_close(s, 0, SP_END_IDLE_TIMEOUT);
 }
 
-static int poll_init(struct sp_session *s, int side)
+/* Puts socket `side` in the worker's epoll set. */
+static int watch(struct sp_session *s, int side)
 {
-    int rc = sp_worker_poll_get(s->worker, s->fd[side], &s->poll[side]);
-    if (rc != 0)
-        return rc;
-    s->poll[side]->data = s;
-    s->events[side] = 0;
-    return 0;
+    s->side[side] = (struct sp_side){0};
+    return sp_poller_add(&s->worker->poller, s->fd[side], s, side);
 }
 
 /* relay: auto copies between two loopback ends: there the final reader copies the bytes out
@@ -254,16 +257,8 @@ static int send_proxy_header(struct sp_session *s)
 
 static void established(struct sp_session *s)
 {
+    uv_timer_stop(&s->timer);
     sp_server_connect_ok(s->server, now_ms(s));
-
-    int rc = s->poll[CLI] != NULL ? 0 : poll_init(s, CLI);
-    if (rc == 0 && s->poll[UPS] == NULL)
-        rc = poll_init(s, UPS);
-    if (rc != 0) {
-        sp_log_warn("session: cannot poll sockets: %s", uv_strerror(rc));
-        session_close(s, RESET_CLI | RESET_UPS, SP_END_LOCAL_ERROR);
-        return;
-    }
     if (s->upstream->conf->proxy_protocol != SP_PP_SEND_OFF && send_proxy_header(s) != 0) {
         session_close(s, RESET_CLI | RESET_UPS, SP_END_UPSTREAM_RESET);
         return;
@@ -273,17 +268,10 @@ static void established(struct sp_session *s)
     sp_relay_dir_init(&s->dir[UPS], s->fd[UPS], s->fd[CLI], policy);
     s->state = S_RELAYING;
     s->last_io_ms = now_ms(s);
-
-    /* The upstream handle still carries the connect callback: force a restart. */
-    s->events[UPS] = -1;
-    apply_events(s, CLI, wanted_events(s, CLI));
-    apply_events(s, UPS, wanted_events(s, UPS));
-
     uint64_t idle = s->lconf->idle_timeout_ms;
     if (idle > 0)
         uv_timer_start(&s->timer, on_idle_timer, idle, 0);
-    else
-        uv_timer_stop(&s->timer);
+    relay_run(s); /* the client may have sent its first bytes already */
 }
 
 /* ---- connecting -------------------------------------------------------------------------- */
@@ -320,9 +308,6 @@ static void attempt_failed(struct sp_session *s, int err)
                 uv_strerror(err));
 }
 
-static void on_connect(uv_poll_t *h, int status, int events);
-static void close_side(struct sp_session *s, int side, bool reset);
-
 /* Gives up on the current attempt and moves on to the next server. */
 static void retry_later(struct sp_session *s, int err)
 {
@@ -337,17 +322,33 @@ static void on_connect_timer(uv_timer_t *t)
     retry_later(t->data, UV_ETIMEDOUT);
 }
 
-static void on_connect(uv_poll_t *h, int status, int events)
+/* True when the client has failed with nothing left to deliver: its first read reports the
+ * failure itself, not bytes it sent before. */
+static bool client_gone(struct sp_session *s)
 {
-    struct sp_session *s = h->data;
-    (void)events;
-    int err = sp_sock_error(s->fd[UPS]);
-    if (err == 0 && status < 0)
-        err = UV_ECONNREFUSED;
-    if (err == 0)
+    char byte;
+    return recv(s->fd[CLI], &byte, 1, MSG_PEEK | MSG_DONTWAIT) != 1;
+}
+
+/* An event while connecting: the verdict on the connect, or news from the client. */
+static void connecting_step(struct sp_session *s)
+{
+    if (s->side[CLI].failed && client_gone(s)) {
+        session_close(s, 0, SP_END_CLIENT_RESET);
+        return;
+    }
+    switch (sp_flow_connect_state(&s->side[UPS])) {
+    case SP_CONNECT_PENDING:
+        return;
+    case SP_CONNECT_DONE:
         established(s);
-    else
-        retry_later(s, err);
+        return;
+    case SP_CONNECT_FAILED: {
+        int err = sp_sock_error(s->fd[UPS]); /* only the failure path asks why */
+        retry_later(s, err != 0 ? err : UV_ECONNREFUSED);
+        return;
+    }
+    }
 }
 
 /* Starts a connect to `srv`. Returns 0 when under way or done, or -errno at once. */
@@ -358,20 +359,14 @@ static int start_connect(struct sp_session *s, struct sp_server *srv)
     if (rc != 0 && rc != -EINPROGRESS)
         return rc;
     s->fd[UPS] = fd;
-    hold_server(s, srv);
-    if (rc == 0) {
-        established(s);
-        return 0;
-    }
-    int prc = poll_init(s, UPS);
-    if (prc != 0) {
-        release_server(s);
+    int wrc = watch(s, UPS);
+    if (wrc != 0) {
         close(fd);
         s->fd[UPS] = -1;
-        return prc;
+        return wrc;
     }
-    uv_poll_start(s->poll[UPS], UV_WRITABLE, on_connect);
-    s->events[UPS] = UV_WRITABLE;
+    hold_server(s, srv);
+    /* Even a connect that completed at once is reported by the first event. */
     uv_timer_start(&s->timer, on_connect_timer, s->lconf->connect_timeout_ms, 0);
     return 0;
 }
@@ -438,8 +433,15 @@ static bool read_proxy_header(struct sp_session *s)
 {
     int err = 0;
     enum sp_inspect_status st = sp_pp_read(s->fd[CLI], s->ppr, &err);
-    if (st == SP_INSPECT_WAIT)
+    if (st == SP_INSPECT_WAIT) {
+        /* Every byte there was taken. After the client's FIN, no more will come. */
+        if (s->side[CLI].hup) {
+            inspect_failed(s, SP_INSPECT_EOF);
+            return false;
+        }
+        s->side[CLI].readable = false;
         return false;
+    }
     if (st != SP_INSPECT_DONE) {
         inspect_failed(s, st);
         return false;
@@ -454,11 +456,17 @@ static bool read_proxy_header(struct sp_session *s)
     s->ppr = NULL;
     if (!admitted(s))
         return false;
-    if (s->lconf->nroutes > 0) {
-        s->inspect_deadline_ms = now_ms(s) + s->lconf->tls_inspect_timeout_ms;
+    if (s->lconf->nroutes > 0)
         uv_timer_start(&s->timer, on_inspect_timer, s->lconf->tls_inspect_timeout_ms, 0);
-    }
     return true;
+}
+
+/* The kernel's wake-up threshold for the client: `bytes` to wait for a ClientHello's records,
+ * or back to 1 once it is complete. */
+static void set_lowat(struct sp_session *s, int bytes)
+{
+    if (setsockopt(s->fd[CLI], SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof(bytes)) == 0)
+        s->lowat = bytes > 1;
 }
 
 /* The ClientHello: returns true once the upstream has been chosen. */
@@ -466,20 +474,24 @@ static bool route_by_sni(struct sp_session *s)
 {
     char name[SP_SNI_NAME_MAX];
     int found = 0, err = 0;
-    enum sp_inspect_status st = sp_sni_peek(s->fd[CLI], s->worker->scratch, name, &found, &err);
-    if (st == SP_INSPECT_WAIT) {
-        apply_events(s, CLI, UV_READABLE);
+    size_t need = 0;
+    enum sp_inspect_status st =
+        sp_sni_peek(s->fd[CLI], s->worker->scratch, name, &found, &err, &need);
+    if (st == SP_INSPECT_WAIT || st == SP_INSPECT_RETRY) {
+        if (s->side[CLI].hup) {
+            /* Half a ClientHello and then the client's FIN: it will never be whole. */
+            inspect_failed(s, SP_INSPECT_EOF);
+            return false;
+        }
+        /* Peeked bytes stay in the socket: without a threshold every new segment would wake
+         * us to peek and parse them all again. */
+        if (st == SP_INSPECT_RETRY)
+            set_lowat(s, (int)need);
+        s->side[CLI].readable = false;
         return false;
     }
-    if (st == SP_INSPECT_RETRY) {
-        /* Part of a ClientHello sits in the socket: polling would report it at once, again and
-         * again, so look again shortly instead. */
-        enum { RETRY_MS = 5 };
-        uint64_t left = s->inspect_deadline_ms - SP_MIN(now_ms(s), s->inspect_deadline_ms);
-        apply_events(s, CLI, 0);
-        uv_timer_start(&s->timer, on_inspect_timer, SP_MIN(left, RETRY_MS), 0);
-        return false;
-    }
+    if (s->lowat)
+        set_lowat(s, 1);
     if (st != SP_INSPECT_DONE) {
         inspect_failed(s, st);
         return false;
@@ -496,47 +508,35 @@ static bool route_by_sni(struct sp_session *s)
 
 static void inspect_step(struct sp_session *s)
 {
+    if (s->side[CLI].failed) {
+        session_close(s, 0, SP_END_CLIENT_RESET);
+        return;
+    }
+    if (!s->side[CLI].readable)
+        return;
     if (s->ppr != NULL && !read_proxy_header(s))
         return;
     if (s->lconf->nroutes > 0 && !route_by_sni(s))
         return;
-    apply_events(s, CLI, 0); /* the client waits, unread, until the server answers */
+    /* What follows the header, and the ClientHello we only peeked, wait in the socket. */
+    s->side[CLI].readable = true;
     uv_timer_stop(&s->timer);
     s->state = S_CONNECTING;
     connect_next(s);
 }
 
-static void on_inspect(uv_poll_t *h, int status, int events)
-{
-    struct sp_session *s = h->data;
-    (void)events;
-    if (status < 0) {
-        s->events[CLI] = 0;
-        session_close(s, 0, SP_END_CLIENT_RESET);
-        return;
-    }
-    inspect_step(s);
-}
-
 static void on_inspect_timer(uv_timer_t *t)
 {
     struct sp_session *s = t->data;
-    if (now_ms(s) >= s->inspect_deadline_ms) {
-        sp_log_debug("session %p: %s not complete in time", (void *)s,
-                     s->ppr != NULL ? "PROXY header" : "TLS ClientHello");
-        session_close(s, 0, SP_END_INSPECT_TIMEOUT);
-        return;
-    }
-    inspect_step(s);
+    sp_log_debug("session %p: %s not complete in time", (void *)s,
+                 s->ppr != NULL ? "PROXY header" : "TLS ClientHello");
+    session_close(s, 0, SP_END_INSPECT_TIMEOUT);
 }
 
 /* Reads what comes before the stream, then connects. */
 static void start_inspecting(struct sp_session *s)
 {
     const struct sp_listener_conf *lc = s->lconf;
-    /* Without a PROXY header the socket's peer is the client: filter it before reading. */
-    if (!lc->accept_proxy_protocol && !admitted(s))
-        return;
     s->state = S_INSPECTING;
     if (lc->accept_proxy_protocol) {
         s->ppr = calloc(1, sizeof(*s->ppr));
@@ -545,19 +545,40 @@ static void start_inspecting(struct sp_session *s)
             return;
         }
     }
-    int rc = poll_init(s, CLI);
-    if (rc != 0) {
-        session_close(s, RESET_CLI, SP_END_LOCAL_ERROR);
-        return;
-    }
     uint64_t timeout =
         lc->accept_proxy_protocol ? lc->proxy_protocol_timeout_ms : lc->tls_inspect_timeout_ms;
-    s->inspect_deadline_ms = now_ms(s) + timeout;
     uv_timer_start(&s->timer, on_inspect_timer, timeout, 0);
-    apply_events(s, CLI, UV_READABLE);
+    /* The socket's first event comes from the poller; bytes may already be there. */
 }
 
 /* ---- life cycle -------------------------------------------------------------------------- */
+
+void sp_session_event(void *owner, int side, uint32_t events)
+{
+    struct sp_session *s = owner;
+    if (s->state == S_CLOSING)
+        return; /* closed earlier in the same batch of events */
+    sp_side_event(&s->side[side], events);
+    switch (s->state) {
+    case S_INSPECTING:
+        inspect_step(s);
+        break;
+    case S_CONNECTING:
+        connecting_step(s);
+        break;
+    case S_RELAYING:
+        s->last_io_ms = now_ms(s);
+        relay_run(s);
+        break;
+    }
+}
+
+void sp_session_resume(struct sp_poller_link *link)
+{
+    struct sp_session *s = sp_container_of(link, struct sp_session, defer);
+    if (s->state == S_RELAYING)
+        relay_run(s);
+}
 
 void sp_session_start(struct sp_listener *l, int fd, const struct sockaddr *peer, socklen_t len)
 {
@@ -596,27 +617,32 @@ void sp_session_start(struct sp_listener *l, int fd, const struct sockaddr *peer
     w->sessions = s;
     w->nsessions++;
 
+    /* Without a PROXY header the socket's peer is the client: filter it before anything else. */
+    if (!l->conf->accept_proxy_protocol && !admitted(s))
+        return;
+    int rc = watch(s, CLI);
+    if (rc != 0) {
+        sp_log_warn("listener %s: cannot watch a client socket: %s", l->conf->name,
+                    uv_strerror(rc));
+        session_close(s, RESET_CLI, SP_END_LOCAL_ERROR);
+        return;
+    }
     if (l->conf->accept_proxy_protocol || l->conf->nroutes > 0)
         start_inspecting(s);
-    else if (admitted(s))
+    else
         connect_next(s);
 }
 
 static void close_side(struct sp_session *s, int side, bool reset)
 {
-    if (s->poll[side] != NULL) {
-        /* Stopped before the close: libuv then holds no event of this descriptor. */
-        sp_worker_poll_put(s->worker, s->poll[side]);
-        s->poll[side] = NULL;
-        s->events[side] = 0;
-    }
-    if (s->fd[side] != -1) {
-        if (reset)
-            sp_sock_close_reset(s->fd[side]);
-        else
-            close(s->fd[side]);
-        s->fd[side] = -1;
-    }
+    if (s->fd[side] == -1)
+        return;
+    /* The close takes the socket out of the epoll set as well. */
+    if (reset)
+        sp_sock_close_reset(s->fd[side]);
+    else
+        close(s->fd[side]);
+    s->fd[side] = -1;
 }
 
 static void log_access(struct sp_session *s, enum sp_end end)
@@ -647,6 +673,7 @@ static void session_close(struct sp_session *s, int reset, enum sp_end end)
     log_access(s, end);
     free(s->ppr);
     s->ppr = NULL;
+    sp_poller_cancel(&s->defer);
 
     sp_relay_dir_release(&s->dir[CLI], &w->relay);
     sp_relay_dir_release(&s->dir[UPS], &w->relay);

@@ -138,70 +138,11 @@ static int apply_config(struct sp_worker *w, struct sp_runtime *rt, int *fds)
     return 0;
 }
 
-/* ---- poll handles ------------------------------------------------------------------------ */
-
-static void free_handle(uv_handle_t *h)
-{
-    free(h);
-}
-
-int sp_worker_poll_get(struct sp_worker *w, int fd, uv_poll_t **out)
-{
-    if ((size_t)fd < w->nparked && w->parked[fd] != NULL) {
-        *out = w->parked[fd];
-        w->parked[fd] = NULL;
-        return 0;
-    }
-    uv_poll_t *h = malloc(sizeof(*h));
-    if (h == NULL)
-        return -ENOMEM;
-    int rc = uv_poll_init(&w->loop, h, fd);
-    if (rc != 0) {
-        free(h);
-        return rc;
-    }
-    *out = h;
-    return 0;
-}
-
-void sp_worker_poll_put(struct sp_worker *w, uv_poll_t *h)
-{
-    uv_os_fd_t fd = -1;
-    uv_poll_stop(h);
-    uv_fileno((uv_handle_t *)h, &fd);
-    if (fd >= 0 && (size_t)fd >= w->nparked) {
-        size_t n = SP_MAX((size_t)fd + 1, w->nparked * 2);
-        uv_poll_t **grown = realloc(w->parked, n * sizeof(*grown));
-        if (grown != NULL) {
-            memset(grown + w->nparked, 0, (n - w->nparked) * sizeof(*grown));
-            w->parked = grown;
-            w->nparked = n;
-        }
-    }
-    if (fd < 0 || (size_t)fd >= w->nparked || w->parked[fd] != NULL) {
-        uv_close((uv_handle_t *)h, free_handle); /* no room: let it go */
-        return;
-    }
-    w->parked[fd] = h;
-}
-
-static void close_parked(struct sp_worker *w)
-{
-    for (size_t i = 0; i < w->nparked; i++) {
-        if (w->parked[i] != NULL) {
-            uv_close((uv_handle_t *)w->parked[i], free_handle);
-            w->parked[i] = NULL;
-        }
-    }
-}
-
 /* ---- life cycle -------------------------------------------------------------------------- */
 
 static void free_members(struct sp_worker *w)
 {
     free(w->listeners); /* every listener has retired and freed itself by now */
-    free(w->parked);    /* emptied by close_parked before the loop ended */
-    w->parked = NULL;
     w->listeners = NULL;
     if (w->gen != NULL) {
         gen_free(w->gen);
@@ -235,6 +176,8 @@ static void close_unstarted(struct sp_worker *w)
     if (!uv_is_closing((uv_handle_t *)&w->wakeup)) {
         uv_close((uv_handle_t *)&w->wakeup, NULL);
         uv_close((uv_handle_t *)&w->alog_timer, NULL);
+        if (w->poller.epfd != -1)
+            sp_poller_close(&w->poller, NULL);
     }
     uv_run(&w->loop, UV_RUN_DEFAULT);
     free_members(w);
@@ -255,9 +198,15 @@ int sp_worker_init(struct sp_worker *w, int id, struct sp_runtime *rt, int *fds,
     sp_relay_ctx_init(&w->relay, &w->pipes, COPY_BUFS_KEPT);
 
     int rc = uv_loop_init(&w->loop);
+    if (rc == 0) {
+        rc = sp_poller_init(&w->poller, &w->loop, sp_session_event, sp_session_resume);
+        if (rc != 0)
+            uv_loop_close(&w->loop);
+    }
     if (rc != 0) {
         sp_runtime_unref(rt);
         close_fds(fds, cfg->nlisteners);
+        free_members(w); /* the loop is not marked as initialised: only memory is freed */
         return rc;
     }
     uv_mutex_init(&w->lock);
@@ -293,10 +242,10 @@ void sp_worker_deinit(struct sp_worker *w)
  * sp_worker_join closes the loop. */
 static void finish(struct sp_worker *w)
 {
-    close_parked(w);
     if (!uv_is_closing((uv_handle_t *)&w->wakeup)) {
         uv_close((uv_handle_t *)&w->wakeup, NULL);
         uv_close((uv_handle_t *)&w->alog_timer, NULL);
+        sp_poller_close(&w->poller, NULL); /* every session, so every socket, is closed */
         sp_access_buf_flush(&w->alog);
     }
 }
