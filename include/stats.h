@@ -37,6 +37,12 @@ struct sp_stats_server {
     bool health_checked; /* the upstream has a health_check block */
 };
 
+/* One worker thread: how the kernel spread connections over the SO_REUSEPORT sockets. */
+struct sp_stats_worker {
+    uint64_t connections; /* accepted by this worker, ever */
+    uint64_t active;      /* open on it now */
+};
+
 struct sp_stats_upstream {
     char *name;          /* owned */
     const char *balance; /* static string */
@@ -50,6 +56,7 @@ struct sp_stats {
     size_t nupstreams;
     struct sp_stats_server *servers; /* owned array, grouped by upstream in config order */
     size_t nservers;
+    struct sp_stats_worker *per_worker; /* owned array of `workers` */
 
     /* relay, summed over workers */
     uint64_t splice_bytes;

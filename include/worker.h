@@ -66,8 +66,10 @@ struct sp_worker {
     struct sp_poller poller; /* the relay sockets of every session, edge-triggered */
 
     struct sp_session *sessions; /* owned list of open sessions */
-    unsigned nsessions;
-    unsigned char *scratch; /* owned; SP_SNI_BUF_MAX bytes for peeking at ClientHellos */
+    /* Written by the worker only (SP_STAT_ADD), read by the metrics scrape: */
+    _Atomic unsigned nsessions; /* sessions open now */
+    _Atomic uint64_t accepted;  /* connections this worker's listening sockets accepted */
+    unsigned char *scratch;     /* owned; SP_SNI_BUF_MAX bytes for peeking at ClientHellos */
     int spare_fd; /* held open so that at the fd cap one accept can still be refused cleanly */
     struct sp_ratelimit local_error_log; /* out-of-fds warnings, one line a second */
     bool loop_inited;

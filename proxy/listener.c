@@ -117,6 +117,7 @@ static void on_accept(uv_poll_t *h, int status, int events)
             continue;
         }
         atomic_fetch_add_explicit(&l->stats->accepted, 1, memory_order_relaxed);
+        SP_STAT_ADD(l->worker->accepted, 1);
         l->nsessions++;
         sp_session_start(l, fd, (struct sockaddr *)&peer, len);
     }

@@ -16,6 +16,7 @@ enum scope {
     PROCESS,  /* one unlabelled sample, from the stats */
     LISTENER, /* one sample per listener: {listener} */
     SERVER,   /* one sample per server: {upstream,server} */
+    WORKER,   /* one sample per worker thread: {worker} */
     SPECIAL,  /* fixed label sets, written by special_samples() */
 };
 
@@ -62,6 +63,11 @@ enum scope {
       "Proxied connections established to the server.")                                            \
     X(S_CONNECT_FAILURES, SERVER, "counter", "splicer_server_connect_failures_total",              \
       "Connects to the server that were refused or timed out.")                                    \
+    X(W_CONNECTIONS, WORKER, "counter", "splicer_worker_connections_total",                        \
+      "Client connections accepted by the worker thread (the kernel spreads them over the "        \
+      "workers' SO_REUSEPORT sockets).")                                                           \
+    X(W_ACTIVE, WORKER, "gauge", "splicer_worker_active_connections",                              \
+      "Client connections open now on the worker thread.")                                         \
     X(SPLICE_BYTES, PROCESS, "counter", "splicer_splice_bytes_total",                              \
       "Bytes moved with splice(2) through pipes, both directions, all listeners.")                 \
     X(COPY_BYTES, PROCESS, "counter", "splicer_copy_bytes_total",                                  \
@@ -263,6 +269,15 @@ static int family_samples(struct sp_strbuf *sb, enum family_id id, const struct 
                         server_value(id, s));
         }
         return rc;
+    case WORKER:
+        for (unsigned i = 0; rc == 0 && i < st->workers; i++) {
+            char w[16];
+            snprintf(w, sizeof(w), "%u", i);
+            const struct sp_stats_worker *ws = &st->per_worker[i];
+            rc = sample(sb, f->name, (const char *[]){"worker", w, NULL},
+                        id == M_W_CONNECTIONS ? ws->connections : ws->active);
+        }
+        return rc;
     case SPECIAL:
         return special_samples(sb, id, st);
     }
@@ -389,6 +404,16 @@ static int status_relay(struct sp_strbuf *sb, const struct sp_stats *st)
         st->pipes_created, st->pipes_shrunk, st->pipe_failures);
 }
 
+static int status_workers(struct sp_strbuf *sb, const struct sp_stats *st)
+{
+    int rc = sp_strbuf_puts(sb, ",\"workers\":[");
+    for (unsigned i = 0; rc == 0 && i < st->workers; i++)
+        rc = sp_strbuf_appendf(
+            sb, "%s{\"worker\":%u,\"connections\":%" PRIu64 ",\"active\":%" PRIu64 "}",
+            i == 0 ? "" : ",", i, st->per_worker[i].connections, st->per_worker[i].active);
+    return rc != 0 ? rc : sp_strbuf_puts(sb, "]");
+}
+
 static int status_listener(struct sp_strbuf *sb, const struct sp_stats_listener *l)
 {
     int rc = json_kstr(sb, true, "name", l->name);
@@ -461,6 +486,8 @@ int sp_metrics_render_status(const struct sp_stats *st, struct sp_strbuf *out)
     if (rc == 0)
         rc = status_relay(out, st);
     if (rc == 0)
+        rc = status_workers(out, st);
+    if (rc == 0)
         rc = sp_strbuf_puts(out, ",\"listeners\":[");
     for (size_t i = 0; rc == 0 && i < st->nlisteners; i++) {
         rc = sp_strbuf_puts(out, i == 0 ? "{" : ",{");
@@ -496,6 +523,7 @@ void sp_stats_free(struct sp_stats *st)
         free(st->servers[i].address);
     }
     free(st->servers);
+    free(st->per_worker);
     free(st->last_reload_error);
     free(st);
 }

@@ -615,7 +615,7 @@ void sp_session_start(struct sp_listener *l, int fd, const struct sockaddr *peer
     if (w->sessions != NULL)
         w->sessions->prev = s;
     w->sessions = s;
-    w->nsessions++;
+    SP_STAT_ADD(w->nsessions, 1);
 
     /* Without a PROXY header the socket's peer is the client: filter it before anything else. */
     if (!l->conf->accept_proxy_protocol && !admitted(s))
@@ -690,7 +690,7 @@ static void session_close(struct sp_session *s, int reset, enum sp_end end)
         w->sessions = s->next;
     if (s->next != NULL)
         s->next->prev = s->prev;
-    w->nsessions--;
+    SP_STAT_SUB(w->nsessions, 1);
     sp_listener_session_done(s->listener);
     sp_worker_session_closed(w, s->gen);
 }

@@ -89,6 +89,8 @@ static int fill_upstreams(struct sp_stats *st, const struct sp_runtime *rt)
 static void fill_relay(struct sp_stats *st, const struct sp_worker *workers, unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
+        st->per_worker[i].connections = SP_STAT_GET(workers[i].accepted);
+        st->per_worker[i].active = SP_STAT_GET(workers[i].nsessions);
         const struct sp_relay_ctx *r = &workers[i].relay;
         const struct sp_pipe_pool *p = &workers[i].pipes;
         st->splice_bytes += SP_STAT_GET(r->splice_bytes);
@@ -110,6 +112,9 @@ int sp_snapshot_collect(const struct sp_snapshot_src *src, struct sp_stats **out
     if (fill_listeners(st, src->rt) != 0 || fill_upstreams(st, src->rt) != 0)
         goto fail;
     if (src->last_reload_error != NULL && !dup_to(&st->last_reload_error, src->last_reload_error))
+        goto fail;
+    st->per_worker = calloc(src->nworkers + 1, sizeof(*st->per_worker));
+    if (st->per_worker == NULL)
         goto fail;
     fill_relay(st, src->workers, src->nworkers);
     st->version = SPLICER_VERSION;

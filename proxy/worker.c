@@ -293,7 +293,7 @@ static void on_wakeup(uv_async_t *a)
         while (w->sessions != NULL)
             sp_session_abort(w->sessions);
     }
-    if (w->nsessions == 0)
+    if (SP_STAT_GET(w->nsessions) == 0)
         finish(w);
 }
 
@@ -302,7 +302,7 @@ void sp_worker_session_closed(struct sp_worker *w, struct sp_wgen *gen)
     gen->nsessions--;
     if (gen->retired && gen->nsessions == 0)
         gen_free(gen);
-    if (w->applied_cmd != SP_WORKER_RUN && w->nsessions == 0)
+    if (w->applied_cmd != SP_WORKER_RUN && SP_STAT_GET(w->nsessions) == 0)
         finish(w);
 }
 

@@ -68,6 +68,9 @@ static struct sp_stats *sample_stats(const char *listener, const char *server)
     st->pipes_shrunk = 2;
     st->version = "0.1.0";
     st->workers = 2;
+    st->per_worker = calloc(2, sizeof(*st->per_worker));
+    st->per_worker[0] = (struct sp_stats_worker){.connections = 6, .active = 2};
+    st->per_worker[1] = (struct sp_stats_worker){.connections = 4, .active = 1};
     st->start_time_unix = 1700000000;
     st->config_generation = 3;
     st->reloads_ok = 2;
@@ -159,6 +162,15 @@ static const char want_prom[] =
     "# TYPE splicer_server_connect_failures_total counter\n"
     "splicer_server_connect_failures_total{upstream=\"pool\",server=\"127.0.0.1:9001\"} 0\n"
     "splicer_server_connect_failures_total{upstream=\"pool\",server=\"[::1]:9002\"} 4\n"
+    "# HELP splicer_worker_connections_total Client connections accepted by the worker thread (the "
+    "kernel spreads them over the workers' SO_REUSEPORT sockets).\n"
+    "# TYPE splicer_worker_connections_total counter\n"
+    "splicer_worker_connections_total{worker=\"0\"} 6\n"
+    "splicer_worker_connections_total{worker=\"1\"} 4\n"
+    "# HELP splicer_worker_active_connections Client connections open now on the worker thread.\n"
+    "# TYPE splicer_worker_active_connections gauge\n"
+    "splicer_worker_active_connections{worker=\"0\"} 2\n"
+    "splicer_worker_active_connections{worker=\"1\"} 1\n"
     "# HELP splicer_splice_bytes_total Bytes moved with splice(2) through pipes, both directions, "
     "all listeners.\n"
     "# TYPE splicer_splice_bytes_total counter\n"
@@ -233,6 +245,7 @@ static const struct {
     {"splicer_listener_active_connections", "gauge"},
     {"splicer_bytes_total", "counter"},
     {"splicer_splice_bytes_total", "counter"},
+    {"splicer_worker_connections_total", "counter"},
     {"splicer_copy_bytes_total", "counter"},
     {"splicer_pipe_pool_pipes", "gauge"},
     {"splicer_config_reloads_total", "counter"},
@@ -402,6 +415,8 @@ static const char want_status[] =
     "\\\"x\\\"\\tcaf\xc3\xa9 "
     "\\ufffd\"},\"relay\":{\"splice_bytes\":5000,\"copy_bytes\":60,\"copy_fallbacks\":1,\"pipes_"
     "idle\":4,\"pipes_in_use\":6,\"pipes_created\":10,\"pipes_shrunk\":2,\"pipe_failures\":0},"
+    "\"workers\":[{\"worker\":0,\"connections\":6,\"active\":2},{\"worker\":1,"
+    "\"connections\":4,\"active\":1}],"
     "\"listeners\":[{\"name\":\"web\",\"listen\":\"127.0.0.1:8080\",\"upstream\":\"pool\","
     "\"active\":3,\"connections\":10,\"rejected\":1,\"denied\":4,\"malformed\":5,\"bytes_"
     "upstream\":100,\"bytes_downstream\":"
