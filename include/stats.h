@@ -56,7 +56,7 @@ struct sp_stats {
     size_t nupstreams;
     struct sp_stats_server *servers; /* owned array, grouped by upstream in config order */
     size_t nservers;
-    struct sp_stats_worker *per_worker; /* owned array of `workers` */
+    struct sp_stats_worker *per_worker; /* owned array of `workers`; NULL: not known */
 
     /* relay, summed over workers */
     uint64_t splice_bytes;

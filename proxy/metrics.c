@@ -270,7 +270,7 @@ static int family_samples(struct sp_strbuf *sb, enum family_id id, const struct 
         }
         return rc;
     case WORKER:
-        for (unsigned i = 0; rc == 0 && i < st->workers; i++) {
+        for (unsigned i = 0; rc == 0 && st->per_worker != NULL && i < st->workers; i++) {
             char w[16];
             snprintf(w, sizeof(w), "%u", i);
             const struct sp_stats_worker *ws = &st->per_worker[i];
