@@ -407,7 +407,7 @@ static int status_relay(struct sp_strbuf *sb, const struct sp_stats *st)
 static int status_workers(struct sp_strbuf *sb, const struct sp_stats *st)
 {
     int rc = sp_strbuf_puts(sb, ",\"workers\":[");
-    for (unsigned i = 0; rc == 0 && i < st->workers; i++)
+    for (unsigned i = 0; rc == 0 && st->per_worker != NULL && i < st->workers; i++)
         rc = sp_strbuf_appendf(
             sb, "%s{\"worker\":%u,\"connections\":%" PRIu64 ",\"active\":%" PRIu64 "}",
             i == 0 ? "" : ",", i, st->per_worker[i].connections, st->per_worker[i].active);
