@@ -51,11 +51,17 @@ size_t sp_access_format(char *buf, size_t len, const struct sp_access_entry *e,
 struct sp_access_log;
 
 /* Starts the writer thread. `conf` may be disabled (nothing is written until a reload enables
- * it). Returns 0 or -errno (the file could not be opened). Main thread. */
+ * it). Returns 0 or -errno (the file could not be opened). Main thread.
+ *
+ * From the first time a destination is enabled until sp_access_log_stop, the log holds one
+ * descriptor number (>= 3) that the writer writes to; reconfiguring only changes what it refers
+ * to (dup3), so no number the writer may be using is ever closed and reused under it. */
 int sp_access_log_start(const struct sp_access_log_conf *conf, struct sp_access_log **out);
 
 /* Switches destination after a reload (and reopens a file, so SIGHUP also serves log
- * rotation). On failure the old destination stays and -errno is returned. Main thread. */
+ * rotation); "off" points the descriptor at /dev/null, letting go of the old file. Lines the
+ * writer is writing at that moment finish on the old destination, the following ones go to the
+ * new one. On failure the old destination stays and -errno is returned. Main thread. */
 int sp_access_log_reconfigure(struct sp_access_log *al, const struct sp_access_log_conf *conf);
 
 /* Writes what is queued and stops the thread. NULL is a no-op. Main thread, after the workers

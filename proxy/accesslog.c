@@ -7,6 +7,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,6 +135,15 @@ size_t sp_access_format(char *buf, size_t len, const struct sp_access_entry *e,
 
 /* ---- the writer thread ------------------------------------------------------------------- */
 
+/* Descriptors. The writer writes without holding the lock, so the number it writes to must not
+ * be closed (and handed by the kernel to the next accept4()) while it may still be writing: that
+ * sends log lines into a client's connection. So the log has one descriptor number, `fd`, from
+ * the first time a destination is enabled until sp_access_log_stop, and a reopen only changes
+ * what that number refers to: dup3(new, fd) then close(new). dup3 swaps the file atomically for
+ * a concurrent write(): a write in flight finishes on the old file (which stays alive until it
+ * returns), the next one goes to the new file. "off" points the number at /dev/null, which lets
+ * go of the old file. Only sp_access_log_stop closes it, after the writer has exited. */
+
 struct chunk {
     struct chunk *next;
     size_t len;
@@ -145,43 +156,90 @@ struct sp_access_log {
     uv_cond_t wake;
     struct chunk *head, *tail; /* queued, under lock */
     size_t queued;             /* bytes queued, under lock */
-    int fd;                    /* destination, -1 when off; under lock */
-    bool own_fd;               /* fd is a file we opened */
-    int close_fd;              /* an old file for the writer to close; under lock */
+    int fd; /* owned; -1 until a destination is first enabled, then that number until stop.
+             * Set under lock by the main thread, which alone changes what it refers to */
     bool stop;
     _Atomic uint64_t dropped;
 };
 
+static bool dest_on(const struct sp_access_log_conf *conf)
+{
+    return conf->enabled && conf->path != NULL;
+}
+
+/* The descriptor conf names: stderr/stdout themselves (*own false), a file opened for appending,
+ * or /dev/null for "off". Returns 0 or -errno. */
 static int open_dest(const struct sp_access_log_conf *conf, int *fd, bool *own)
 {
     *own = false;
-    if (!conf->enabled || conf->path == NULL) {
-        *fd = -1;
-        return 0;
-    }
-    if (strcmp(conf->path, "stderr") == 0) {
+    if (dest_on(conf) && strcmp(conf->path, "stderr") == 0) {
         *fd = STDERR_FILENO;
         return 0;
     }
-    if (strcmp(conf->path, "stdout") == 0) {
+    if (dest_on(conf) && strcmp(conf->path, "stdout") == 0) {
         *fd = STDOUT_FILENO;
         return 0;
     }
-    *fd = open(conf->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (dest_on(conf))
+        *fd = open(conf->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    else
+        *fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
     if (*fd == -1)
         return -errno;
     *own = true;
     return 0;
 }
 
+/* Points the log's descriptor at conf's destination (see "Descriptors" above). On failure
+ * nothing changes. Main thread (or start, before the writer runs). */
+static int set_dest(struct sp_access_log *al, const struct sp_access_log_conf *conf)
+{
+    if (al->fd == -1 && !dest_on(conf))
+        return 0; /* never enabled: there is nothing to silence */
+    int src;
+    bool own;
+    int rc = open_dest(conf, &src, &own);
+    if (rc != 0)
+        return rc;
+    if (al->fd == -1) {
+        /* Never 0-2: stop closes this number, and "stderr" must stay a copy of 2. */
+        int fd = fcntl(src, F_DUPFD_CLOEXEC, 3);
+        if (fd == -1) {
+            rc = -errno;
+        } else {
+            uv_mutex_lock(&al->lock);
+            al->fd = fd;
+            uv_mutex_unlock(&al->lock);
+        }
+    } else {
+        int r;
+        do
+            r = dup3(src, al->fd, O_CLOEXEC);
+        while (r == -1 && errno == EINTR);
+        rc = r == -1 ? -errno : 0;
+    }
+    if (own)
+        close(src);
+    return rc;
+}
+
+/* Writes all of p, waiting when a non-blocking destination (an inherited stderr pipe) is full,
+ * so lines are not cut there. Gives up on other errors: there is nowhere to report them but the
+ * log itself. */
 static void write_all(int fd, const char *p, size_t n)
 {
     while (n > 0) {
         ssize_t w = write(fd, p, n);
         if (w == -1 && errno == EINTR)
             continue;
+        if (w == -1 && errno == EAGAIN) {
+            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+            if (poll(&pfd, 1, -1) == -1 && errno != EINTR)
+                return;
+            continue;
+        }
         if (w <= 0)
-            return; /* nowhere to report it but the log itself */
+            return;
         p += w;
         n -= (size_t)w;
     }
@@ -192,14 +250,10 @@ static void writer(void *arg)
     struct sp_access_log *al = arg;
     uv_mutex_lock(&al->lock);
     for (;;) {
-        while (al->head == NULL && !al->stop && al->close_fd == -1)
+        while (al->head == NULL && !al->stop)
             uv_cond_wait(&al->wake, &al->lock);
-        if (al->close_fd != -1) {
-            close(al->close_fd);
-            al->close_fd = -1;
-        }
         struct chunk *c = al->head;
-        int fd = al->fd;
+        int fd = al->fd; /* stays open until stop, which waits for this thread */
         al->head = al->tail = NULL;
         al->queued = 0;
         if (c == NULL && al->stop)
@@ -222,17 +276,21 @@ int sp_access_log_start(const struct sp_access_log_conf *conf, struct sp_access_
     struct sp_access_log *al = calloc(1, sizeof(*al));
     if (al == NULL)
         return -ENOMEM;
-    al->close_fd = -1;
-    int rc = open_dest(conf, &al->fd, &al->own_fd);
-    if (rc != 0) {
-        free(al);
-        return rc;
-    }
+    al->fd = -1;
     uv_mutex_init(&al->lock);
     uv_cond_init(&al->wake);
-    rc = uv_thread_create(&al->thread, writer, al);
+    int rc = set_dest(al, conf);
+    if (rc == 0) {
+        /* The writer blocks every signal (it inherits this mask): a handler run on it would cut
+         * a write to a pipe short, and a reopen before the rest could split a line in two. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        rc = uv_thread_create(&al->thread, writer, al);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
     if (rc != 0) {
-        if (al->own_fd)
+        if (al->fd != -1)
             close(al->fd);
         uv_cond_destroy(&al->wake);
         uv_mutex_destroy(&al->lock);
@@ -245,23 +303,7 @@ int sp_access_log_start(const struct sp_access_log_conf *conf, struct sp_access_
 
 int sp_access_log_reconfigure(struct sp_access_log *al, const struct sp_access_log_conf *conf)
 {
-    int fd;
-    bool own;
-    int rc = open_dest(conf, &fd, &own);
-    if (rc != 0)
-        return rc;
-    uv_mutex_lock(&al->lock);
-    /* The writer may be using the old file right now: it closes it itself, between batches. */
-    if (al->own_fd) {
-        if (al->close_fd != -1)
-            close(al->close_fd); /* never started on: the writer has not woken since */
-        al->close_fd = al->fd;
-    }
-    al->fd = fd;
-    al->own_fd = own;
-    uv_cond_signal(&al->wake);
-    uv_mutex_unlock(&al->lock);
-    return 0;
+    return set_dest(al, conf);
 }
 
 void sp_access_log_stop(struct sp_access_log *al)
@@ -273,8 +315,8 @@ void sp_access_log_stop(struct sp_access_log *al)
     uv_cond_signal(&al->wake);
     uv_mutex_unlock(&al->lock);
     uv_thread_join(&al->thread);
-    if (al->own_fd)
-        close(al->fd);
+    if (al->fd != -1)
+        close(al->fd); /* the writer is gone: nobody can be writing to it */
     uv_cond_destroy(&al->wake);
     uv_mutex_destroy(&al->lock);
     free(al);
