@@ -44,7 +44,12 @@ struct sp_access_entry {
 };
 
 /* Formats one line (with its newline) into buf; returns the length it needs, which may exceed
- * len (then nothing usable was written, as with snprintf). Pure. */
+ * len (then only the first len bytes were written and nothing usable, as with snprintf, but no
+ * NUL is written). Every field is written whole, whatever its length. The line holds exactly one
+ * newline, its last byte: JSON strings are escaped as JSON; in text, a name that is empty, is
+ * "-", or holds a space, '"', '\', '=', a control byte or DEL is written in double quotes with
+ * \" \\ \n \r \t and \xHH escapes (README, "Access log"). buf may be NULL when len is 0.
+ * Pure apart from reading the clock; any thread. */
 size_t sp_access_format(char *buf, size_t len, const struct sp_access_entry *e,
                         enum sp_log_format format);
 
@@ -68,20 +73,22 @@ int sp_access_log_reconfigure(struct sp_access_log *al, const struct sp_access_l
  * have flushed. */
 void sp_access_log_stop(struct sp_access_log *al);
 
-/* Buffers handed over but never written because the writer was too far behind. */
+/* Buffers handed over but never written because the writer was too far behind, plus single
+ * lines lost for want of memory. Any thread. */
 uint64_t sp_access_log_dropped(const struct sp_access_log *al);
 
 /* A worker's line buffer. */
 struct sp_access_buf {
     struct sp_access_log *log; /* borrowed */
-    char *data;                /* owned */
-    size_t len;
+    char *data;                /* owned; NULL until the first line */
+    size_t len, cap;           /* bytes used, bytes allocated */
 };
 
 void sp_access_buf_init(struct sp_access_buf *b, struct sp_access_log *log);
 
-/* Appends a line; hands the buffer over when it is nearly full. Returns true when the buffer
- * holds lines not yet handed over (the caller arranges a flush soon). Worker thread. */
+/* Appends a line; hands the buffer over when it is nearly full, or when the line does not fit
+ * (a line longer than a buffer gets one of its own). Returns true when the buffer holds lines not
+ * yet handed over (the caller arranges a flush soon). Worker thread. */
 bool sp_access_buf_add(struct sp_access_buf *b, const struct sp_access_entry *e,
                        enum sp_log_format format);
 

@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,9 +17,9 @@
 #include <unistd.h>
 #include <uv.h>
 
-#define BUF_SIZE     (16 * 1024)       /* one worker chunk */
-#define QUEUE_LIMIT  (4 * 1024 * 1024) /* bytes waiting for the writer before chunks are dropped */
-#define LINE_MAX_LEN 1024
+#define BUF_SIZE    (16 * 1024)       /* one worker chunk */
+#define QUEUE_LIMIT (4 * 1024 * 1024) /* bytes waiting for the writer before chunks are dropped */
+#define LINE_GUESS  1024              /* room kept for the next line; longer ones still fit */
 
 static const char *const end_names[SP_END_COUNT] = {
     "client_fin",   "upstream_fin",   "client_reset", "upstream_reset",
@@ -35,11 +34,15 @@ const char *sp_end_name(enum sp_end e)
 
 /* ---- formatting -------------------------------------------------------------------------- */
 
+/* Every field is written in full: names come from the config and have no length limit, and a
+ * cut line would be silently wrong. */
 struct out {
     char *p;
     size_t len;
     size_t used; /* may run past len: then only the count is kept */
 };
+
+static const char hex[] = "0123456789abcdef";
 
 static void put(struct out *o, const char *s, size_t n)
 {
@@ -48,15 +51,20 @@ static void put(struct out *o, const char *s, size_t n)
     o->used += n;
 }
 
-__attribute__((format(printf, 2, 3))) static void putf(struct out *o, const char *fmt, ...)
+static void put_str(struct out *o, const char *s)
 {
-    char tmp[128];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        put(o, tmp, SP_MIN((size_t)n, sizeof(tmp) - 1));
+    put(o, s, strlen(s));
+}
+
+static void put_u64(struct out *o, uint64_t v)
+{
+    char tmp[20]; /* UINT64_MAX has 20 digits */
+    size_t i = sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    put(o, tmp + i, sizeof(tmp) - i);
 }
 
 /* A JSON string: names come from the config and may hold quotes or control bytes. */
@@ -69,7 +77,51 @@ static void put_json_str(struct out *o, const char *s)
             char esc[2] = {'\\', (char)c};
             put(o, esc, 2);
         } else if (c < 0x20) {
-            putf(o, "\\u%04x", c);
+            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            put(o, esc, 6);
+        } else {
+            put(o, s, 1);
+        }
+    }
+    put(o, "\"", 1);
+}
+
+/* The text format's rule, as the README states it: a value is written bare when it is not empty,
+ * is not "-" (which stands for "none") and holds no space, '"', '\', '=', control byte or DEL;
+ * otherwise it is quoted. So one entry is one line, and `key=value` pairs split unambiguously
+ * whatever the names hold. */
+static bool text_bare(const char *s)
+{
+    if (*s == '\0' || strcmp(s, "-") == 0)
+        return false;
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c <= ' ' || c == 0x7f || c == '"' || c == '\\' || c == '=')
+            return false;
+    }
+    return true;
+}
+
+static void put_text_value(struct out *o, const char *s)
+{
+    if (text_bare(s)) {
+        put_str(o, s);
+        return;
+    }
+    put(o, "\"", 1);
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        char esc[4] = {'\\', (char)c};
+        if (c == '"' || c == '\\') {
+            put(o, esc, 2);
+        } else if (c == '\n' || c == '\r' || c == '\t') {
+            esc[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+            put(o, esc, 2);
+        } else if (c < 0x20 || c == 0x7f) {
+            esc[1] = 'x';
+            esc[2] = hex[c >> 4];
+            esc[3] = hex[c & 15];
+            put(o, esc, 4);
         } else {
             put(o, s, 1);
         }
@@ -83,40 +135,67 @@ static void put_time(struct out *o)
     struct tm tm;
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
-    putf(o, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-         tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+    char tmp[96]; /* room for seven ints of any value: never cut */
+    int n = snprintf(tmp, sizeof(tmp), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     (int)(tv.tv_usec / 1000));
+    if (n > 0)
+        put(o, tmp, SP_MIN((size_t)n, sizeof(tmp) - 1));
 }
 
 static void format_json(struct out *o, const struct sp_access_entry *e, const char *client)
 {
-    put(o, "{\"time\":\"", 9);
+    put_str(o, "{\"time\":\"");
     put_time(o);
-    put(o, "\",\"listener\":", 13);
+    put_str(o, "\",\"listener\":");
     put_json_str(o, e->listener);
-    put(o, ",\"client\":", 10);
+    put_str(o, ",\"client\":");
     put_json_str(o, client);
-    put(o, ",\"upstream\":", 12);
+    put_str(o, ",\"upstream\":");
     put_json_str(o, e->upstream);
-    put(o, ",\"server\":", 10);
+    put_str(o, ",\"server\":");
     if (e->server != NULL)
         put_json_str(o, e->server);
     else
-        put(o, "null", 4);
-    putf(o, ",\"bytes_up\":%llu,\"bytes_down\":%llu", (unsigned long long)e->bytes_up,
-         (unsigned long long)e->bytes_down);
-    putf(o, ",\"duration_ms\":%llu,\"attempts\":%u,\"end\":\"%s\"}\n",
-         (unsigned long long)e->duration_ms, e->attempts, sp_end_name(e->end));
+        put_str(o, "null");
+    put_str(o, ",\"bytes_up\":");
+    put_u64(o, e->bytes_up);
+    put_str(o, ",\"bytes_down\":");
+    put_u64(o, e->bytes_down);
+    put_str(o, ",\"duration_ms\":");
+    put_u64(o, e->duration_ms);
+    put_str(o, ",\"attempts\":");
+    put_u64(o, e->attempts);
+    put_str(o, ",\"end\":\"");
+    put_str(o, sp_end_name(e->end));
+    put_str(o, "\"}\n");
 }
 
 static void format_text(struct out *o, const struct sp_access_entry *e, const char *client)
 {
     put_time(o);
-    putf(o, " listener=%.64s client=%s upstream=%.64s server=%.64s", e->listener, client,
-         e->upstream, e->server != NULL ? e->server : "-");
-    putf(o, " up=%llu down=%llu", (unsigned long long)e->bytes_up,
-         (unsigned long long)e->bytes_down);
-    putf(o, " duration_ms=%llu attempts=%u end=%s\n", (unsigned long long)e->duration_ms,
-         e->attempts, sp_end_name(e->end));
+    put_str(o, " listener=");
+    put_text_value(o, e->listener);
+    put_str(o, " client=");
+    put_str(o, client); /* an address we formatted, or "-" */
+    put_str(o, " upstream=");
+    put_text_value(o, e->upstream);
+    put_str(o, " server=");
+    if (e->server != NULL)
+        put_text_value(o, e->server);
+    else
+        put_str(o, "-");
+    put_str(o, " up=");
+    put_u64(o, e->bytes_up);
+    put_str(o, " down=");
+    put_u64(o, e->bytes_down);
+    put_str(o, " duration_ms=");
+    put_u64(o, e->duration_ms);
+    put_str(o, " attempts=");
+    put_u64(o, e->attempts);
+    put_str(o, " end=");
+    put_str(o, sp_end_name(e->end));
+    put_str(o, "\n");
 }
 
 size_t sp_access_format(char *buf, size_t len, const struct sp_access_entry *e,
@@ -349,6 +428,11 @@ static void hand_over(struct sp_access_log *al, struct chunk *c)
 
 /* ---- per-worker buffers ------------------------------------------------------------------ */
 
+static struct chunk *chunk_of(char *data)
+{
+    return (struct chunk *)(void *)(data - offsetof(struct chunk, data));
+}
+
 void sp_access_buf_init(struct sp_access_buf *b, struct sp_access_log *log)
 {
     *b = (struct sp_access_buf){.log = log};
@@ -358,11 +442,30 @@ void sp_access_buf_flush(struct sp_access_buf *b)
 {
     if (b->data == NULL || b->len == 0)
         return;
-    struct chunk *c = (struct chunk *)(void *)(b->data - offsetof(struct chunk, data));
+    struct chunk *c = chunk_of(b->data);
     c->len = b->len;
-    b->data = NULL;
-    b->len = 0;
+    *b = (struct sp_access_buf){.log = b->log};
     hand_over(b->log, c);
+}
+
+/* Makes room for `need` more bytes: in the current buffer, or by handing it over and starting
+ * one of BUF_SIZE, or bigger for a line longer than that. False when out of memory. */
+static bool reserve(struct sp_access_buf *b, size_t need)
+{
+    if (b->data != NULL && b->cap - b->len >= need)
+        return true;
+    sp_access_buf_flush(b);
+    if (b->data != NULL && b->cap >= need)
+        return true;
+    if (b->data != NULL)
+        free(chunk_of(b->data)); /* empty, and too small */
+    b->data = NULL;
+    size_t cap = SP_MAX((size_t)BUF_SIZE, need);
+    struct chunk *c = malloc(sizeof(*c) + cap);
+    if (c == NULL)
+        return false;
+    *b = (struct sp_access_buf){.log = b->log, .data = c->data, .cap = cap};
+    return true;
 }
 
 bool sp_access_buf_add(struct sp_access_buf *b, const struct sp_access_entry *e,
@@ -370,20 +473,18 @@ bool sp_access_buf_add(struct sp_access_buf *b, const struct sp_access_entry *e,
 {
     if (b->log == NULL)
         return false;
-    if (b->data != NULL && BUF_SIZE - b->len < LINE_MAX_LEN)
-        sp_access_buf_flush(b);
-    if (b->data == NULL) {
-        struct chunk *c = malloc(sizeof(*c) + BUF_SIZE);
-        if (c == NULL) {
-            atomic_fetch_add_explicit(&b->log->dropped, 1, memory_order_relaxed);
-            return false;
-        }
-        b->data = c->data;
-        b->len = 0;
+    /* Most lines are far shorter than LINE_GUESS: hand over a nearly full buffer first. */
+    size_t n = 0;
+    if (reserve(b, LINE_GUESS)) {
+        n = sp_access_format(b->data + b->len, b->cap - b->len, e, format);
+        /* A longer line: again in a buffer that fits it (same length: the time is fixed-width). */
+        if (n > b->cap - b->len && reserve(b, n))
+            n = sp_access_format(b->data + b->len, b->cap - b->len, e, format);
     }
-    size_t n = sp_access_format(b->data + b->len, BUF_SIZE - b->len, e, format);
-    if (n <= BUF_SIZE - b->len)
-        b->len += n; /* a line too long for the rest of the chunk is dropped (names > 1 KiB) */
+    if (b->data != NULL && n <= b->cap - b->len)
+        b->len += n;
+    else
+        atomic_fetch_add_explicit(&b->log->dropped, 1, memory_order_relaxed);
     return b->len > 0;
 }
 
@@ -391,6 +492,6 @@ void sp_access_buf_deinit(struct sp_access_buf *b)
 {
     sp_access_buf_flush(b);
     if (b->data != NULL)
-        free(b->data - offsetof(struct chunk, data));
+        free(chunk_of(b->data));
     b->data = NULL;
 }

@@ -37,6 +37,27 @@ static const char *after_time(const char *line, enum sp_log_format f)
     return f == SP_LOG_FORMAT_JSON ? p + 3 : p + 1;
 }
 
+/* Formats e into a malloc'd NUL-terminated line, checking the returned length is what the
+ * function wrote and that a buffer one byte short gets the same answer. */
+static char *format(const struct sp_access_entry *e, enum sp_log_format f)
+{
+    size_t want = sp_access_format(NULL, 0, e, f);
+    char *buf = malloc(want + 1);
+    ck_assert_ptr_nonnull(buf);
+    ck_assert_uint_eq(sp_access_format(buf, want - 1, e, f), want);
+    ck_assert_uint_eq(sp_access_format(buf, want, e, f), want);
+    buf[want] = '\0';
+    ck_assert_uint_eq(strlen(buf), want);
+    return buf;
+}
+
+/* Exactly one '\n', at the end. */
+static void assert_one_line(const char *line)
+{
+    const char *nl = strchr(line, '\n');
+    ck_assert_msg(nl != NULL && nl[1] == '\0', "not exactly one line: [%s]", line);
+}
+
 /* ---- formatting -------------------------------------------------------------------------- */
 
 START_TEST(json_line)
@@ -60,6 +81,7 @@ START_TEST(json_line)
                      "\"listener\":\"web\",\"client\":\"127.0.0.1:40000\",\"upstream\":\"pool\","
                      "\"server\":\"127.0.0.1:9001\",\"bytes_up\":10,\"bytes_down\":20,"
                      "\"duration_ms\":5,\"attempts\":1,\"end\":\"upstream_fin\"}\n");
+    ck_assert(sph_json_valid(buf, n, true));
 }
 END_TEST
 
@@ -68,15 +90,17 @@ START_TEST(json_escapes_and_null_server)
     struct sockaddr_in in = client_addr();
     struct sp_access_entry e = {.listener = "we\"b\\\n",
                                 .client = (struct sockaddr *)&in,
-                                .upstream = "p",
+                                .upstream = "p\t\x01 q=\x7f",
                                 .server = NULL,
                                 .end = SP_END_NO_SERVER};
-    char buf[512];
-    size_t n = sp_access_format(buf, sizeof(buf), &e, SP_LOG_FORMAT_JSON);
-    buf[n] = '\0';
+    char *buf = format(&e, SP_LOG_FORMAT_JSON);
     ck_assert_ptr_nonnull(strstr(buf, "\"listener\":\"we\\\"b\\\\\\u000a\""));
+    ck_assert_ptr_nonnull(strstr(buf, "\"upstream\":\"p\\u0009\\u0001 q=\x7f\""));
     ck_assert_ptr_nonnull(strstr(buf, "\"server\":null"));
     ck_assert_ptr_nonnull(strstr(buf, "\"end\":\"no_server\""));
+    assert_one_line(buf);
+    ck_assert_msg(sph_json_valid(buf, strlen(buf), true), "not JSON: %s", buf);
+    free(buf);
 }
 END_TEST
 
@@ -101,6 +125,110 @@ START_TEST(text_line)
 }
 END_TEST
 
+/* Issue 9.4: IPv6 client and server plus long names overflowed a 128-byte buffer shared by four
+ * fields, and the line was cut (`server=[2001:db8:aaaa:bbbb:cccc:dddd: up=1 ...`). */
+START_TEST(text_ipv6_and_long_names_whole)
+{
+    struct sockaddr_in6 in6 = {.sin6_family = AF_INET6, .sin6_port = htons(65535)};
+    inet_pton(AF_INET6, "2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff", &in6.sin6_addr);
+    char listener[300], upstream[2000];
+    memset(listener, 'l', sizeof(listener) - 1);
+    listener[sizeof(listener) - 1] = '\0';
+    memset(upstream, 'u', sizeof(upstream) - 1);
+    upstream[sizeof(upstream) - 1] = '\0';
+    const char *server = "[2001:db8:aaaa:bbbb:cccc:dddd:eeee:1]:65535";
+    struct sp_access_entry e = {.listener = listener,
+                                .client = (struct sockaddr *)&in6,
+                                .upstream = upstream,
+                                .server = server,
+                                .bytes_up = UINT64_MAX,
+                                .bytes_down = 2,
+                                .duration_ms = 3,
+                                .attempts = UINT_MAX,
+                                .end = SP_END_CLIENT_FIN};
+    char *line = format(&e, SP_LOG_FORMAT_TEXT);
+#define WANT_V6                                                                                    \
+    "listener=%s client=[2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff]:65535 upstream=%s server=%s "     \
+    "up=18446744073709551615 down=2 duration_ms=3 attempts=4294967295 end=client_fin\n"
+    int wlen = snprintf(NULL, 0, WANT_V6, listener, upstream, server);
+    char *want = malloc((size_t)wlen + 1);
+    ck_assert_ptr_nonnull(want);
+    snprintf(want, (size_t)wlen + 1, WANT_V6, listener, upstream, server);
+    ck_assert_str_eq(after_time(line, SP_LOG_FORMAT_TEXT), want);
+    free(want);
+    free(line);
+
+    line = format(&e, SP_LOG_FORMAT_JSON);
+    ck_assert_ptr_nonnull(
+        strstr(line, "\"client\":\"[2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff]:65535\""));
+    ck_assert_ptr_nonnull(
+        strstr(line, "\"server\":\"[2001:db8:aaaa:bbbb:cccc:dddd:eeee:1]:65535\""));
+    ck_assert(sph_json_valid(line, strlen(line), true));
+    free(line);
+}
+END_TEST
+
+/* Issue 9.4: a name holding a newline forged a second line. The README's rule: a value with a
+ * space, '"', '\', '=', a control byte or DEL, or an empty one, or one that reads "-", is
+ * written in double quotes with \" \\ \n \r \t and \xHH escapes. */
+struct esc_case {
+    const char *value, *want;
+};
+static const struct esc_case esc_cases[] = {
+    {"plain-name_1.2:3", "plain-name_1.2:3"},
+    {"a b", "\"a b\""},
+    {"x\ny", "\"x\\ny\""},
+    {"q\"uo\\te", "\"q\\\"uo\\\\te\""},
+    {"k=v", "\"k=v\""},
+    {"\t\r\x01\x1f\x7f", "\"\\t\\r\\x01\\x1f\\x7f\""},
+    {"", "\"\""},
+    {"-", "\"-\""},
+    {"\xc3\xa9t\xc3\xa9", "\xc3\xa9t\xc3\xa9"}, /* UTF-8 is not escaped */
+    /* a forged second line stays inside one quoted value */
+    {"web\n2026-01-01T00:00:00.000Z listener=forged client=1.2.3.4:5 server=- up=0",
+     "\"web\\n2026-01-01T00:00:00.000Z listener=forged client=1.2.3.4:5 server=- up=0\""},
+};
+
+START_TEST(text_escapes_every_name)
+{
+    const struct esc_case *c = &esc_cases[_i];
+    struct sockaddr_in in = client_addr();
+    for (int field = 0; field < 3; field++) {
+        struct sp_access_entry e = {.listener = field == 0 ? c->value : "l",
+                                    .client = (struct sockaddr *)&in,
+                                    .upstream = field == 1 ? c->value : "u",
+                                    .server = field == 2 ? c->value : "s",
+                                    .end = SP_END_CLIENT_FIN};
+        char *line = format(&e, SP_LOG_FORMAT_TEXT);
+        assert_one_line(line);
+        static const char *const keys[] = {" listener=", " upstream=", " server="};
+        const char *at = strstr(line, keys[field]);
+        ck_assert_ptr_nonnull(at);
+        at += strlen(keys[field]);
+        size_t n = strlen(c->want);
+        ck_assert_msg(strncmp(at, c->want, n) == 0 && at[n] == ' ',
+                      "field %d of [%s]: got line %s, want %s", field, c->value, line, c->want);
+        free(line);
+        /* and the JSON line still parses */
+        line = format(&e, SP_LOG_FORMAT_JSON);
+        assert_one_line(line);
+        ck_assert_msg(sph_json_valid(line, strlen(line), true), "not JSON: %s", line);
+        free(line);
+    }
+}
+END_TEST
+
+START_TEST(text_null_server_is_dash)
+{
+    struct sp_access_entry e = {.listener = "l", .upstream = "u", .end = SP_END_NO_SERVER};
+    char *line = format(&e, SP_LOG_FORMAT_TEXT);
+    ck_assert_str_eq(after_time(line, SP_LOG_FORMAT_TEXT),
+                     "listener=l client=- upstream=u server=- up=0 down=0 duration_ms=0 "
+                     "attempts=0 end=no_server\n");
+    free(line);
+}
+END_TEST
+
 START_TEST(truncation_reports_needed_length)
 {
     struct sockaddr_in in = client_addr();
@@ -108,9 +236,14 @@ START_TEST(truncation_reports_needed_length)
                                 .client = (struct sockaddr *)&in,
                                 .upstream = "pool",
                                 .end = SP_END_CLIENT_FIN};
-    char big[512], small[16];
-    size_t want = sp_access_format(big, sizeof(big), &e, SP_LOG_FORMAT_JSON);
-    ck_assert_uint_eq(sp_access_format(small, sizeof(small), &e, SP_LOG_FORMAT_JSON), want);
+    for (int f = 0; f < SP_LOG_FORMAT_COUNT; f++) {
+        char big[512], small[16];
+        size_t want = sp_access_format(big, sizeof(big), &e, f);
+        ck_assert_uint_lt(want, sizeof(big));
+        memset(small, '#', sizeof(small));
+        ck_assert_uint_eq(sp_access_format(small, sizeof(small), &e, f), want);
+        ck_assert(memcmp(small, big, sizeof(small)) == 0); /* a prefix, nothing past len */
+    }
 }
 END_TEST
 
@@ -221,6 +354,46 @@ START_TEST(writer_delivers_every_line)
     char *text = read_path(path, &len);
     unsigned next = 0;
     ck_assert_uint_eq(check_lines(path, text, len, &next, false), LINES);
+    free(text);
+    tdir_remove(&d);
+}
+END_TEST
+
+/* A line longer than a worker's 16 KiB buffer is written whole, not dropped. */
+START_TEST(writer_delivers_a_huge_line)
+{
+    struct tdir d;
+    tdir_make(&d);
+    char path[128];
+    tdir_file(&d, "access.log", path, sizeof(path));
+    struct sp_access_log_conf conf = {.enabled = true, .path = path};
+    struct sp_access_log *al = NULL;
+    ck_assert_int_eq(sp_access_log_start(&conf, &al), 0);
+    size_t big = 40000;
+    char *name = malloc(big + 1);
+    ck_assert_ptr_nonnull(name);
+    memset(name, 'n', big);
+    name[big] = '\0';
+    struct sp_access_buf b;
+    sp_access_buf_init(&b, al);
+    for (int i = 0; i < 3; i++) {
+        struct sp_access_entry e = {.listener = i == 1 ? name : "l",
+                                    .upstream = "u",
+                                    .attempts = (unsigned)i,
+                                    .end = SP_END_CLIENT_FIN};
+        sp_access_buf_add(&b, &e, SP_LOG_FORMAT_TEXT);
+    }
+    sp_access_buf_deinit(&b);
+    ck_assert_uint_eq(sp_access_log_dropped(al), 0);
+    sp_access_log_stop(al);
+    size_t len;
+    char *text = read_path(path, &len);
+    const char *l1 = strchr(text, '\n'), *l2 = l1 != NULL ? strchr(l1 + 1, '\n') : NULL;
+    ck_assert_msg(l2 != NULL && strstr(l1, " attempts=1 ") != NULL &&
+                      strchr(l2 + 1, '\n') == text + len - 1,
+                  "want 3 lines, the second with the long name; got %zu bytes", len);
+    ck_assert_ptr_nonnull(strstr(l1, name));
+    free(name);
     free(text);
     tdir_remove(&d);
 }
@@ -506,10 +679,15 @@ static Suite *suite(void)
     tcase_add_test(tc, json_line);
     tcase_add_test(tc, json_escapes_and_null_server);
     tcase_add_test(tc, text_line);
+    tcase_add_test(tc, text_ipv6_and_long_names_whole);
+    tcase_add_loop_test(tc, text_escapes_every_name, 0,
+                        (int)(sizeof(esc_cases) / sizeof(esc_cases[0])));
+    tcase_add_test(tc, text_null_server_is_dash);
     tcase_add_test(tc, truncation_reports_needed_length);
     suite_add_tcase(s, tc);
     tc = tcase_create("writer");
     tcase_add_test(tc, writer_delivers_every_line);
+    tcase_add_test(tc, writer_delivers_a_huge_line);
     tcase_add_test(tc, reopen_never_frees_the_writers_descriptor);
     tcase_add_test(tc, off_and_failed_reopen);
     tcase_add_test(tc, start_off_then_on);
