@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -249,14 +250,42 @@ END_TEST
 
 /* ---- the writer thread ------------------------------------------------------------------- */
 
-/* A private directory under /tmp for the test's files. */
+/* One directory for the writer tests, made and removed (with whatever a failed test left in it)
+ * by an unchecked fixture, which Check runs in the parent around the forked tests. */
+static char suite_dir[32];
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path); /* best effort: go on with the rest */
+    return 0;
+}
+
+static void suite_dir_make(void)
+{
+    snprintf(suite_dir, sizeof(suite_dir), "/tmp/splicer-alog-XXXXXX");
+    if (mkdtemp(suite_dir) == NULL) {
+        perror("mkdtemp");
+        abort();
+    }
+}
+
+static void suite_dir_remove(void)
+{
+    nftw(suite_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A private directory in suite_dir for one test's files. */
 struct tdir {
     char path[64];
 };
 
 static void tdir_make(struct tdir *d)
 {
-    snprintf(d->path, sizeof(d->path), "/tmp/splicer-alog-XXXXXX");
+    int n = snprintf(d->path, sizeof(d->path), "%s/t-XXXXXX", suite_dir);
+    ck_assert(n > 0 && (size_t)n < sizeof(d->path));
     ck_assert_ptr_nonnull(mkdtemp(d->path));
 }
 
@@ -740,6 +769,7 @@ static Suite *suite(void)
     tcase_add_test(tc, truncation_reports_needed_length);
     suite_add_tcase(s, tc);
     tc = tcase_create("writer");
+    tcase_add_unchecked_fixture(tc, suite_dir_make, suite_dir_remove);
     tcase_add_test(tc, writer_delivers_every_line);
     tcase_add_test(tc, writer_delivers_a_huge_line);
     tcase_add_test(tc, reopen_never_frees_the_writers_descriptor);
