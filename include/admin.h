@@ -1,6 +1,8 @@
 /* admin.h: the admin HTTP endpoint (libmicrohttpd, in its own thread). It never touches the
  * relay: every request goes through the ops below, which copy what they need under the
- * server's own locking. */
+ * server's own locking. Reading is open; drain and enable need the bearer token of
+ * admin.token_file, or, without one, a loopback listener and a request no web page can forge
+ * (the rules are in admin.c). */
 #ifndef SPLICER_ADMIN_H
 #define SPLICER_ADMIN_H
 
@@ -20,10 +22,16 @@ struct sp_admin_ops {
 
 struct sp_admin;
 
-/* Starts serving conf->listen on a thread of its own. Returns 0 or -errno (the address could
- * not be bound, or the library refused to start), with *out NULL on failure. Main thread. */
+/* Starts serving conf->listen on a thread of its own, with conf's token (copied). Returns 0 or
+ * -errno (the address could not be bound, or the library refused to start), with *out NULL on
+ * failure. Main thread. */
 int sp_admin_start(const struct sp_admin_conf *conf, const struct sp_admin_ops *ops, void *ctx,
                    struct sp_admin **out);
+
+/* A reload: takes conf's token (copied; none when conf->token is NULL) for the requests that
+ * follow. The listen address is the one sp_admin_start got; a new one needs a new start.
+ * Returns 0, or -ENOMEM with the old token still in force. Main thread. */
+int sp_admin_reconfigure(struct sp_admin *a, const struct sp_admin_conf *conf);
 
 /* Stops the thread and frees everything. NULL is a no-op. Main thread. */
 void sp_admin_stop(struct sp_admin *a);

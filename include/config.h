@@ -130,6 +130,9 @@ struct sp_admin_conf {
     char *listen; /* owned; as written */
     struct sockaddr_storage addr;
     socklen_t addrlen;
+    char *token_file; /* owned; NULL without admin.token_file */
+    char *token;      /* owned; read from token_file at load, without its trailing newline */
+    size_t token_len; /* 0 without a token: drain/enable only on a loopback listener */
 };
 
 /* access_log: one line per closed connection. */

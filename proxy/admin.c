@@ -1,9 +1,19 @@
-/* admin.c: the admin HTTP endpoint on libmicrohttpd's own polling thread. Routes requests to
- * the sp_admin_ops table and renders replies with metrics.c; it shares nothing with the relay
- * but what the ops copy out, so a slow or hostile admin client costs the relay nothing.
+/* admin.c: the admin HTTP endpoint on libmicrohttpd's (MHD's) own polling thread. Routes
+ * requests to the sp_admin_ops table, decides who may change state, and renders replies with
+ * metrics.c; it shares nothing with the relay but what the ops copy out, so a slow or hostile
+ * admin client costs the relay nothing.
  *
- * SECURITY: there is no authentication and no TLS. Anyone who can connect can read the
- * metrics and drain servers, so admin.listen must stay on loopback or a private interface.
+ * Authorization. Reading (/metrics, /status, /healthz) is open: probes and scrapers need it.
+ * Drain and enable change state and are POST only (GET and HEAD get 405), and, in this order:
+ *  - refused (403) when the request carries Origin, or Sec-Fetch-Site other than "none": it
+ *    comes from a script in a browser, and no page of ours ever needs to send one;
+ *  - with admin.token_file: `Authorization: Bearer <token>` is required, compared in constant
+ *    time; a missing or wrong one gets 401 with `WWW-Authenticate: Bearer`;
+ *  - without a token, on a listener beyond loopback (anything but 127.0.0.0/8 and ::1): 403;
+ *  - without a token, on loopback: the request must not be one a cross-site HTML form could
+ *    send: it needs the header `X-Splicer-Admin` or a JSON Content-Type (neither crosses sites
+ *    without a CORS preflight, which this endpoint never grants), and a Host that is an IP
+ *    address or localhost (a DNS-rebinding page names its own host). Else 403.
  *
  * What a bad request gets from libmicrohttpd 0.9.75 (Debian 12), pinned by test_admin.c:
  *  - a request line with a bad shape ("GET /", a fourth token, "FOO/1.1" for the version), a
@@ -20,16 +30,19 @@
 #include "admin.h"
 #include "log.h"
 #include "metrics.h"
+#include "sock.h"
 #include "strbuf.h"
 
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -42,6 +55,12 @@ struct sp_admin {
     struct MHD_Daemon *daemon; /* owned */
     struct sp_admin_ops ops;   /* a copy */
     void *ctx;                 /* borrowed; the ops' argument */
+    bool loopback;             /* the listener is on 127.0.0.0/8 or ::1 */
+    char listen[64];           /* as configured, for messages */
+
+    pthread_mutex_t lock; /* guards token between a reload (main thread) and requests */
+    char *token;          /* owned; NULL without admin.token_file */
+    size_t token_len;
 };
 
 /* Per request, between the access handler's calls. */
@@ -49,18 +68,23 @@ struct request {
     uint64_t body; /* bytes of body seen and dropped */
 };
 
+static const char *header_value(struct MHD_Connection *c, const char *name)
+{
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
+
 /* ---- replies ---------------------------------------------------------------------------- */
 
-static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
-                             const char *body, size_t len, const char *allow)
+static enum MHD_Result reply_h(struct MHD_Connection *c, unsigned status, const char *type,
+                               const char *body, size_t len, const char *hname, const char *hval)
 {
     struct MHD_Response *r =
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (r == NULL)
         return MHD_NO;
     enum MHD_Result ok = MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-    if (ok == MHD_YES && allow != NULL)
-        ok = MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    if (ok == MHD_YES && hname != NULL)
+        ok = MHD_add_response_header(r, hname, hval);
     /* no caching proxy should serve stale metrics or a stale health answer */
     if (ok == MHD_YES)
         ok = MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
@@ -70,15 +94,27 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const ch
     return ok;
 }
 
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
+                             const char *body, size_t len)
+{
+    return reply_h(c, status, type, body, len, NULL, NULL);
+}
+
 static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, const char *text)
 {
-    return reply(c, status, "text/plain; charset=utf-8", text, strlen(text), NULL);
+    return reply(c, status, "text/plain; charset=utf-8", text, strlen(text));
+}
+
+static enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status, const char *json)
+{
+    return reply(c, status, "application/json", json, strlen(json));
 }
 
 static enum MHD_Result reply_405(struct MHD_Connection *c, const char *allow)
 {
-    return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain; charset=utf-8",
-                 "method not allowed\n", strlen("method not allowed\n"), allow);
+    static const char text[] = "method not allowed\n";
+    return reply_h(c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", text,
+                   sizeof(text) - 1, MHD_HTTP_HEADER_ALLOW, allow);
 }
 
 /* ---- GET routes ------------------------------------------------------------------------- */
@@ -107,7 +143,7 @@ static enum MHD_Result serve_stats(struct sp_admin *a, struct MHD_Connection *c,
         ok = reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
     else
         ok = reply(c, MHD_HTTP_OK, json ? SP_STATUS_CONTENT_TYPE : SP_METRICS_CONTENT_TYPE, sb.data,
-                   sb.len, NULL);
+                   sb.len);
     sp_strbuf_deinit(&sb);
     return ok;
 }
@@ -117,6 +153,104 @@ static enum MHD_Result serve_healthz(struct sp_admin *a, struct MHD_Connection *
     if (a->ops.draining(a->ctx))
         return reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "draining\n");
     return reply_text(c, MHD_HTTP_OK, "ok\n");
+}
+
+/* ---- who may change state (see the header comment) -------------------------------------- */
+
+/* Equal in a time that depends on the secret's length only. */
+static bool same_secret(const char *secret, size_t slen, const char *given, size_t glen)
+{
+    volatile unsigned char diff = slen != glen;
+    for (size_t i = 0; i < slen; i++)
+        diff |= (unsigned char)secret[i] ^ (unsigned char)(i < glen ? given[i] : 0);
+    return diff == 0;
+}
+
+/* 1: a token is configured and `auth` carries it; 0: a token is configured and `auth` does
+ * not; -1: no token is configured. */
+static int check_bearer(struct sp_admin *a, const char *auth)
+{
+    const char *t = NULL;
+    size_t n = 0;
+    /* the scheme is case-insensitive, then one or more spaces (RFC 6750 2.1) */
+    if (auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0) {
+        t = auth + 7 + strspn(auth + 7, " ");
+        n = strlen(t);
+        while (n > 0 && (t[n - 1] == ' ' || t[n - 1] == '\t'))
+            n--;
+    }
+    pthread_mutex_lock(&a->lock);
+    int rc = a->token == NULL ? -1 : t == NULL ? 0 : same_secret(a->token, a->token_len, t, n);
+    pthread_mutex_unlock(&a->lock);
+    return rc;
+}
+
+/* A Host that a DNS-rebinding page cannot send: absent, an IP address, or localhost. */
+static bool local_host(const char *host)
+{
+    if (host == NULL || host[0] == '[')
+        return true;
+    size_t n = strcspn(host, ":");
+    if (n == strlen("localhost") && strncasecmp(host, "localhost", n) == 0)
+        return true;
+    return n > 0 && strspn(host, "0123456789.") == n;
+}
+
+/* Content-Type application/json (any parameters): a cross-site form cannot send it. */
+static bool json_body(const char *type)
+{
+    static const char j[] = "application/json";
+    /* what follows the media type: its end (strchr finds the NUL too), or parameters */
+    return type != NULL && strncasecmp(type, j, sizeof(j) - 1) == 0 &&
+           strchr("; \t", type[sizeof(j) - 1]) != NULL;
+}
+
+/* Logs a refused state change (an audit trail next to the server's "drained" lines) and
+ * queues the reply. */
+static enum MHD_Result refuse(struct MHD_Connection *c, unsigned status, const char *hval,
+                              const char *json)
+{
+    char peer[SP_ADDRSTRLEN] = "?";
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci != NULL && ci->client_addr != NULL)
+        sp_sock_addr_str(ci->client_addr, peer, sizeof(peer));
+    sp_log_info("admin: refused a state change from %s: %u %.*s", peer, status,
+                (int)strcspn(json, "\n"), json);
+    return reply_h(c, status, "application/json", json, strlen(json),
+                   hval != NULL ? MHD_HTTP_HEADER_WWW_AUTHENTICATE : NULL, hval);
+}
+
+/* Lets a drain or enable through (*allowed) or queues its refusal. */
+static enum MHD_Result authorize(struct sp_admin *a, struct MHD_Connection *c, bool *allowed)
+{
+    const char *site = header_value(c, "Sec-Fetch-Site");
+    *allowed = false;
+    if (header_value(c, "Origin") != NULL || (site != NULL && strcmp(site, "none") != 0))
+        return refuse(c, MHD_HTTP_FORBIDDEN, NULL,
+                      "{\"error\":\"a request from a web page (Origin or Sec-Fetch-Site) may not "
+                      "change state\"}\n");
+    const char *auth = header_value(c, MHD_HTTP_HEADER_AUTHORIZATION);
+    int bearer = check_bearer(a, auth);
+    if (bearer == 0)
+        return refuse(c, MHD_HTTP_UNAUTHORIZED,
+                      auth == NULL ? "Bearer realm=\"splicer\""
+                                   : "Bearer realm=\"splicer\", error=\"invalid_token\"",
+                      "{\"error\":\"send Authorization: Bearer and the token of "
+                      "admin.token_file\"}\n");
+    if (bearer < 0 && !a->loopback)
+        return refuse(c, MHD_HTTP_FORBIDDEN, NULL,
+                      "{\"error\":\"drain and enable need admin.token_file when the admin "
+                      "endpoint listens beyond loopback\"}\n");
+    if (bearer < 0 && !local_host(header_value(c, MHD_HTTP_HEADER_HOST)))
+        return refuse(c, MHD_HTTP_FORBIDDEN, NULL,
+                      "{\"error\":\"Host must be an IP address or localhost\"}\n");
+    if (bearer < 0 && header_value(c, "X-Splicer-Admin") == NULL &&
+        !json_body(header_value(c, MHD_HTTP_HEADER_CONTENT_TYPE)))
+        return refuse(c, MHD_HTTP_FORBIDDEN, NULL,
+                      "{\"error\":\"send the header X-Splicer-Admin: 1 to change state\"}\n");
+    *allowed = true;
+    return MHD_YES;
 }
 
 /* ---- POST /upstreams/NAME/servers/ADDR/{drain,enable} ----------------------------------- */
@@ -189,9 +323,29 @@ static enum MHD_Result drain_reply(struct MHD_Connection *c, const char *name, c
     if (rc == 0)
         rc = sp_strbuf_appendf(&sb, ",\"drained\":%s}\n", drain ? "true" : "false");
     enum MHD_Result ok = rc != 0 ? reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n")
-                                 : reply(c, MHD_HTTP_OK, "application/json", sb.data, sb.len, NULL);
+                                 : reply(c, MHD_HTTP_OK, "application/json", sb.data, sb.len);
     sp_strbuf_deinit(&sb);
     return ok;
+}
+
+/* Authorizes, then drains or enables a server. */
+static enum MHD_Result server_action(struct sp_admin *a, struct MHD_Connection *c, const char *url,
+                                     const char *name, const char *addr, bool drain)
+{
+    bool allowed;
+    enum MHD_Result ok = authorize(a, c, &allowed);
+    if (!allowed)
+        return ok;
+    int rc = a->ops.set_drain(a->ctx, name, addr, drain);
+    if (rc == -ENOENT)
+        return reply_json(c, MHD_HTTP_NOT_FOUND, "{\"error\":\"no such upstream or server\"}\n");
+    if (rc != 0) {
+        sp_log_warn("admin: set_drain %s %s: %s", name, addr, strerror(-rc));
+        return reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "failed\n");
+    }
+    /* the server logs the state change itself; this only traces the request */
+    sp_log_debug("admin: POST %s: %s", url, drain ? "drained" : "enabled");
+    return drain_reply(c, name, addr, drain);
 }
 
 /* Answers POST /upstreams/NAME/servers/ADDR/{drain,enable}. Returns MHD_YES with *handled
@@ -209,24 +363,12 @@ static enum MHD_Result serve_server_action(struct sp_admin *a, struct MHD_Connec
     int rc = split_server_path(url, name, addr, action);
     bool drain = rc > 0 && strcmp(action, "drain") == 0;
     *handled = rc < 0 || drain || (rc > 0 && strcmp(action, "enable") == 0);
-    if (!*handled)
-        goto out;
-    if (rc < 0) {
+    if (rc < 0)
         ok = reply_text(c, MHD_HTTP_BAD_REQUEST, "bad percent-encoding in the path\n");
-    } else if (strcmp(method, MHD_HTTP_METHOD_POST) != 0) {
-        ok = reply_405(c, "POST");
-    } else if ((rc = a->ops.set_drain(a->ctx, name, addr, drain)) == -ENOENT) {
-        static const char nf[] = "{\"error\":\"no such upstream or server\"}\n";
-        ok = reply(c, MHD_HTTP_NOT_FOUND, "application/json", nf, sizeof(nf) - 1, NULL);
-    } else if (rc != 0) {
-        sp_log_warn("admin: set_drain %s %s: %s", name, addr, strerror(-rc));
-        ok = reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "failed\n");
-    } else {
-        /* the server logs the state change itself; this only traces the request */
-        sp_log_debug("admin: POST %s: %s", url, drain ? "drained" : "enabled");
-        ok = drain_reply(c, name, addr, drain);
-    }
-out:
+    else if (*handled && strcmp(method, MHD_HTTP_METHOD_POST) != 0)
+        ok = reply_405(c, "POST"); /* never a state change on GET or HEAD */
+    else if (*handled)
+        ok = server_action(a, c, url, name, addr, drain);
     free(buf);
     return ok;
 }
@@ -268,7 +410,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     (void)upload;
 
     if (rq == NULL) {
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        const char *cl = header_value(c, "Content-Length");
         if (cl != NULL && strtoull(cl, NULL, 10) > BODY_MAX)
             return reply_text(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large\n");
         rq = calloc(1, sizeof(*rq));
@@ -336,6 +478,44 @@ static int listen_socket(const struct sp_admin_conf *conf, int *out)
     return 0;
 }
 
+static struct MHD_Daemon *start_daemon(struct sp_admin *a, int fd)
+{
+    return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG, 0,
+                            NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+                            MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_CONNECTION_LIMIT,
+                            CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, CONN_TIMEOUT_S,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONN_MEMORY,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                            MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_END);
+}
+
+static void log_policy(const struct sp_admin *a, const struct sp_admin_conf *conf, const char *verb)
+{
+    if (conf->token != NULL)
+        sp_log_info("admin: %s http://%s; drain and enable need the bearer token of %s", verb,
+                    a->listen, conf->token_file);
+    else if (a->loopback)
+        sp_log_info("admin: %s http://%s; no token_file: drain and enable need the header "
+                    "X-Splicer-Admin, on loopback only",
+                    verb, a->listen);
+    else
+        sp_log_info("admin: %s http://%s; no token_file: drain and enable are refused beyond "
+                    "loopback",
+                    verb, a->listen);
+}
+
+/* Frees a (half-)started endpoint. */
+static void admin_free(struct sp_admin *a)
+{
+    if (a->daemon != NULL)
+        MHD_stop_daemon(a->daemon); /* joins its thread, closes every connection and the socket */
+    if (a->token != NULL)
+        explicit_bzero(a->token, a->token_len);
+    free(a->token);
+    pthread_mutex_destroy(&a->lock);
+    free(a);
+}
+
 int sp_admin_start(const struct sp_admin_conf *conf, const struct sp_admin_ops *ops, void *ctx,
                    struct sp_admin **out)
 {
@@ -346,27 +526,47 @@ int sp_admin_start(const struct sp_admin_conf *conf, const struct sp_admin_ops *
         return -ENOMEM;
     a->ops = *ops;
     a->ctx = ctx;
-    int rc = listen_socket(conf, &fd);
+    a->loopback = sp_sock_is_loopback((const struct sockaddr *)&conf->addr);
+    snprintf(a->listen, sizeof(a->listen), "%s", conf->listen);
+    pthread_mutex_init(&a->lock, NULL);
+    int rc = sp_admin_reconfigure(a, conf);
+    if (rc == 0)
+        rc = listen_socket(conf, &fd);
     if (rc != 0) {
         sp_log_error("admin: cannot listen on %s: %s", conf->listen, strerror(-rc));
-        free(a);
+        admin_free(a);
         return rc;
     }
-    a->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-        on_request, a, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET,
-        (MHD_socket)fd, MHD_OPTION_CONNECTION_LIMIT, CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-        CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONN_MEMORY,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape,
-        NULL, MHD_OPTION_END);
+    a->daemon = start_daemon(a, fd);
     if (a->daemon == NULL) {
         sp_log_error("admin: libmicrohttpd refused to start on %s", conf->listen);
         close(fd);
-        free(a);
+        admin_free(a);
         return -EIO;
     }
-    sp_log_info("admin: serving http://%s (no authentication: keep it private)", conf->listen);
+    log_policy(a, conf, "serving");
     *out = a;
+    return 0;
+}
+
+int sp_admin_reconfigure(struct sp_admin *a, const struct sp_admin_conf *conf)
+{
+    char *token = NULL;
+    if (conf->token != NULL && (token = malloc(conf->token_len + 1)) == NULL)
+        return -ENOMEM;
+    if (token != NULL)
+        memcpy(token, conf->token, conf->token_len + 1);
+    pthread_mutex_lock(&a->lock);
+    char *old = a->token;
+    size_t old_len = a->token_len;
+    a->token = token;
+    a->token_len = conf->token_len;
+    pthread_mutex_unlock(&a->lock);
+    if (old != NULL)
+        explicit_bzero(old, old_len);
+    free(old);
+    if (a->daemon != NULL)
+        log_policy(a, conf, "still serving");
     return 0;
 }
 
@@ -374,7 +574,5 @@ void sp_admin_stop(struct sp_admin *a)
 {
     if (a == NULL)
         return;
-    /* joins the polling thread and closes every connection and the listening socket */
-    MHD_stop_daemon(a->daemon);
-    free(a);
+    admin_free(a);
 }

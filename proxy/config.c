@@ -4,6 +4,7 @@
  * the generic value parsers live in config_yaml.c. */
 #include "config.h"
 #include "common.h"
+#include "config_admin.h"
 #include "config_deploy.h"
 #include "config_yaml.h"
 #include "parse.h"
@@ -536,6 +537,7 @@ static int p_admin_listen(struct sp_cfg_walk *w, const struct sp_cfg_field *f, y
 
 static const struct sp_cfg_field admin_fields[] = {
     {.key = "listen", .parse = p_admin_listen, .required = true},
+    {.key = "token_file", .parse = sp_cfg_parse_token_file},
 };
 
 static int p_admin(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val, void *obj,
@@ -777,6 +779,7 @@ void sp_config_free(struct sp_config *cfg)
         upstream_free(&cfg->upstreams[i]);
     free(cfg->upstreams);
     free(cfg->admin.listen);
+    sp_cfg_admin_free(&cfg->admin);
     free(cfg->access_log.path);
     free(cfg->path);
     free(cfg);

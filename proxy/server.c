@@ -266,6 +266,8 @@ static void publish(struct server *srv, struct sp_runtime *rt, int **sets)
         sp_admin_stop(srv->admin);
         srv->admin = NULL;
         start_admin(srv, rt->cfg);
+    } else if (srv->admin != NULL && sp_admin_reconfigure(srv->admin, &rt->cfg->admin) != 0) {
+        sp_log_error("reload: out of memory; the admin endpoint keeps its old token");
     }
     int rc = sp_access_log_reconfigure(srv->alog, &rt->cfg->access_log);
     if (rc != 0)

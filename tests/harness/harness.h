@@ -269,10 +269,12 @@ int sph_echo_xfer(int fd, struct sph_xfer *x);
 
 /* ---- admin endpoint: HTTP/1.0 client and JSON check ---- */
 
-/* Sends `METHOD PATH HTTP/1.0` (with `Content-Length: 0` for POST) to 127.0.0.1:port and reads
- * the reply to EOF (5 s deadline). Returns the status code and copies the body, NUL-terminated
- * and truncated to cap, into body (may be NULL); or -errno (-ECONNREFUSED, -ETIMEDOUT, -EPROTO
- * when the reply has no HTTP status line and header end). Replies up to 1 MiB. */
+/* Sends `METHOD PATH HTTP/1.0` to 127.0.0.1:port (for POST with `Content-Length: 0` and
+ * `X-Splicer-Admin: 1`, which a loopback endpoint without a token wants for drain and enable)
+ * and reads the reply to EOF (5 s deadline). Returns the status code and copies the body,
+ * NUL-terminated and truncated to cap, into body (may be NULL); or -errno (-ECONNREFUSED,
+ * -ETIMEDOUT, -EPROTO when the reply has no HTTP status line and header end). Replies up to 1 MiB.
+ */
 int sph_http(int port, const char *method, const char *path, char *body, size_t cap);
 
 /* sph_http with the admin endpoint's start-up in mind: it comes up just after the listeners,

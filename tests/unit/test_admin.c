@@ -1,9 +1,11 @@
 /* test_admin.c: the admin HTTP layer over real sockets on 127.0.0.1, with a fake ops table
  * standing in for the server: routes, status codes, content types, decoding of the server
- * address, and what malformed, huge or oversized requests get (an error status, then a close),
- * after which the endpoint still serves. */
+ * address, what malformed, huge or oversized requests get (an error status, then a close),
+ * after which the endpoint still serves; who may drain (token, loopback, what a web page can
+ * forge); and the checks on admin.token_file. */
 #include "admin.h"
 #include "common.h"
+#include "config.h"
 
 #include <arpa/inet.h>
 #include <check.h>
@@ -16,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -158,13 +161,24 @@ static void exchange(const char *req, size_t len, struct resp *r)
     snprintf(r->body, sizeof(r->body), "%s", sep + 4);
 }
 
-static void request(const char *method, const char *path, struct resp *r)
+/* `headers`: more header lines, each ending in CRLF ("" for none). */
+static void request_h(const char *method, const char *path, const char *headers, struct resp *r)
 {
-    char req[1024];
-    int n = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-                     method, path);
+    char req[2048];
+    int n = snprintf(req, sizeof(req),
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s\r\n", method,
+                     path, headers);
+    ck_assert_int_lt(n, (int)sizeof(req));
     exchange(req, (size_t)n, r);
 }
+
+static void request(const char *method, const char *path, struct resp *r)
+{
+    request_h(method, path, "", r);
+}
+
+/* What a script sends to drain on loopback without a token. */
+#define ADMIN_HDR "X-Splicer-Admin: 1\r\n"
 
 /* The value of a header in r->head, case-insensitively by name; "" when absent. */
 static const char *header(const struct resp *r, const char *name, char *out, size_t size)
@@ -192,7 +206,10 @@ static int count_fds(void)
     return n;
 }
 
-static void setup(void)
+#define TOKEN "s3cr3t-t0ken-0123456789"
+
+/* Starts the endpoint on ip:free port, with `token` (NULL: none). */
+static void start_on(in_addr_t ip, const char *token)
 {
     struct sockaddr_in *sin = (struct sockaddr_in *)&conf.addr;
     unsigned port = free_port();
@@ -200,15 +217,34 @@ static void setup(void)
     memset(&conf, 0, sizeof(conf));
     sin->sin_family = AF_INET;
     sin->sin_port = htons((uint16_t)port);
-    sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sin->sin_addr.s_addr = htonl(ip);
     conf.addrlen = sizeof(*sin);
     conf.enabled = true;
-    snprintf(listen_str, sizeof(listen_str), "127.0.0.1:%u", port);
+    snprintf(listen_str, sizeof(listen_str), "%s:%u", ip == INADDR_ANY ? "0.0.0.0" : "127.0.0.1",
+             port);
     conf.listen = listen_str;
+    conf.token = (char *)token;
+    conf.token_len = token != NULL ? strlen(token) : 0;
+    conf.token_file = token != NULL ? "/test/token" : NULL;
     atomic_store(&fake.draining, false);
     fake.calls = 0;
     ck_assert_int_eq(sp_admin_start(&conf, &fake_ops, NULL, &admin), 0);
     ck_assert_ptr_nonnull(admin);
+}
+
+static void setup(void)
+{
+    start_on(INADDR_LOOPBACK, NULL);
+}
+
+static void setup_token(void)
+{
+    start_on(INADDR_LOOPBACK, TOKEN);
+}
+
+static void setup_any(void)
+{
+    start_on(INADDR_ANY, NULL);
 }
 
 static void teardown(void)
@@ -261,7 +297,7 @@ START_TEST(drain_and_enable)
 {
     struct resp r;
 
-    request("POST", "/upstreams/web_pool/servers/127.0.0.1:9001/drain", &r);
+    request_h("POST", "/upstreams/web_pool/servers/127.0.0.1:9001/drain", ADMIN_HDR, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(r.body, "{\"upstream\":\"web_pool\",\"server\":\"127.0.0.1:9001\","
                              "\"drained\":true}\n");
@@ -274,8 +310,8 @@ START_TEST(drain_and_enable)
 
     /* percent-encoded [::1]:9002, with a small body that is read and ignored */
     static const char req[] = "POST /upstreams/web%5Fpool/servers/%5B%3A%3A1%5D%3A9002/enable "
-                              "HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 5\r\n"
-                              "\r\nhello";
+                              "HTTP/1.1\r\nHost: localhost:9090\r\nConnection: close\r\n"
+                              "Content-Length: 5\r\nX-Splicer-Admin: 1\r\n\r\nhello";
     exchange(req, sizeof(req) - 1, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(r.body,
@@ -298,7 +334,11 @@ static const struct {
     {"POST", "/upstreams/web_pool/servers/127.0.0.1:9001/explode", 404, NULL},
     {"POST", "/upstreams/web_pool/servers/127.0.0.1%zz/drain", 400, NULL},
     {"POST", "/upstreams/web_pool/servers/a%00b/drain", 400, NULL},
+    /* never a state change on GET or HEAD, nor any other method */
     {"GET", "/upstreams/web_pool/servers/127.0.0.1:9001/drain", 405, "POST"},
+    {"HEAD", "/upstreams/web_pool/servers/127.0.0.1:9001/drain", 405, "POST"},
+    {"PUT", "/upstreams/web_pool/servers/127.0.0.1:9001/enable", 405, "POST"},
+    {"OPTIONS", "/upstreams/web_pool/servers/127.0.0.1:9001/drain", 405, "POST"},
     {"POST", "/metrics", 405, "GET, HEAD"},
     {"DELETE", "/healthz", 405, "GET, HEAD"},
     {"PUT", "/status", 405, "GET, HEAD"},
@@ -312,11 +352,13 @@ START_TEST(route_status)
     struct resp r;
     char v[64];
 
-    request(routes[_i].method, routes[_i].path, &r);
+    request_h(routes[_i].method, routes[_i].path, ADMIN_HDR, &r);
     ck_assert_msg(r.status == routes[_i].status, "%s %s: %d", routes[_i].method, routes[_i].path,
                   r.status);
     if (routes[_i].allow != NULL)
         ck_assert_str_eq(header(&r, "Allow", v, sizeof(v)), routes[_i].allow);
+    if (r.status == 405)
+        ck_assert_int_eq(fake.calls, 0);
 }
 END_TEST
 
@@ -425,6 +467,274 @@ START_TEST(keep_alive)
 }
 END_TEST
 
+/* ---- who may change state ------------------------------------------------------------------ */
+
+#define DRAIN "/upstreams/web_pool/servers/127.0.0.1:9001/drain"
+
+/* `headers` against the drain URL: the status, and whether set_drain ran. */
+static int drain_with(const char *method, const char *headers, const char *body, bool *ran)
+{
+    char req[2048];
+    struct resp r;
+    int before = fake.calls;
+    int n =
+        snprintf(req, sizeof(req),
+                 "%s " DRAIN " HTTP/1.1\r\nConnection: close\r\n%sContent-Length: %zu\r\n\r\n%s",
+                 method, headers, strlen(body), body);
+    ck_assert_int_lt(n, (int)sizeof(req));
+    exchange(req, (size_t)n, &r);
+    *ran = fake.calls != before;
+    if (r.status == 401) {
+        char v[128];
+        header(&r, "WWW-Authenticate", v, sizeof(v));
+        ck_assert_msg(strncmp(v, "Bearer realm=\"splicer\"", 22) == 0, "WWW-Authenticate: %s", v);
+    }
+    return r.status;
+}
+
+/* A cross-site HTML form can POST with no custom header and one of three content types; a
+ * script in a page adds Origin / Sec-Fetch-Site. None may drain a loopback endpoint. */
+static const struct {
+    const char *headers, *body;
+    int status;
+} loopback_cases[] = {
+    /* what a form posts: the three "simple" content types, no custom header */
+    {"Host: 127.0.0.1:9090\r\nContent-Type: application/x-www-form-urlencoded\r\n", "a=b", 403},
+    {"Host: 127.0.0.1:9090\r\nContent-Type: multipart/form-data; boundary=x\r\n", "--x--", 403},
+    {"Host: 127.0.0.1:9090\r\nContent-Type: text/plain\r\n", "x", 403},
+    {"Host: 127.0.0.1:9090\r\n", "", 403},
+    /* and as a browser sends it, with Origin (even with the custom header, which a page could
+     * only add after a CORS preflight we never grant) */
+    {"Host: 127.0.0.1:9090\r\nOrigin: http://evil.example\r\nContent-Type: text/plain\r\n", "x",
+     403},
+    {"Host: 127.0.0.1:9090\r\nOrigin: null\r\nX-Splicer-Admin: 1\r\n", "", 403},
+    {"Host: 127.0.0.1:9090\r\nSec-Fetch-Site: cross-site\r\nX-Splicer-Admin: 1\r\n", "", 403},
+    {"Host: 127.0.0.1:9090\r\nSec-Fetch-Site: same-site\r\nX-Splicer-Admin: 1\r\n", "", 403},
+    /* a DNS-rebinding page talks to 127.0.0.1 under its own host name */
+    {"Host: evil.example:9090\r\nX-Splicer-Admin: 1\r\n", "", 403},
+    /* a script: the custom header, or a JSON body; any IP literal or localhost as Host */
+    {"Host: 127.0.0.1:9090\r\nX-Splicer-Admin: 1\r\n", "", 200},
+    {"Host: localhost\r\nX-Splicer-Admin: yes\r\n", "", 200},
+    {"Host: [::1]:9090\r\nContent-Type: application/json\r\n", "{}", 200},
+    {"Host: 127.0.0.1\r\nContent-Type: Application/JSON; charset=utf-8\r\n", "{}", 200},
+    {"X-Splicer-Admin: 1\r\nSec-Fetch-Site: none\r\n", "", 200}, /* HTTP/1.1 without Host */
+    /* a bearer token means nothing when none is configured: the custom header is still needed */
+    {"Host: 127.0.0.1\r\nAuthorization: Bearer " TOKEN "\r\n", "", 403},
+};
+
+START_TEST(loopback_without_token)
+{
+    bool ran;
+    int st = drain_with("POST", loopback_cases[_i].headers, loopback_cases[_i].body, &ran);
+    ck_assert_msg(st == loopback_cases[_i].status, "case %d: %d", _i, st);
+    ck_assert_msg(ran == (st == 200), "case %d: set_drain %s", _i, ran ? "ran" : "did not run");
+}
+END_TEST
+
+static const struct {
+    const char *headers;
+    int status;
+} token_cases[] = {
+    {"", 401},
+    {"X-Splicer-Admin: 1\r\n", 401},
+    {"Authorization: Bearer\r\n", 401},
+    {"Authorization: Bearer wrong\r\n", 401},
+    {"Authorization: Bearer s3cr3t-t0ken-012345678\r\n", 401},   /* a prefix */
+    {"Authorization: Bearer s3cr3t-t0ken-01234567899\r\n", 401}, /* longer */
+    {"Authorization: Basic " TOKEN "\r\n", 401},
+    {"Authorization: " TOKEN "\r\n", 401},
+    {"Authorization: Bearer " TOKEN "\r\n", 200},
+    {"Authorization: bearer   " TOKEN "\r\nHost: admin.internal:9090\r\n", 200},
+    /* the token does not make a browser's request acceptable */
+    {"Authorization: Bearer " TOKEN "\r\nOrigin: http://evil.example\r\n", 403},
+};
+
+START_TEST(bearer_token)
+{
+    bool ran;
+    int st = drain_with("POST", token_cases[_i].headers, "", &ran);
+    ck_assert_msg(st == token_cases[_i].status, "case %d: %d", _i, st);
+    ck_assert_msg(ran == (st == 200), "case %d: set_drain %s", _i, ran ? "ran" : "did not run");
+}
+END_TEST
+
+START_TEST(reading_stays_open)
+{
+    struct resp r;
+    request("GET", "/metrics", &r);
+    ck_assert_int_eq(r.status, 200);
+    request("GET", "/status", &r);
+    ck_assert_int_eq(r.status, 200);
+    request("GET", "/healthz", &r);
+    ck_assert_int_eq(r.status, 200);
+    request("HEAD", "/healthz", &r);
+    ck_assert_int_eq(r.status, 200);
+}
+END_TEST
+
+/* A reload hands the endpoint a new token, or none, without a restart. */
+START_TEST(token_follows_reconfigure)
+{
+    static char next[] = "another-token-abcdefghij";
+    struct sp_admin_conf c = conf;
+    bool ran;
+
+    c.token = next;
+    c.token_len = strlen(next);
+    ck_assert_int_eq(sp_admin_reconfigure(admin, &c), 0);
+    ck_assert_int_eq(drain_with("POST", "Authorization: Bearer " TOKEN "\r\n", "", &ran), 401);
+    ck_assert_int_eq(
+        drain_with("POST", "Authorization: Bearer another-token-abcdefghij\r\n", "", &ran), 200);
+    /* no token any more: the loopback rules */
+    c.token = NULL;
+    c.token_len = 0;
+    ck_assert_int_eq(sp_admin_reconfigure(admin, &c), 0);
+    ck_assert_int_eq(drain_with("POST", "Host: 127.0.0.1\r\n", "", &ran), 403);
+    ck_assert_int_eq(drain_with("POST", "Host: 127.0.0.1\r\nX-Splicer-Admin: 1\r\n", "", &ran),
+                     200);
+}
+END_TEST
+
+/* Beyond loopback, no token means no state change at all, whatever the request says. */
+START_TEST(beyond_loopback_without_token)
+{
+    struct resp r;
+    bool ran;
+
+    ck_assert_int_eq(drain_with("POST", "Host: 127.0.0.1\r\nX-Splicer-Admin: 1\r\n", "", &ran),
+                     403);
+    ck_assert(!ran);
+    ck_assert_int_eq(drain_with("POST", "Content-Type: application/json\r\n", "{}", &ran), 403);
+    ck_assert(!ran);
+    request("GET", "/metrics", &r);
+    ck_assert_int_eq(r.status, 200);
+    request("GET", "/healthz", &r);
+    ck_assert_int_eq(r.status, 200);
+
+    /* with a token (as after a reload that added one), the token is what counts */
+    struct sp_admin_conf c = conf;
+    c.token = TOKEN;
+    c.token_len = strlen(TOKEN);
+    ck_assert_int_eq(sp_admin_reconfigure(admin, &c), 0);
+    ck_assert_int_eq(drain_with("POST", "Authorization: Bearer " TOKEN "\r\n", "", &ran), 200);
+    ck_assert(ran);
+}
+END_TEST
+
+/* ---- admin.token_file ---------------------------------------------------------------------- */
+
+static char tmpdir[64];
+
+static void setup_dir(void)
+{
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/splicer-admin-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void teardown_dir(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static const struct {
+    const char *content; /* NULL: no file; "DIR": a directory */
+    mode_t mode;
+    const char *error; /* the message after "cannot use 'PATH' for 'token_file' in admin: " */
+    const char *token; /* on success */
+} token_files[] = {
+    {"0123456789abcdef\n", 0600, NULL, "0123456789abcdef"},
+    {"0123456789abcdef\r\n", 0640, NULL, "0123456789abcdef"},
+    {"Zm9vYmFyYmF6cXV4+/==", 0400, NULL, "Zm9vYmFyYmF6cXV4+/=="},
+    {"", 0600, "the file is empty", NULL},
+    {"\n\n", 0600, "the file is empty", NULL},
+    {"0123456789abcdef\n", 0644,
+     "other users may read or write it (mode 0644); allow the owner and the group only, as with "
+     "chmod o-rwx",
+     NULL},
+    {"0123456789abcdef\n", 0602,
+     "other users may read or write it (mode 0602); allow the owner and the group only, as with "
+     "chmod o-rwx",
+     NULL},
+    {"short\n", 0600,
+     "the token has 5 characters, fewer than 16 (make one with: head -c 32 /dev/urandom | base64)",
+     NULL},
+    {"0123456789 abcdef\n", 0600,
+     "byte 11 of the token is a space, a control character or not ASCII; the token must be one "
+     "line of printable ASCII",
+     NULL},
+    {"0123456789abcdef\nsecond-line-0123\n", 0600,
+     "byte 17 of the token is a space, a control character or not ASCII; the token must be one "
+     "line of printable ASCII",
+     NULL},
+    {NULL, 0, "No such file or directory", NULL},
+    {"DIR", 0700, "not a regular file", NULL},
+};
+
+START_TEST(token_file_checks)
+{
+    char path[128], text[512];
+    snprintf(path, sizeof(path), "%s/token", tmpdir);
+    const char *content = token_files[_i].content;
+    if (content != NULL && strcmp(content, "DIR") == 0) {
+        ck_assert_int_eq(mkdir(path, token_files[_i].mode), 0);
+    } else if (content != NULL) {
+        FILE *f = fopen(path, "w");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_eq(fputs(content, f) >= 0 || content[0] == '\0', 1);
+        ck_assert_int_eq(fclose(f), 0);
+        ck_assert_int_eq(chmod(path, token_files[_i].mode), 0);
+    }
+    int n = snprintf(text, sizeof(text),
+                     "admin:\n  listen: 127.0.0.1:9090\n  token_file: %s\n"
+                     "listeners:\n  web: {listen: 127.0.0.1:8080, upstream: pool}\n"
+                     "upstreams:\n  pool: {servers: [{address: 127.0.0.1:9001}]}\n",
+                     path);
+    struct sp_config *cfg = NULL;
+    struct sp_config_error err = {{0}};
+    int rc = sp_config_load_string("mem", text, (size_t)n, &cfg, &err);
+    if (token_files[_i].error == NULL) {
+        ck_assert_msg(rc == 0, "%s", err.text);
+        ck_assert_str_eq(cfg->admin.token, token_files[_i].token);
+        ck_assert_uint_eq(cfg->admin.token_len, strlen(token_files[_i].token));
+        ck_assert_str_eq(cfg->admin.token_file, path);
+        sp_config_free(cfg);
+        return;
+    }
+    char want[512];
+    snprintf(want, sizeof(want), "mem:3:15: cannot use '%s' for 'token_file' in admin: %s", path,
+             token_files[_i].error);
+    ck_assert_int_eq(rc, -EINVAL);
+    ck_assert_str_eq(err.text, want);
+}
+END_TEST
+
+START_TEST(token_file_too_large)
+{
+    char path[128], text[512];
+    snprintf(path, sizeof(path), "%s/token", tmpdir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < 5000; i++)
+        fputc('a', f);
+    ck_assert_int_eq(fclose(f), 0);
+    ck_assert_int_eq(chmod(path, 0600), 0);
+    int n = snprintf(text, sizeof(text),
+                     "admin: {listen: 127.0.0.1:9090, token_file: %s}\n"
+                     "listeners:\n  web: {listen: 127.0.0.1:8080, upstream: pool}\n"
+                     "upstreams:\n  pool: {servers: [{address: 127.0.0.1:9001}]}\n",
+                     path);
+    struct sp_config *cfg = NULL;
+    struct sp_config_error err = {{0}};
+    ck_assert_int_eq(sp_config_load_string("mem", text, (size_t)n, &cfg, &err), -EINVAL);
+    char want[512];
+    snprintf(want, sizeof(want),
+             "mem:1:45: cannot use '%s' for 'token_file' in admin: larger than 4098 bytes", path);
+    ck_assert_str_eq(err.text, want);
+}
+END_TEST
+
 /* ---- lifecycle ------------------------------------------------------------------------------ */
 
 START_TEST(busy_address_and_no_leaks)
@@ -473,6 +783,30 @@ static Suite *admin_suite(void)
     tcase_add_test(tc, huge_body);
     tcase_add_test(tc, keep_alive);
     tcase_add_test(tc, busy_address_and_no_leaks);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("loopback_without_token");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_loop_test(tc, loopback_without_token, 0, SP_ARRAY_LEN(loopback_cases));
+    tcase_add_test(tc, reading_stays_open);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("token");
+    tcase_add_checked_fixture(tc, setup_token, teardown);
+    tcase_add_loop_test(tc, bearer_token, 0, SP_ARRAY_LEN(token_cases));
+    tcase_add_test(tc, reading_stays_open);
+    tcase_add_test(tc, token_follows_reconfigure);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("beyond_loopback");
+    tcase_add_checked_fixture(tc, setup_any, teardown);
+    tcase_add_test(tc, beyond_loopback_without_token);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("token_file");
+    tcase_add_checked_fixture(tc, setup_dir, teardown_dir);
+    tcase_add_loop_test(tc, token_file_checks, 0, SP_ARRAY_LEN(token_files));
+    tcase_add_test(tc, token_file_too_large);
     suite_add_tcase(s, tc);
     return s;
 }
