@@ -1,7 +1,7 @@
-/* admin.c: the admin HTTP endpoint on libmicrohttpd's (MHD's) own polling thread. Routes
- * requests to the sp_admin_ops table, decides who may change state, and renders replies with
- * metrics.c; it shares nothing with the relay but what the ops copy out, so a slow or hostile
- * admin client costs the relay nothing.
+/* admin.c: the admin HTTP endpoint. libmicrohttpd (MHD) parses HTTP; a thread of our own runs
+ * it, routes requests to the sp_admin_ops table, decides who may change state, and bounds how
+ * long any client may hold a connection. It shares nothing with the relay but what the ops copy
+ * out, so a slow or hostile admin client costs the relay nothing.
  *
  * Authorization. Reading (/metrics, /status, /healthz) is open: probes and scrapers need it.
  * Drain and enable change state and are POST only (GET and HEAD get 405), and, in this order:
@@ -15,6 +15,23 @@
  *    without a CORS preflight, which this endpoint never grants), and a Host that is an IP
  *    address or localhost (a DNS-rebinding page names its own host). Else 403.
  *
+ * Slow clients. MHD's own timeout is an idle timeout, and its connection limit is a plain cap:
+ * 32 clients sending one header byte every 3 s held every slot and kept /healthz out for as long
+ * as they liked. So MHD runs in "external polling" mode on our thread (serve()): the thread polls
+ * MHD's epoll descriptor, calls MHD_run, then sweeps a table of the open connections (struct
+ * conn, one per socket, kept by MHD's connection notifications and the request callbacks):
+ *  - a request has READ_DEADLINE_MS from its start (the accept, or the end of the previous
+ *    reply on a kept-alive connection) until it is read whole (headers and body), and the reply
+ *    then has REPLY_DEADLINE_MS to be sent; past either, the socket is shut down;
+ *  - past SOFT_LIMIT open connections, each new one shuts down the oldest that is still reading
+ *    its request (or, if none is, the oldest being answered), so a probe always gets in; MHD's
+ *    own limit (HARD_LIMIT) leaves room for those while they close, and bounds the descriptors
+ *    the endpoint can take.
+ * The socket is shut down (shutdown(2)), never closed: MHD sees the hang-up at its next run and
+ * closes it itself. Every MHD callback and that shutdown run on this one thread (MHD_stop_daemon
+ * runs its last callbacks on the main thread, after the join), so an entry can never name a
+ * descriptor that MHD already closed (MHD notifies the close before it closes, daemon.c).
+ *
  * What a bad request gets from libmicrohttpd 0.9.75 (Debian 12), pinned by test_admin.c:
  *  - a request line with a bad shape ("GET /", a fourth token, "FOO/1.1" for the version), a
  *    header line without ':' or a bad Content-Length: 400 Bad Request, then a close;
@@ -22,11 +39,11 @@
  *    headers that outgrow it: 431 Request Header Fields Too Large, then a close;
  *  - a one-word request line ("GARBAGE"): closed at once WITHOUT a reply. The library does this
  *    before any callback of ours runs, so no 400 can be sent for it short of owning the parser;
- *  - bytes that never complete a request line (binary junk, or an unknown Transfer-Encoding
- *    waiting for a body): closed after CONN_TIMEOUT_S of silence, without a reply;
+ *  - bytes that never complete a request (binary junk, an unknown Transfer-Encoding waiting for
+ *    a body, a trickle): closed at READ_DEADLINE_MS, or after IDLE_TIMEOUT_S of silence,
+ *    without a reply;
  *  - a declared body above BODY_MAX: 413 before the body is read, then a close; a chunked body
- *    that grows past it: closed without a reply;
- *  - a connection beyond CONN_LIMIT: closed at accept. */
+ *    that grows past it: closed without a reply. */
 #include "admin.h"
 #include "log.h"
 #include "metrics.h"
@@ -36,20 +53,42 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
-#define CONN_LIMIT     32u
-#define CONN_TIMEOUT_S 5u
-#define CONN_MEMORY    ((size_t)16 * 1024) /* request line + headers must fit in here */
-#define BODY_MAX       4096u               /* POST bodies are read and dropped up to this */
+#define SOFT_LIMIT        64u   /* open connections before the oldest reader is evicted */
+#define HARD_LIMIT        128u  /* MHD's limit: SOFT_LIMIT plus evicted ones still closing */
+#define IDLE_TIMEOUT_S    5u    /* MHD's: silence in any phase */
+#define READ_DEADLINE_MS  5000u /* a whole request, from its start */
+#define REPLY_DEADLINE_MS 30000u
+#define CONN_MEMORY       ((size_t)16 * 1024) /* request line + headers must fit in here */
+#define BODY_MAX          4096u               /* POST bodies are read and dropped up to this */
+
+enum phase {
+    PH_FREE = 0, /* the slot is unused */
+    PH_READING,  /* waiting for (the rest of) a request */
+    PH_REPLYING, /* a reply is queued */
+    PH_CLOSING,  /* shut down by us; MHD has yet to notice and close it */
+};
+
+/* One open connection. Admin thread only (see the header comment). */
+struct conn {
+    enum phase phase;
+    int fd;            /* borrowed from MHD; valid while phase != PH_FREE */
+    uint64_t since;    /* ms: the current request's start; eviction takes the smallest */
+    uint64_t deadline; /* ms: shut down at this time */
+};
 
 struct sp_admin {
     struct MHD_Daemon *daemon; /* owned */
@@ -58,9 +97,18 @@ struct sp_admin {
     bool loopback;             /* the listener is on 127.0.0.0/8 or ::1 */
     char listen[64];           /* as configured, for messages */
 
+    pthread_t thread; /* runs serve() */
+    bool thread_started;
+    int epoll_fd; /* borrowed from the daemon: readable when MHD has work */
+    int wake_fd;  /* owned eventfd: sp_admin_stop wakes serve() with it */
+    atomic_bool stop;
+
     pthread_mutex_t lock; /* guards token between a reload (main thread) and requests */
     char *token;          /* owned; NULL without admin.token_file */
     size_t token_len;
+
+    struct conn conns[HARD_LIMIT]; /* admin thread only */
+    unsigned open;                 /* conns READING or REPLYING */
 };
 
 /* Per request, between the access handler's calls. */
@@ -68,9 +116,118 @@ struct request {
     uint64_t body; /* bytes of body seen and dropped */
 };
 
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 static const char *header_value(struct MHD_Connection *c, const char *name)
 {
     return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
+
+/* ---- the connection table --------------------------------------------------------------- */
+
+static struct conn *conn_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci != NULL ? ci->socket_context : NULL;
+}
+
+static void doom(struct sp_admin *a, struct conn *k, const char *why)
+{
+    shutdown(k->fd, SHUT_RDWR);
+    k->phase = PH_CLOSING;
+    a->open--;
+    sp_log_debug("admin: connection %d shut down: %s", k->fd, why);
+}
+
+/* True when k should go before old: readers before connections being answered, then the one
+ * whose request started first. */
+static bool evict_before(const struct conn *k, const struct conn *old)
+{
+    if (old == NULL || k->phase != old->phase)
+        return old == NULL || k->phase == PH_READING;
+    return k->since < old->since;
+}
+
+/* Makes room for `fresh`: shuts down the connection that has waited longest for its request
+ * (or, when every other one is being answered, the oldest of those). */
+static void evict_oldest(struct sp_admin *a, const struct conn *fresh)
+{
+    struct conn *old = NULL;
+    for (unsigned i = 0; i < HARD_LIMIT; i++) {
+        struct conn *k = &a->conns[i];
+        bool live = k->phase == PH_READING || k->phase == PH_REPLYING;
+        if (k != fresh && live && evict_before(k, old))
+            old = k;
+    }
+    if (old != NULL)
+        doom(a, old, "the oldest of too many unfinished requests");
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    struct sp_admin *a = cls;
+    struct conn *k = *socket_context;
+
+    if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        if (k != NULL && k->phase != PH_CLOSING)
+            a->open--;
+        if (k != NULL)
+            *k = (struct conn){.phase = PH_FREE, .fd = -1};
+        *socket_context = NULL;
+        return;
+    }
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    for (unsigned i = 0; k == NULL && ci != NULL && i < HARD_LIMIT; i++) {
+        if (a->conns[i].phase == PH_FREE)
+            k = &a->conns[i];
+    }
+    if (k == NULL) {
+        /* cannot happen: MHD frees a slot (NOTIFY_CLOSED) before it counts one less */
+        if (ci != NULL)
+            shutdown(ci->connect_fd, SHUT_RDWR);
+        return;
+    }
+    uint64_t now = now_ms();
+    *k = (struct conn){PH_READING, ci->connect_fd, now, now + READ_DEADLINE_MS};
+    *socket_context = k;
+    if (++a->open > SOFT_LIMIT)
+        evict_oldest(a, k);
+}
+
+/* A reply is queued: the request was read in time, the reply gets its own deadline. */
+static void replying(struct MHD_Connection *c)
+{
+    struct conn *k = conn_of(c);
+    if (k != NULL && k->phase == PH_READING) {
+        k->phase = PH_REPLYING;
+        k->deadline = now_ms() + REPLY_DEADLINE_MS;
+    }
+}
+
+/* Shuts down the connections past their deadline; returns the next deadline (UINT64_MAX when
+ * none). */
+static uint64_t sweep(struct sp_admin *a, uint64_t now)
+{
+    uint64_t next = UINT64_MAX;
+    for (unsigned i = 0; i < HARD_LIMIT; i++) {
+        struct conn *k = &a->conns[i];
+        if (k->phase != PH_READING && k->phase != PH_REPLYING)
+            continue;
+        if (now >= k->deadline)
+            doom(a, k,
+                 k->phase == PH_READING ? "request not read in time" : "reply not sent in time");
+        else if (k->deadline < next)
+            next = k->deadline;
+    }
+    return next;
 }
 
 /* ---- replies ---------------------------------------------------------------------------- */
@@ -91,6 +248,8 @@ static enum MHD_Result reply_h(struct MHD_Connection *c, unsigned status, const 
     if (ok == MHD_YES)
         ok = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
+    if (ok == MHD_YES)
+        replying(c);
     return ok;
 }
 
@@ -427,14 +586,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return route(a, c, url, method);
 }
 
+/* The reply is sent (or the request abandoned): a kept-alive connection starts its next
+ * request, and that request's deadline, now. */
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     (void)cls;
-    (void)c;
     (void)toe;
     free(*req_cls);
     *req_cls = NULL;
+    struct conn *k = conn_of(c);
+    if (k != NULL && (k->phase == PH_READING || k->phase == PH_REPLYING)) {
+        k->phase = PH_READING;
+        k->since = now_ms();
+        k->deadline = k->since + READ_DEADLINE_MS;
+    }
 }
 
 /* Keeps the path raw: split_server_path decodes each segment after splitting. */
@@ -453,6 +619,39 @@ __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const ch
     vsnprintf(line, sizeof(line), fmt, ap);
     line[strcspn(line, "\n")] = '\0';
     sp_log_debug("admin: %s", line);
+}
+
+/* ---- the thread --------------------------------------------------------------------------- */
+
+/* How long serve() may sleep: until MHD's next timeout or our next deadline, at most 1 s. */
+static int wait_ms(struct sp_admin *a, uint64_t next_deadline)
+{
+    MHD_UNSIGNED_LONG_LONG mhd;
+    uint64_t wait = 1000, now = now_ms();
+    if (MHD_get_timeout(a->daemon, &mhd) == MHD_YES && mhd < wait)
+        wait = mhd;
+    if (next_deadline != UINT64_MAX)
+        wait = next_deadline <= now ? 0 : next_deadline - now < wait ? next_deadline - now : wait;
+    return (int)wait;
+}
+
+static void *serve(void *arg)
+{
+    struct sp_admin *a = arg;
+    struct pollfd p[2] = {{.fd = a->epoll_fd, .events = POLLIN},
+                          {.fd = a->wake_fd, .events = POLLIN}};
+    uint64_t next = UINT64_MAX;
+
+    while (!atomic_load(&a->stop)) {
+        if (poll(p, 2, wait_ms(a, next)) == -1 && errno != EINTR) {
+            sp_log_error("admin: poll: %s", strerror(errno));
+            usleep(100 * 1000); /* do not spin; the requests wait a little */
+        }
+        /* MHD_run reads and writes what is ready, accepts, and applies its idle timeout */
+        MHD_run(a->daemon);
+        next = sweep(a, now_ms());
+    }
+    return NULL;
 }
 
 /* ---- start / stop ----------------------------------------------------------------------- */
@@ -480,13 +679,13 @@ static int listen_socket(const struct sp_admin_conf *conf, int *out)
 
 static struct MHD_Daemon *start_daemon(struct sp_admin *a, int fd)
 {
-    return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG, 0,
-                            NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-                            MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_CONNECTION_LIMIT,
-                            CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, CONN_TIMEOUT_S,
-                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONN_MEMORY,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                            MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_END);
+    return MHD_start_daemon(
+        MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER,
+        on_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_CONNECTION_LIMIT,
+        HARD_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, IDLE_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+        NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, a, MHD_OPTION_UNESCAPE_CALLBACK,
+        no_unescape, NULL, MHD_OPTION_END);
 }
 
 static void log_policy(const struct sp_admin *a, const struct sp_admin_conf *conf, const char *verb)
@@ -504,11 +703,13 @@ static void log_policy(const struct sp_admin *a, const struct sp_admin_conf *con
                     verb, a->listen);
 }
 
-/* Frees a (half-)started endpoint. */
+/* Frees a (half-)started endpoint; the thread, if any, must have been joined. */
 static void admin_free(struct sp_admin *a)
 {
     if (a->daemon != NULL)
-        MHD_stop_daemon(a->daemon); /* joins its thread, closes every connection and the socket */
+        MHD_stop_daemon(a->daemon); /* closes every connection and the listening socket */
+    if (a->wake_fd != -1)
+        close(a->wake_fd);
     if (a->token != NULL)
         explicit_bzero(a->token, a->token_len);
     free(a->token);
@@ -526,9 +727,12 @@ int sp_admin_start(const struct sp_admin_conf *conf, const struct sp_admin_ops *
         return -ENOMEM;
     a->ops = *ops;
     a->ctx = ctx;
+    a->wake_fd = -1;
     a->loopback = sp_sock_is_loopback((const struct sockaddr *)&conf->addr);
     snprintf(a->listen, sizeof(a->listen), "%s", conf->listen);
     pthread_mutex_init(&a->lock, NULL);
+    for (unsigned i = 0; i < HARD_LIMIT; i++)
+        a->conns[i].fd = -1;
     int rc = sp_admin_reconfigure(a, conf);
     if (rc == 0)
         rc = listen_socket(conf, &fd);
@@ -537,13 +741,20 @@ int sp_admin_start(const struct sp_admin_conf *conf, const struct sp_admin_ops *
         admin_free(a);
         return rc;
     }
-    a->daemon = start_daemon(a, fd);
-    if (a->daemon == NULL) {
-        sp_log_error("admin: libmicrohttpd refused to start on %s", conf->listen);
-        close(fd);
+    a->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    a->daemon = a->wake_fd != -1 ? start_daemon(a, fd) : NULL;
+    const union MHD_DaemonInfo *di =
+        a->daemon != NULL ? MHD_get_daemon_info(a->daemon, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
+    a->epoll_fd = di != NULL ? di->epoll_fd : -1;
+    rc = a->epoll_fd == -1 ? -EIO : -pthread_create(&a->thread, NULL, serve, a);
+    if (rc != 0) {
+        sp_log_error("admin: cannot start on %s", conf->listen);
+        if (a->daemon == NULL)
+            close(fd); /* once started, the daemon owns it */
         admin_free(a);
-        return -EIO;
+        return rc;
     }
+    a->thread_started = true;
     log_policy(a, conf, "serving");
     *out = a;
     return 0;
@@ -565,7 +776,7 @@ int sp_admin_reconfigure(struct sp_admin *a, const struct sp_admin_conf *conf)
     if (old != NULL)
         explicit_bzero(old, old_len);
     free(old);
-    if (a->daemon != NULL)
+    if (a->thread_started)
         log_policy(a, conf, "still serving");
     return 0;
 }
@@ -574,5 +785,12 @@ void sp_admin_stop(struct sp_admin *a)
 {
     if (a == NULL)
         return;
+    if (a->thread_started) {
+        uint64_t one = 1;
+        atomic_store(&a->stop, true);
+        if (write(a->wake_fd, &one, sizeof(one)) == -1)
+            sp_log_warn("admin: wake: %s", strerror(errno)); /* serve() sees stop within 1 s */
+        pthread_join(a->thread, NULL);
+    }
     admin_free(a);
 }

@@ -1,11 +1,13 @@
-/* test_admin.c: who may change state through the admin endpoint, as an operator sees it with
- * the real binary: drain refused beyond loopback without a token; admin.token_file checked by
- * `splicer -t`, required as a bearer token and re-read on SIGHUP; a cross-site form POST cannot
- * drain a loopback endpoint. */
+/* test_admin.c: who may change state through the admin endpoint, and whether it stays up for
+ * probes, as an operator sees it with the real binary: drain refused beyond loopback without a
+ * token; admin.token_file checked by `splicer -t`, required as a bearer token and re-read on
+ * SIGHUP; a cross-site form POST cannot drain a loopback endpoint; and /healthz keeps answering
+ * while 64 clients trickle their requests a byte a second, which are cut at the deadline. */
 #include "harness.h"
 
 #include <check.h>
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -197,6 +199,72 @@ START_TEST(cross_site_form_cannot_drain)
 }
 END_TEST
 
+/* ---- (c) slow clients ---------------------------------------------------------------------- */
+
+#define TRICKLERS 64
+
+/* True once the peer closed fd (EOF or reset); never blocks. */
+static bool peer_closed(int fd)
+{
+    char buf[256];
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 0) != 1)
+        return false;
+    ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    return n == 0 || (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/* 64 connections send a request a byte a second: for 8 s, /healthz still answers 200 within
+ * 1 s every time, and each trickler is cut within the 5 s request deadline (plus slack). */
+START_TEST(healthz_through_trickling_clients)
+{
+    static const char req[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    struct px x;
+    px_start(&x, "127.0.0.1", "");
+
+    int fd[TRICKLERS];
+    int64_t opened[TRICKLERS], cut[TRICKLERS];
+    for (int i = 0; i < TRICKLERS; i++) {
+        fd[i] = sph_connect(AF_INET, x.admin, 2000);
+        ck_assert_msg(fd[i] >= 0, "trickler %d: %s", i, strerror(-fd[i]));
+        opened[i] = sph_now_ms();
+        cut[i] = -1;
+    }
+    int64_t t0 = sph_now_ms(), next_byte = t0;
+    size_t sent = 0;
+    int probes = 0;
+    while (sph_now_ms() - t0 < 8000) {
+        if (sph_now_ms() >= next_byte && sent < sizeof(req) - 1) {
+            for (int i = 0; i < TRICKLERS; i++) {
+                if (cut[i] < 0)
+                    send(fd[i], &req[sent], 1, MSG_NOSIGNAL);
+            }
+            sent++;
+            next_byte += 1000;
+        }
+        for (int i = 0; i < TRICKLERS; i++) {
+            if (cut[i] < 0 && peer_closed(fd[i]))
+                cut[i] = sph_now_ms();
+        }
+        int64_t p0 = sph_now_ms();
+        char body[64];
+        int st = sph_http(x.admin, "GET", "/healthz", body, sizeof(body));
+        int64_t took = sph_now_ms() - p0;
+        ck_assert_msg(st == 200 && took < 1000, "probe %d at %lld ms: status %d after %lld ms",
+                      probes, (long long)(p0 - t0), st, (long long)took);
+        probes++;
+        sph_sleep_ms(100);
+    }
+    for (int i = 0; i < TRICKLERS; i++) {
+        ck_assert_msg(cut[i] >= 0, "trickler %d still open after 8 s", i);
+        ck_assert_msg(cut[i] - opened[i] <= 5000 + 1500, "trickler %d cut after %lld ms", i,
+                      (long long)(cut[i] - opened[i]));
+        close(fd[i]);
+    }
+    ck_assert_int_ge(probes, 20);
+}
+END_TEST
+
 static Suite *admin_suite(void)
 {
     Suite *s = suite_create("admin");
@@ -207,6 +275,7 @@ static Suite *admin_suite(void)
     tcase_add_test(tc, no_token_beyond_loopback);
     tcase_add_test(tc, token_file_and_reload);
     tcase_add_test(tc, cross_site_form_cannot_drain);
+    tcase_add_test(tc, healthz_through_trickling_clients);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -2,7 +2,7 @@
  * standing in for the server: routes, status codes, content types, decoding of the server
  * address, what malformed, huge or oversized requests get (an error status, then a close),
  * after which the endpoint still serves; who may drain (token, loopback, what a web page can
- * forge); and the checks on admin.token_file. */
+ * forge); slow clients (deadline, eviction); and the checks on admin.token_file. */
 #include "admin.h"
 #include "common.h"
 #include "config.h"
@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- the fake server ---------------------------------------------------------------------- */
@@ -621,6 +623,85 @@ START_TEST(beyond_loopback_without_token)
 }
 END_TEST
 
+/* ---- slow clients -------------------------------------------------------------------------- */
+
+#define SOFT_LIMIT 64 /* admin.c */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* True once the server has closed fd (EOF or reset), waiting up to ms. */
+static bool closed_within(int fd, int ms)
+{
+    char buf[512];
+    int64_t end = mono_ms() + ms;
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int left = (int)(end - mono_ms());
+        if (poll(&p, 1, left > 0 ? left : 0) == 1) {
+            ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+            if (n == 0 || (n == -1 && errno != EAGAIN))
+                return true;
+        } else if (left <= 0) {
+            return false;
+        }
+    }
+}
+
+/* GET /healthz on a fresh connection: 200 within 1 s. */
+static void probe_fast(void)
+{
+    int64_t t0 = mono_ms();
+    struct resp r;
+    request("GET", "/healthz", &r);
+    int64_t took = mono_ms() - t0;
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(took < 1000, "/healthz took %lld ms", (long long)took);
+}
+
+/* More unfinished requests than the endpoint keeps: each newcomer pushes out the oldest, a
+ * probe gets in at once, and what is left is cut at the request deadline (5 s) although it is
+ * never silent long enough for the idle timeout. */
+START_TEST(slow_clients_evicted_and_cut)
+{
+    enum { N = SOFT_LIMIT + 16 };
+    int fd[N];
+    int64_t t0 = mono_ms();
+    for (int i = 0; i < N; i++) {
+        fd[i] = dial();
+        ck_assert_int_eq(send(fd[i], "G", 1, MSG_NOSIGNAL), 1);
+        usleep(2000); /* distinct accept times, so "oldest" is well defined */
+    }
+    probe_fast();
+    /* the 16 oldest made room for the newer ones (and one more for the probe) */
+    for (int i = 0; i < N - SOFT_LIMIT; i++)
+        ck_assert_msg(closed_within(fd[i], 1000), "connection %d was not evicted", i);
+    for (int i = N - 32; i < N; i++)
+        ck_assert_msg(!closed_within(fd[i], 0), "connection %d closed early", i);
+    /* trickle on the rest, a byte every 500 ms, probing each time */
+    static const char line[] = "ET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+    for (size_t b = 0; mono_ms() - t0 < 4000 && b < sizeof(line) - 1; b++) {
+        for (int i = N - SOFT_LIMIT + 1; i < N; i++)
+            send(fd[i], &line[b], 1, MSG_NOSIGNAL);
+        probe_fast();
+        usleep(500 * 1000);
+    }
+    for (int i = N - 32; i < N; i++) {
+        int64_t left = t0 + 5000 + 1500 - mono_ms();
+        ck_assert_msg(closed_within(fd[i], left > 0 ? (int)left : 0),
+                      "connection %d still open %lld ms after its start", i,
+                      (long long)(mono_ms() - t0));
+    }
+    for (int i = 0; i < N; i++)
+        close(fd[i]);
+    probe_fast();
+}
+END_TEST
+
 /* ---- admin.token_file ---------------------------------------------------------------------- */
 
 static char tmpdir[64];
@@ -801,6 +882,12 @@ static Suite *admin_suite(void)
     tc = tcase_create("beyond_loopback");
     tcase_add_checked_fixture(tc, setup_any, teardown);
     tcase_add_test(tc, beyond_loopback_without_token);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("slow_clients");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, slow_clients_evicted_and_cut);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("token_file");
