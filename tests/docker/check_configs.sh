@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # check_configs.sh (ctest docker.configs): the configurations shipped for containers must load.
 # Runs `splicer -t` on docker/splicer.yaml (baked into the image), docker/compose/*.yaml, and
-# the splicer.yaml held in deploy/kubernetes/configmap.yaml. Needs no Docker.
+# the splicer.yaml held in deploy/kubernetes/configmap.yaml (as shipped, and with its admin
+# token_file uncommented). Needs no Docker.
 # Env: SPLICER_BIN (the splicer binary), SPLICER_SOURCE_DIR (default: two levels above here)
 set -euo pipefail
 
@@ -36,5 +37,17 @@ if [[ ! -s $tmp/configmap-splicer.yaml ]]; then
     failed=1
 else
     check "$tmp/configmap-splicer.yaml" "$cm (data.splicer.yaml)"
+    # The documented variant with the admin token Secret mounted: token_file uncommented, the
+    # token in a file with the Secret's mode (defaultMode 0440).
+    head -c 32 /dev/urandom | base64 >"$tmp/token"
+    chmod 0440 "$tmp/token"
+    sed -e "s|# token_file: /etc/splicer-admin/token|token_file: $tmp/token|" \
+        "$tmp/configmap-splicer.yaml" >"$tmp/configmap-token.yaml"
+    if grep -q "^  token_file: $tmp/token\$" "$tmp/configmap-token.yaml"; then
+        check "$tmp/configmap-token.yaml" "$cm (data.splicer.yaml, with token_file)"
+    else
+        echo "FAIL: no '# token_file: /etc/splicer-admin/token' line under admin in $cm" >&2
+        failed=1
+    fi
 fi
 exit "$failed"
