@@ -6,13 +6,19 @@
  *   benchtool pids PID       PID and its live descendants, comma-separated (for perf -p).
  *   benchtool mem PID        "rss_kib pss_kib fds pipes procs" summed over PID and its descendants;
  *                            pipes counts distinct pipe:[inode] entries in /proc/P/fd.
- *   benchtool hold ADDR:PORT [--sources K] [--window W] [--timeout-ms T]
+ *   benchtool hold ADDR:PORT [--sources K] [--window W] [--timeout-ms T] [--hello FILE]
  *                            holds TCP connections, driven by commands on stdin, one per line:
  *                              open N   open N connections, each sends 16 bytes and waits for the
  *                                       echo; connections spread over source 127.0.0.1..K
  *                              echo     exchange 16 bytes again on every held connection
  *                              close N  close N held connections (oldest first)
  *                              quit     close everything and exit
+ *                            With --hello FILE (a captured TLS ClientHello), "open N" sends only
+ *                            the first half of FILE on each connection and holds it there (a
+ *                            stalled ClientHello; ok = connected and half sent), and
+ *                              finish   sends the rest on every held connection and waits for the
+ *                                       whole FILE to come back (an echo backend behind an SNI
+ *                                       route: the proxy routed it and relayed it intact)
  *                            each command answers one line of key=value counters on stdout:
  *                              ok, refused (connect refused, reset, or EOF before the echo),
  *                              timeout (no answer within T ms), held, ms.
@@ -231,9 +237,11 @@ enum cstate { C_FREE = 0, C_CONNECTING, C_WAITING, C_HELD };
 struct hconn {
     int fd;
     enum cstate state;
-    unsigned got;      /* echo bytes received so far */
-    uint64_t deadline; /* ms */
-    char msg[16];
+    unsigned got;              /* echo bytes received so far */
+    unsigned wantlen;          /* bytes the echo must bring back */
+    const unsigned char *want; /* msg, or the whole hello after "finish" */
+    uint64_t deadline;         /* ms */
+    unsigned char msg[16];
 };
 
 static struct hconn *conns;
@@ -241,6 +249,8 @@ static size_t nconns, capconns;
 static struct sockaddr_in dst;
 static int sources = 1, window = 256, timeout_ms = 5000, epfd;
 static uint64_t seq;
+static unsigned char hello[16384]; /* --hello: the ClientHello replayed, cut in two halves */
+static size_t hello_len, hello_half;
 
 static uint64_t now_ms(void)
 {
@@ -274,8 +284,11 @@ static void finish(size_t i, struct tally *t, int outcome) /* 0 ok, 1 refused, 2
 static void send_msg(size_t i, struct tally *t)
 {
     struct hconn *c = &conns[i];
-    snprintf(c->msg, sizeof c->msg, "%015llu", (unsigned long long)(seq++ % 1000000000000000ULL));
-    c->msg[15] = '\n';
+    char text[17];
+    snprintf(text, sizeof text, "%015llu\n", (unsigned long long)(seq++ % 1000000000000000ULL));
+    memcpy(c->msg, text, sizeof c->msg);
+    c->want = c->msg;
+    c->wantlen = sizeof c->msg;
     c->got = 0;
     c->state = C_WAITING;
     ssize_t n = send(c->fd, c->msg, sizeof c->msg, MSG_NOSIGNAL);
@@ -285,6 +298,13 @@ static void send_msg(size_t i, struct tally *t)
     }
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = i};
     epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* --hello: a freshly connected socket sends the first half of the hello and is held there. */
+static void send_half_hello(size_t i, struct tally *t)
+{
+    ssize_t n = send(conns[i].fd, hello, hello_half, MSG_NOSIGNAL);
+    finish(i, t, n == (ssize_t)hello_half ? 0 : 1);
 }
 
 static void on_event(size_t i, uint32_t events, struct tally *t)
@@ -298,14 +318,18 @@ static void on_event(size_t i, uint32_t events, struct tally *t)
             finish(i, t, 1);
             return;
         }
-        send_msg(i, t);
+        if (hello_len > 0)
+            send_half_hello(i, t);
+        else
+            send_msg(i, t);
         return;
     }
-    char buf[16];
-    ssize_t n = recv(c->fd, buf, sizeof c->msg - c->got, 0);
-    if (n > 0 && memcmp(buf, c->msg + c->got, (size_t)n) == 0) {
+    static unsigned char buf[sizeof hello];
+    size_t room = c->wantlen - c->got;
+    ssize_t n = recv(c->fd, buf, room < sizeof buf ? room : sizeof buf, 0);
+    if (n > 0 && memcmp(buf, c->want + c->got, (size_t)n) == 0) {
         c->got += (unsigned)n;
-        if (c->got == sizeof c->msg)
+        if (c->got == c->wantlen)
             finish(i, t, 0);
         return;
     }
@@ -395,6 +419,46 @@ static bool start_echo(struct tally *t)
     return true;
 }
 
+/* --hello "finish": the rest of the hello on the next held connection; the echo must bring back
+ * the whole hello. */
+static bool start_finish(struct tally *t)
+{
+    while (echo_next < nconns && conns[echo_next].state != C_HELD)
+        echo_next++;
+    if (echo_next >= nconns)
+        return false;
+    size_t i = echo_next++;
+    struct hconn *c = &conns[i];
+    c->deadline = now_ms() + (uint64_t)timeout_ms;
+    c->want = hello;
+    c->wantlen = (unsigned)hello_len;
+    c->got = 0;
+    c->state = C_WAITING;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = i};
+    epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev);
+    size_t rest = hello_len - hello_half;
+    if (send(c->fd, hello + hello_half, rest, MSG_NOSIGNAL) != (ssize_t)rest)
+        finish(i, t, 1);
+    return true;
+}
+
+static int load_hello(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "benchtool hold: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    hello_len = fread(hello, 1, sizeof hello, f);
+    fclose(f);
+    if (hello_len < 16) {
+        fprintf(stderr, "benchtool hold: %s: too short for a ClientHello\n", path);
+        return -1;
+    }
+    hello_half = hello_len / 2;
+    return 0;
+}
+
 static long held(void)
 {
     long h = 0;
@@ -435,6 +499,8 @@ static int cmd_hold(int argc, char **argv)
             window = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--timeout-ms") == 0)
             timeout_ms = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--hello") == 0 && load_hello(argv[i + 1]) != 0)
+            return 2;
     }
     if (sources < 1 || sources > 250)
         sources = 1;
@@ -451,6 +517,9 @@ static int cmd_hold(int argc, char **argv)
         } else if (strncmp(line, "echo", 4) == 0) {
             echo_next = 0;
             run(start_echo, &t);
+        } else if (strncmp(line, "finish", 6) == 0 && hello_len > 0) {
+            echo_next = 0;
+            run(start_finish, &t);
         } else if (sscanf(line, "close %ld", &n) == 1) {
             for (size_t i = 0; i < nconns && n > 0; i++) {
                 if (conns[i].state == C_HELD) {
@@ -484,6 +553,6 @@ int main(int argc, char **argv)
     if (argc >= 3 && strcmp(argv[1], "hold") == 0)
         return cmd_hold(argc - 2, argv + 2);
     fprintf(stderr, "usage: benchtool cpu|pids|mem PID | hold ADDR:PORT [--sources K] "
-                    "[--window W] [--timeout-ms T]\n");
+                    "[--window W] [--timeout-ms T] [--hello FILE]\n");
     return 2;
 }

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # bench/run.sh: splicer against a direct connection, HAProxy, nginx stream, pen and socat, on
-# loopback. See bench/README.md for what each scenario measures and how.
+# loopback and across veth pairs between network namespaces (the container path). See
+# bench/README.md for what each scenario measures and how.
 #
 # Usage: bench/run.sh                 every scenario, every peer (DURATION=5 ROUNDS=3 PIN=1)
-#        QUICK=1 bench/run.sh         smoke run (3-4 minutes): short runs, 1 round, fewer connections
+#        QUICK=1 bench/run.sh         smoke run: short runs, 1 round, fewer connections
 #        SCENARIOS="bulk short" PEERS="direct splicer haproxy" bench/run.sh
+#        TOPOLOGY=veth SCENARIOS=bulk PEERS="routed splicer haproxy" bench/run.sh
 # Writes bench/RESULTS.md (RESULTS= to change) and raw per-round data under bench/out/RUN_ID/.
 set -euo pipefail
 
@@ -31,10 +33,19 @@ CAP_CONNS=${CAP_CONNS:-12000}     # scenario conc: connections opened to hit spl
 CAP_NOFILE=${CAP_NOFILE:-}        # fd limit for splicer in the cap test (empty: the inherited one)
 SHORT_CONNS=${SHORT_CONNS:-32}    # wrk concurrent connections in scenario short
 PORT_BASE=${PORT_BASE:-27100}
+PEERS_GIVEN=${PEERS:+1}
 PEERS=${PEERS:-"direct splicer splicer-copy splicer-auto haproxy haproxy-splice nginx pen socat"}
+VETH_PEERS=${VETH_PEERS:-}        # peers on veth (default: PEERS if given, else all but socat)
+TOPOLOGY=${TOPOLOGY:-both}        # loopback | veth | both
 CONC_PEERS=${CONC_PEERS:-"direct splicer splicer-copy splicer-auto haproxy haproxy-splice nginx pen"}
 SCALING_PEERS=${SCALING_PEERS:-"direct splicer splicer-w2 haproxy haproxy-t2"}
-SCENARIOS=${SCENARIOS:-"bulk short redis idle conc syscalls scaling"}
+SCENARIOS=${SCENARIOS:-"bulk short redis idle conc syscalls scaling balance stall"}
+BALANCE_CONNS=${BALANCE_CONNS:-128} # scenario balance: wrk connections against splicer workers: 2
+BALANCE_WORKERS=${BALANCE_WORKERS:-2}
+STALL_CONNS=${STALL_CONNS:-2000}  # scenario stall: connections that stop halfway in a ClientHello
+if [[ $QUICK == 1 ]]; then STALL_SECONDS=${STALL_SECONDS:-5}; else STALL_SECONDS=${STALL_SECONDS:-10}; fi
+STALL_REF_BIN=${STALL_REF_BIN:-}  # scenario stall: another splicer binary to compare (splicer-ref)
+STALL_HELLO=${STALL_HELLO:-$ROOT/tests/fixtures/tls/openssl_sni.bin} # a captured ClientHello
 RESULTS=${RESULTS:-$BENCH/RESULTS.md}
 RUN_ID=${RUN_ID:-$(date +%Y%m%d-%H%M%S)}
 OUT=$BENCH/out/$RUN_ID
@@ -46,12 +57,26 @@ WEB_PORT=$((PORT_BASE + 2))       # nginx backend serving a tiny file
 REDIS_PORT=$((PORT_BASE + 3))
 ECHO_PORT=$((PORT_BASE + 4))
 WEB2_PORT=$((PORT_BASE + 5))      # unpinned nginx backend for the scaling scenario
+ADMIN_PORT=$((PORT_BASE + 6))     # splicer's admin endpoint (scenario balance)
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() {
     log "error: $*"
     exit 1
 }
+
+# shellcheck source=bench/topology.sh
+. "$BENCH/topology.sh"
+topo_loopback
+case $TOPOLOGY in
+loopback | veth) TOPOS=$TOPOLOGY ;;
+both) TOPOS="loopback veth" ;;
+*) die "TOPOLOGY must be loopback, veth or both" ;;
+esac
+if [[ -z $VETH_PEERS ]]; then # PEERS if given (direct becomes routed), else all but socat
+    VETH_PEERS=${PEERS_GIVEN:+$PEERS}
+    VETH_PEERS=${VETH_PEERS:-"routed splicer splicer-copy splicer-auto haproxy haproxy-splice nginx pen"}
+fi
 
 mkdir -p "$OUT/logs" "$OUT/conf" "$OUT/www"
 RAW=$OUT/raw.tsv # scenario measure peer round value
@@ -81,27 +106,36 @@ stop_pid() { # PID: TERM the process and the descendants it has at that moment, 
     for i in $kids; do [[ $i == "$pid" ]] || kill -KILL "$i" 2>/dev/null || true; done
 }
 
-cleanup() {
+cleanup() { # every process we started, then the namespaces we made
     local i
     for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do stop_pid "${STARTED[i]}"; done
+    STARTED=()
+    veth_down
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_port() { # PORT: wait until something listens on 127.0.0.1:PORT
+listening() { # PORT [NETNS]: something listens on PORT (in network namespace NETNS)
+    local n=()
+    [[ -n ${2:-} ]] && n=(-N "$2")
+    ss "${n[@]}" -Hltn "sport = :$1" 2>/dev/null | grep -q .
+}
+
+wait_port() { # PORT [NETNS]: wait until something listens on PORT
     local i
     for ((i = 0; i < 200; i++)); do
-        ss -Hltn "sport = :$1" 2>/dev/null | grep -q . && return 0
+        listening "$@" && return 0
         sleep 0.05
     done
     return 1
 }
 
-port_free() { ! ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+port_free() { ! listening "$@"; }
 
 # ---- setup: packages, builds ----
 
-need_pkgs=(haproxy nginx libnginx-mod-stream pen socat iperf3 wrk redis-server redis-tools strace)
+need_pkgs=(haproxy nginx libnginx-mod-stream pen socat iperf3 wrk redis-server redis-tools strace
+    iproute2 ethtool)
 "$ROOT/scripts/deps.sh" "${need_pkgs[@]}" || die "could not install ${need_pkgs[*]}"
 
 TOOL=$OUT/benchtool
@@ -125,7 +159,7 @@ else
 fi
 [[ -x $SPLICER && -x $BACKEND ]] || die "no splicer or sp-backend binary"
 
-for p in $PROXY_PORT $IPERF_PORT $WEB_PORT $REDIS_PORT $ECHO_PORT $WEB2_PORT; do
+for p in $PROXY_PORT $IPERF_PORT $WEB_PORT $REDIS_PORT $ECHO_PORT $WEB2_PORT $ADMIN_PORT; do
     port_free "$p" || die "port $p is in use; set PORT_BASE"
 done
 
@@ -162,8 +196,8 @@ start_bg() { # NAME CMD...: run CMD in the background, log to logs/NAME.log, pid
     STARTED+=("$LAST_PID")
 }
 
-start_web_backend() { # PORT WORKERS PINNED
-    local port=$1 workers=$2 dir=$OUT/conf/web-$1
+start_web_backend() { # PORT WORKERS PINNED: in the server's namespace, on SRV_IP
+    local port=$1 workers=$2 dir=$OUT/conf/${SP}web-$1
     mkdir -p "$dir"
     head -c 64 /dev/zero | tr '\0' 'x' >"$OUT/www/tiny.txt"
     cat >"$dir/nginx.conf" <<EOF
@@ -176,71 +210,81 @@ http {
     access_log off;
     keepalive_timeout 0;
     server {
-        listen 127.0.0.1:$port backlog=4096;
+        listen $SRV_IP:$port backlog=4096;
         root $OUT/www;
     }
 }
 EOF
     local p=()
     [[ $3 == 1 ]] && read -ra p <<<"$(pin)"
-    start_bg "web-$port" "${p[@]}" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" \
-        -g 'daemon off;'
-    wait_port "$port" || die "nginx backend on $port did not start"
+    start_bg "${SP}web-$port" "${NS_S[@]}" "${p[@]}" nginx -p "$dir" -e "$dir/error.log" \
+        -c "$dir/nginx.conf" -g 'daemon off;'
+    wait_port "$port" "$NSN_S" || die "nginx backend on $port did not start"
 }
 
 BACKENDS_UP=""
-need_backend() { # iperf|web|redis|echo|web2
-    case " $BACKENDS_UP " in *" $1 "*) return 0 ;; esac
+need_backend() { # iperf|web|redis|echo|web2: started once per topology
+    case " $BACKENDS_UP " in *" $TOPO:$1 "*) return 0 ;; esac
     local p=()
     read -ra p <<<"$(pin)"
     case $1 in
     iperf)
-        start_bg iperf3-server "${p[@]}" iperf3 -s -p "$IPERF_PORT" -B 127.0.0.1
-        wait_port "$IPERF_PORT" || die "iperf3 -s did not start"
+        start_bg "${SP}iperf3-server" "${NS_S[@]}" "${p[@]}" iperf3 -s -p "$IPERF_PORT" -B "$SRV_IP"
+        wait_port "$IPERF_PORT" "$NSN_S" || die "iperf3 -s did not start"
         ;;
     web) start_web_backend "$WEB_PORT" 1 1 ;;
     web2) start_web_backend "$WEB2_PORT" 2 0 ;;
     redis)
-        start_bg redis-server "${p[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 \
-            --save '' --appendonly no --daemonize no --protected-mode no --maxclients 10000
-        wait_port "$REDIS_PORT" || die "redis-server did not start"
+        start_bg "${SP}redis-server" "${NS_S[@]}" "${p[@]}" redis-server --port "$REDIS_PORT" \
+            --bind "$SRV_IP" --save '' --appendonly no --daemonize no --protected-mode no \
+            --maxclients 10000
+        wait_port "$REDIS_PORT" "$NSN_S" || die "redis-server did not start"
         ;;
     echo)
-        start_bg sp-backend "${p[@]}" "$BACKEND" --mode echo "127.0.0.1:$ECHO_PORT"
-        wait_port "$ECHO_PORT" || die "sp-backend did not start"
+        start_bg "${SP}sp-backend" "${NS_S[@]}" "${p[@]}" "$BACKEND" --mode echo "$SRV_IP:$ECHO_PORT"
+        wait_port "$ECHO_PORT" "$NSN_S" || die "sp-backend did not start"
         ;;
     esac
-    BACKENDS_UP+=" $1"
+    BACKENDS_UP+=" $TOPO:$1"
 }
 
 # ---- proxies ----
 
-# proxy_start PEER UPSTREAM_PORT [PINNED]: sets PROXY_PID (empty for direct) and TARGET_PORT.
+SPLICER_ADMIN="" # non-empty: splicer peers get an admin endpoint on 127.0.0.1:ADMIN_PORT
+
+# proxy_start PEER UPSTREAM_PORT [PINNED]: starts PEER in the proxy's namespace, listening on
+# PROXY_IP:PROXY_PORT, relaying to SRV_IP:UPSTREAM_PORT; sets PROXY_PID (empty for direct and
+# routed), TARGET_IP and TARGET_PORT (where the client connects).
 proxy_start() {
-    local peer=$1 up=$2 pinned=${3:-$PIN} dir=$OUT/conf/$1 p=()
+    local peer=$1 up=$2 pinned=${3:-$PIN} dir=$OUT/conf/$SP$1 p=() name=$SP$1
     mkdir -p "$dir"
     [[ $pinned == 1 && $PIN == 1 ]] && read -ra p <<<"$(pin)"
+    p=("${NS_P[@]}" "${p[@]}")
     PROXY_PID=""
+    TARGET_IP=$PROXY_IP
     TARGET_PORT=$PROXY_PORT
     case $peer in
-    direct)
+    direct | routed) # routed: the proxy's namespace forwards packets in the kernel (veth only)
+        TARGET_IP=$SRV_IP
         TARGET_PORT=$up
         return 0
         ;;
-    splicer | splicer-copy | splicer-auto | splicer-w2)
-        local relay=splice workers=1
+    splicer | splicer-copy | splicer-auto | splicer-w[0-9]*)
+        local relay=splice workers=1 admin=""
         [[ $peer == splicer-copy ]] && relay=copy
         [[ $peer == splicer-auto ]] && relay=auto
-        [[ $peer == splicer-w2 ]] && workers=2
+        [[ $peer == splicer-w[0-9]* ]] && workers=${peer#splicer-w}
+        [[ -n $SPLICER_ADMIN ]] && admin="admin: {listen: 127.0.0.1:$ADMIN_PORT}"
         cat >"$dir/splicer.yaml" <<EOF
 workers: $workers
 relay: $relay
 pipe_size: 1m
 log_level: warn
 shutdown_timeout: 1s
+$admin
 listeners:
   bench:
-    listen: 127.0.0.1:$PROXY_PORT
+    listen: $PROXY_IP:$PROXY_PORT
     upstream: pool
     idle_timeout: 0s
     max_connections: 100000
@@ -248,9 +292,9 @@ listeners:
 upstreams:
   pool:
     servers:
-      - address: 127.0.0.1:$up
+      - address: $SRV_IP:$up
 EOF
-        start_bg "$peer" "${p[@]}" "$SPLICER" -c "$dir/splicer.yaml"
+        start_bg "$name" "${p[@]}" "$SPLICER" -c "$dir/splicer.yaml"
         ;;
     haproxy | haproxy-splice | haproxy-t2)
         local threads=1 splice=""
@@ -268,13 +312,13 @@ defaults
     timeout server 1h
 $splice
 frontend fe
-    bind 127.0.0.1:$PROXY_PORT
+    bind $PROXY_IP:$PROXY_PORT
     backlog 4096
     default_backend be
 backend be
-    server s1 127.0.0.1:$up
+    server s1 $SRV_IP:$up
 EOF
-        start_bg "$peer" "${p[@]}" haproxy -db -f "$dir/haproxy.cfg"
+        start_bg "$name" "${p[@]}" haproxy -db -f "$dir/haproxy.cfg"
         ;;
     nginx)
         cat >"$dir/nginx.conf" <<EOF
@@ -286,27 +330,27 @@ error_log $dir/error.log warn;
 events { worker_connections 19500; }
 stream {
     server {
-        listen 127.0.0.1:$PROXY_PORT backlog=4096;
-        proxy_pass 127.0.0.1:$up;
+        listen $PROXY_IP:$PROXY_PORT backlog=4096;
+        proxy_pass $SRV_IP:$up;
     }
 }
 EOF
-        start_bg nginx "${p[@]}" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" \
+        start_bg "$name" "${p[@]}" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" \
             -g 'daemon off;'
         ;;
     pen)
-        start_bg pen "${p[@]}" pen -f -r -x 10000 -c 10000 -q 4096 "127.0.0.1:$PROXY_PORT" \
-            "127.0.0.1:$up"
+        start_bg "$name" "${p[@]}" pen -f -r -x 10000 -c 10000 -q 4096 "$PROXY_IP:$PROXY_PORT" \
+            "$SRV_IP:$up"
         ;;
     socat) # forks one process per connection
-        start_bg socat "${p[@]}" socat \
-            "TCP-LISTEN:$PROXY_PORT,bind=127.0.0.1,reuseaddr,fork,backlog=4096" \
-            "TCP:127.0.0.1:$up"
+        start_bg "$name" "${p[@]}" socat \
+            "TCP-LISTEN:$PROXY_PORT,bind=$PROXY_IP,reuseaddr,fork,backlog=4096" \
+            "TCP:$SRV_IP:$up"
         ;;
     *) die "unknown peer $peer" ;;
     esac
     PROXY_PID=$LAST_PID
-    wait_port "$PROXY_PORT" || die "$peer did not start, see $OUT/logs/$peer.log"
+    wait_port "$PROXY_PORT" "$NSN_P" || die "$peer did not start, see $OUT/logs/$name.log"
     if [[ $peer == nginx ]]; then # the worker is up once it is a child of the master
         local i
         for ((i = 0; i < 100; i++)); do
@@ -325,7 +369,7 @@ proxy_stop() {
     PROXY_PID=""
     # let the port's listener go away before the next peer binds it
     local i
-    for ((i = 0; i < 100; i++)); do port_free "$PROXY_PORT" && break; sleep 0.05; done
+    for ((i = 0; i < 100; i++)); do port_free "$PROXY_PORT" "$NSN_P" && break; sleep 0.05; done
 }
 
 # PINP: the taskset prefix for a client run (empty when unpinned)
@@ -335,11 +379,11 @@ PINP=()
 # ---- scenario 1: bulk (iperf3, 1 and 4 streams) ----
 
 bulk_one() { # PEER ROUND STREAMS
-    local peer=$1 r=$2 n=$3 f=$OUT/bulk$3-$1-r$2.txt c0 c1 b0 b1 mbytes mbps gib
+    local peer=$1 r=$2 n=$3 f=$OUT/${SP}bulk$3-$1-r$2.txt c0 c1 b0 b1 mbytes mbps gib
     c0=$(own_cpu)
     b0=$(cpu_busy)
-    timeout $((DURATION + 20)) "${PINP[@]}" iperf3 -c 127.0.0.1 -p "$TARGET_PORT" -t "$DURATION" \
-        -P "$n" -f m >"$f" 2>&1 || {
+    timeout $((DURATION + 20)) "${NS_C[@]}" "${PINP[@]}" iperf3 -c "$TARGET_IP" -p "$TARGET_PORT" \
+        -t "$DURATION" -P "$n" -f m >"$f" 2>&1 || {
         log "  iperf3 failed ($peer, $n streams), see $f"
         return 0
     }
@@ -351,17 +395,17 @@ bulk_one() { # PEER ROUND STREAMS
         return 0
     }
     gib=$(calc "$mbytes / 1024")
-    record "bulk$n" gbps "$peer" "$r" "$(calc "$mbps / 1000")"
-    record "bulk$n" own_s_gib "$peer" "$r" "$(calc "($c1 - $c0) / $gib")"
-    record "bulk$n" mach_s_gib "$peer" "$r" "$(calc "($b1 - $b0) / $gib")"
-    log "  $peer bulk$n: $(calc "$mbps / 1000") Gbit/s"
+    record "${SP}bulk$n" gbps "$peer" "$r" "$(calc "$mbps / 1000")"
+    record "${SP}bulk$n" own_s_gib "$peer" "$r" "$(calc "($c1 - $c0) / $gib")"
+    record "${SP}bulk$n" mach_s_gib "$peer" "$r" "$(calc "($b1 - $b0) / $gib")"
+    log "  $peer ${SP}bulk$n: $(calc "$mbps / 1000") Gbit/s"
 }
 
 scenario_bulk() {
     need_backend iperf
     local r peer
     for ((r = 0; r < ROUNDS; r++)); do
-        for peer in $(rotate "$r" $PEERS); do
+        for peer in $(rotate "$r" $RUN_PEERS); do
             proxy_start "$peer" "$IPERF_PORT"
             bulk_one "$peer" "$r" 1
             bulk_one "$peer" "$r" 4
@@ -373,13 +417,13 @@ scenario_bulk() {
 # ---- scenario 2: short connections (wrk, Connection: close, nginx backend) ----
 
 short_one() { # SCENARIO PEER ROUND THREADS CONNS
-    local s=$1 peer=$2 r=$3 f=$OUT/$1-$2-r$3.txt c0 c1 b0 b1 reqs rps errs
+    local s=$SP$1 peer=$2 r=$3 f=$OUT/$SP$1-$2-r$3.txt c0 c1 b0 b1 reqs rps errs
     c0=$(own_cpu)
     b0=$(cpu_busy)
-    local cl=("${PINP[@]}")
-    [[ $s == scaling ]] && cl=()
+    local cl=("${NS_C[@]}" "${PINP[@]}")
+    [[ $1 == scaling || $1 == balance ]] && cl=("${NS_C[@]}")
     timeout $((DURATION + 20)) "${cl[@]}" wrk -t "$4" -c "$5" -d "${DURATION}s" --timeout 5s \
-        -H 'Connection: close' "http://127.0.0.1:$TARGET_PORT/tiny.txt" >"$f" 2>&1 || {
+        -H 'Connection: close' "http://$TARGET_IP:$TARGET_PORT/tiny.txt" >"$f" 2>&1 || {
         log "  wrk failed ($peer), see $f"
         return 0
     }
@@ -404,7 +448,7 @@ scenario_short() {
     need_backend web
     local r peer
     for ((r = 0; r < ROUNDS; r++)); do
-        for peer in $(rotate "$r" $PEERS); do
+        for peer in $(rotate "$r" $RUN_PEERS); do
             proxy_start "$peer" "$WEB_PORT"
             short_one short "$peer" "$r" 1 "$SHORT_CONNS"
             proxy_stop
@@ -415,11 +459,11 @@ scenario_short() {
 # ---- scenario 3: request/response (redis-benchmark PING_MBULK, 1 and 50 clients) ----
 
 redis_one() { # PEER ROUND CLIENTS REQUESTS
-    local peer=$1 r=$2 c=$3 n=$4 f=$OUT/redis$3-$1-r$2.csv c0 c1 b0 b1 line
+    local peer=$1 r=$2 c=$3 n=$4 f=$OUT/${SP}redis$3-$1-r$2.csv c0 c1 b0 b1 line s=${SP}redis$3
     c0=$(own_cpu)
     b0=$(cpu_busy)
-    timeout $((DURATION * 6 + 20)) "${PINP[@]}" redis-benchmark -h 127.0.0.1 -p "$TARGET_PORT" \
-        -c "$c" -n "$n" -t ping_mbulk --csv >"$f" 2>&1 || {
+    timeout $((DURATION * 6 + 20)) "${NS_C[@]}" "${PINP[@]}" redis-benchmark -h "$TARGET_IP" \
+        -p "$TARGET_PORT" -c "$c" -n "$n" -t ping_mbulk --csv >"$f" 2>&1 || {
         log "  redis-benchmark failed ($peer, $c clients), see $f"
         return 0
     }
@@ -432,20 +476,20 @@ redis_one() { # PEER ROUND CLIENTS REQUESTS
     }
     local rps avg p50 p99
     read -r rps avg p50 p99 <<<"$line"
-    record "redis$c" rps "$peer" "$r" "$rps"
-    record "redis$c" avg_us "$peer" "$r" "$(calc "$avg * 1000")"
-    record "redis$c" p50_us "$peer" "$r" "$(calc "$p50 * 1000")"
-    record "redis$c" p99_us "$peer" "$r" "$(calc "$p99 * 1000")"
-    record "redis$c" own_us "$peer" "$r" "$(calc "($c1 - $c0) * 1e6 / $n")"
-    record "redis$c" mach_us "$peer" "$r" "$(calc "($b1 - $b0) * 1e6 / $n")"
-    log "  $peer redis$c: $rps req/s"
+    record "$s" rps "$peer" "$r" "$rps"
+    record "$s" avg_us "$peer" "$r" "$(calc "$avg * 1000")"
+    record "$s" p50_us "$peer" "$r" "$(calc "$p50 * 1000")"
+    record "$s" p99_us "$peer" "$r" "$(calc "$p99 * 1000")"
+    record "$s" own_us "$peer" "$r" "$(calc "($c1 - $c0) * 1e6 / $n")"
+    record "$s" mach_us "$peer" "$r" "$(calc "($b1 - $b0) * 1e6 / $n")"
+    log "  $peer $s: $rps req/s"
 }
 
 scenario_redis() {
     need_backend redis
     local r peer
     for ((r = 0; r < ROUNDS; r++)); do
-        for peer in $(rotate "$r" $PEERS); do
+        for peer in $(rotate "$r" $RUN_PEERS); do
             proxy_start "$peer" "$REDIS_PORT"
             redis_one "$peer" "$r" 1 $((DURATION * 50000))
             redis_one "$peer" "$r" 50 $((DURATION * 120000))
@@ -459,12 +503,13 @@ scenario_redis() {
 HOLD_IN=""
 HOLD_OUT=""
 HOLD_PID=""
-hold_start() { # PORT TIMEOUT_MS
-    local fifo=$OUT/hold.fifo
+hold_start() { # PORT TIMEOUT_MS [BENCHTOOL_HOLD_OPTION...]
+    local fifo=$OUT/hold.fifo port=$1 ms=$2
+    shift 2
     rm -f "$fifo" && mkfifo "$fifo"
     local p=()
     read -ra p <<<"$(pin)"
-    "${p[@]}" "$TOOL" hold "127.0.0.1:$1" --sources 8 --window 512 --timeout-ms "$2" \
+    "${p[@]}" "$TOOL" hold "127.0.0.1:$port" --sources 8 --window 512 --timeout-ms "$ms" "$@" \
         <"$fifo" >"$OUT/hold.out" 2>>"$OUT/logs/hold.log" &
     HOLD_PID=$!
     STARTED+=("$HOLD_PID")
@@ -498,7 +543,7 @@ scenario_idle() {
     need_backend echo
     local r peer n=$IDLE_CONNS m0 m1 k0 k1 ans ok
     for ((r = 0; r < ROUNDS; r++)); do
-        for peer in $(rotate "$r" $PEERS); do
+        for peer in $(rotate "$r" $RUN_PEERS); do
             proxy_start "$peer" "$ECHO_PORT"
             sleep 0.3
             m0="0 0 0 0 0"
@@ -709,7 +754,7 @@ scenario_syscalls() {
         USE_PERF=1
     : >"$OUT/syscalls-bulk.tsv"
     : >"$OUT/syscalls-short.tsv"
-    for peer in $PEERS; do
+    for peer in $RUN_PEERS; do
         [[ $peer == direct ]] && continue
         syscall_run "$peer" bulk "$IPERF_PORT"
         syscall_run "$peer" short "$WEB_PORT"
@@ -735,21 +780,59 @@ scenario_scaling() {
 
 # ---- run ----
 
+# shellcheck source=bench/balance.sh
+. "$BENCH/balance.sh"
+# shellcheck source=bench/stall.sh
+. "$BENCH/stall.sh"
+
 CAP_SUMMARY=""
 SYSCALL_TOOL=""
+VETH_RAN=""
 T0=$(date +%s)
-for s in $SCENARIOS; do
-    log "scenario $s"
-    "scenario_$s"
+for t in $TOPOS; do
+    if [[ $t == loopback ]]; then
+        topo_loopback
+        RUN_PEERS=$(topo_peers "$PEERS")
+        for s in $SCENARIOS; do
+            log "scenario $s"
+            "scenario_$s"
+        done
+        continue
+    fi
+    vs=""
+    for s in $SCENARIOS; do
+        if [[ " $VETH_SCENARIOS " == *" $s "* ]]; then vs+=" $s"; else
+            [[ $TOPOLOGY == veth ]] && log "scenario $s runs on loopback only, not on veth"
+        fi
+    done
+    if [[ -z $vs ]]; then
+        VETH_SKIPPED="no scenario of SCENARIOS runs on veth (those that do: $VETH_SCENARIOS)"
+    elif ! veth_up; then
+        log "veth topology skipped: $VETH_SKIPPED"
+        veth_down
+    else
+        topo_veth
+        RUN_PEERS=$(topo_peers "$VETH_PEERS")
+        VETH_RAN=1
+        log "veth topology: namespaces ${MADE_NS[*]}; $VETH_NOTE"
+        for s in $vs; do
+            log "scenario $s (veth)"
+            "scenario_$s"
+        done
+    fi
 done
+topo_loopback
 T1=$(date +%s)
 cleanup
-STARTED=()
 
 # ---- RESULTS.md ----
 
 peer_versions() {
-    echo "- splicer: $("$SPLICER" --version 2>&1 | head -1), git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- proxy include 2>/dev/null || echo ' (with uncommitted changes)'), binary $SPLICER"
+    if [[ -n ${SPLICER_BIN:-} ]]; then # a given binary: this tree's commit says nothing about it
+        echo "- splicer: $("$SPLICER" --version 2>&1 | head -1), binary $SPLICER (SPLICER_BIN, not built by this run)"
+    else
+        echo "- splicer: $("$SPLICER" --version 2>&1 | head -1), git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- proxy include 2>/dev/null || echo ' (with uncommitted changes)'), binary $SPLICER"
+    fi
     echo "- HAProxy: $(haproxy -v 2>&1 | head -1)"
     echo "- nginx: $(nginx -v 2>&1 | head -1) (stream module: libnginx-mod-stream $(dpkg-query -W -f='${Version}' libnginx-mod-stream 2>/dev/null))"
     echo "- pen: $(dpkg-query -W -f='${Version}' pen 2>/dev/null)"
@@ -781,9 +864,34 @@ peer_versions() {
     echo "- one worker/thread per proxy: splicer \`workers: 1\`, HAProxy \`nbthread 1\`, nginx"
     echo "  \`worker_processes 1\`, pen (single process). socat forks one process per connection."
     echo "- medians over $ROUNDS round(s) with [min–max]; round r runs every peer once, order rotated by r."
+    echo "- topologies: $(if [[ $TOPOS == *loopback* ]]; then echo "loopback (scenarios: $SCENARIOS)"; fi)$(
+        if [[ $TOPOS == *veth* ]]; then
+            [[ $TOPOS == *loopback* ]] && echo -n "; "
+            if [[ -n $VETH_RAN ]]; then echo "veth (scenarios:$vs)"; else echo "veth skipped ($VETH_SKIPPED)"; fi
+        fi)"
     peer_versions
     echo
-    awk -F'\t' -v only="bulk1 bulk4 short redis1 redis50 idle conc" -f "$BENCH/report.awk" "$RAW"
+    awk -F'\t' -v only="bulk1 bulk4 short redis1 redis50" -f "$BENCH/report.awk" "$RAW"
+    if [[ -n $VETH_RAN ]]; then
+        echo "## Container path (veth topology): method"
+        echo
+        echo "The client, the proxy and the backends run in three network namespaces joined by two veth"
+        echo "pairs: client ($VETH_NET.1.2) ↔ proxy ($VETH_NET.1.1 | $VETH_NET.2.1) ↔ server ($VETH_NET.2.2),"
+        echo "each process started with \`ip netns exec NS\` and pinned as above. \`routed\` is the"
+        echo "baseline: no proxy, the middle namespace forwards the packets in the kernel (\`ip_forward=1\`);"
+        echo ""machine added" is measured against it. The relay's upstream is not loopback here, so"
+        echo "\`relay: auto\` adapts per direction. Veth: $VETH_NOTE. Full \`ethtool -k\` output:"
+        echo "\`bench/out/$RUN_ID/veth-ethtool.txt\`."
+        echo
+        awk -F'\t' -v only="veth-bulk1 veth-bulk4 veth-short veth-redis1 veth-redis50" \
+            -f "$BENCH/report.awk" "$RAW"
+    elif [[ $TOPOS == *veth* ]]; then
+        echo "## Container path (veth topology)"
+        echo
+        echo "Not run: $VETH_SKIPPED."
+        echo
+    fi
+    awk -F'\t' -v only="idle conc" -f "$BENCH/report.awk" "$RAW"
     if [[ -n $CAP_SUMMARY ]]; then
         echo "## 5b. splicer at its file-descriptor cap"
         echo
@@ -813,7 +921,24 @@ peer_versions() {
         awk -F'\t' -v unit=conn -v f=%.1f -f "$BENCH/syscalls.awk" "$OUT/syscalls-short.tsv"
         echo
     fi
-    awk -F'\t' -v only=scaling -v ratios=1 -f "$BENCH/report.awk" "$RAW"
+    awk -F'\t' -v only=scaling -f "$BENCH/report.awk" "$RAW"
+    if grep -q '^balance' "$RAW"; then
+        awk -F'\t' -v only=balance -f "$BENCH/report.awk" "$RAW"
+        echo "splicer with \`workers: $BALANCE_WORKERS\`, unpinned, \`wrk -t 2 -c $BALANCE_CONNS\` for $DURATION s; the"
+        echo "shares are of the connections each worker accepted (\`splicer_worker_connections_total{worker}\`"
+        echo "read from \`/metrics\` before and after). Target: no worker above 60%."
+        echo
+    fi
+    if grep -q '^stall' "$RAW"; then
+        awk -F'\t' -v only=stall -f "$BENCH/report.awk" "$RAW"
+        echo "$STALL_CONNS connections each send the first half of \`$(basename "$STALL_HELLO")\` ($(stat -c %s "$STALL_HELLO") bytes,"
+        echo "openssl s_client's ClientHello) and stall; splicer's CPU (utime + stime) is taken over"
+        echo "$STALL_SECONDS s of that. Then each sends the rest, splicer routes it by SNI to an echo"
+        echo "server, and the whole hello must come back intact (\`completed and echoed\`)."
+        echo "splicer: \`$SPLICER\`$([[ -n $STALL_REF_BIN ]] && echo "; splicer-ref: $STALL_REF_LABEL (\`$STALL_REF_BIN\`)")."
+        echo
+    fi
+    awk -F'\t' -v only=- -v ratios=1 -f "$BENCH/report.awk" "$RAW"
 } >"$RESULTS"
 cp "$RESULTS" "$OUT/RESULTS.md"
 log "wrote $RESULTS ($((T1 - T0)) s)"
