@@ -55,6 +55,7 @@ enum sess_state {
     S_INSPECTING = 1,
     S_CONNECTING,
     S_RELAYING,
+    S_LINGERING, /* one side failed; the other is owed bytes in flight (abort_from) */
     S_CLOSING,
 };
 
@@ -77,7 +78,10 @@ struct sp_session {
     int fd[2];              /* owned; -1 once closed; both in the worker's epoll set while open */
     struct sp_side side[2]; /* what the kernel last said of each socket */
     uint8_t state;
-    bool lowat;             /* SO_RCVLOWAT raised on the client for a partial ClientHello */
+    bool lowat;         /* SO_RCVLOWAT raised on the client for a partial ClientHello */
+    int8_t linger_side; /* S_LINGERING: the side still open */
+    uint8_t linger_end; /* S_LINGERING: enum sp_end to log when it closes */
+    uint64_t linger_until_ms;
     bool counted_on_server; /* server->active holds this session */
     int8_t first_eof;       /* the side whose EOF came first, -1 before any */
     unsigned attempts;
@@ -122,33 +126,78 @@ static int unacked(int fd)
     return ioctl(fd, SIOCOUTQ, &n) == 0 ? n : -1;
 }
 
-/* Reads and throws away what sits unread on fd (a few rounds at most), so that its close()
- * sends a FIN behind the bytes in flight rather than a reset that would destroy them. */
-static void discard_input(struct sp_session *s, int fd)
+/* How long a side owed bytes in flight is waited for after the other side failed, at most, and
+ * how often its acknowledgements are looked at meanwhile (the kernel has no event for "all
+ * acknowledged"). */
+#define LINGER_MAX_MS  30000
+#define LINGER_TICK_MS 50
+
+/* Reads and throws away what the peer of fd sent and nobody will take. Returns false once its
+ * end (FIN or reset) has been read: nothing more can come. */
+static bool discard_input(struct sp_session *s, int fd)
 {
     for (int i = 0; i < 16; i++) {
-        if (recv(fd, s->worker->scratch, SP_SNI_BUF_MAX, MSG_DONTWAIT | MSG_TRUNC) <= 0)
-            return;
+        ssize_t n = recv(fd, s->worker->scratch, SP_SNI_BUF_MAX, MSG_DONTWAIT | MSG_TRUNC);
+        if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR))
+            return false;
+        if (n == -1 && errno == EAGAIN)
+            return true;
     }
+    return true;
+}
+
+/* S_LINGERING: the open side may close once it has acknowledged every byte, or sent its own
+ * end (its input is then empty and a close() is a FIN), or when its time is up. */
+static void linger_step(struct sp_session *s)
+{
+    int side = s->linger_side;
+    bool more = !s->side[side].failed && discard_input(s, s->fd[side]);
+    if (!more || unacked(s->fd[side]) <= 0 || now_ms(s) >= s->linger_until_ms)
+        session_close(s, 0, (enum sp_end)s->linger_end);
+}
+
+static void on_linger_timer(uv_timer_t *t)
+{
+    struct sp_session *s = t->data;
+    linger_step(s);
+    if (s->state == S_LINGERING)
+        uv_timer_start(&s->timer, on_linger_timer, LINGER_TICK_MS, 0);
 }
 
 /* Side x failed and all it sent has been delivered: the end travels on to the other side as a
- * reset, as through a direct connection, unless that would destroy bytes still in flight. */
+ * reset, as through a direct connection, unless that would destroy bytes still in flight to it
+ * (a SO_LINGER 0 close drops the send queue). Those get a FIN behind them instead, and the
+ * session lingers until they are acknowledged, throwing away what that side still sends:
+ * unread input would turn the close() into a reset just the same. */
 static void abort_from(struct sp_session *s, int x)
 {
     int other = x ^ 1;
-    int reset = 0;
-    if (!s->side[other].failed) {
-        if (unacked(s->fd[other]) == 0)
-            reset = other == CLI ? RESET_CLI : RESET_UPS;
-        else
-            discard_input(s, s->fd[other]);
+    enum sp_end end = x == CLI ? SP_END_CLIENT_RESET : SP_END_UPSTREAM_RESET;
+    sp_log_debug("session %p: %s side failed (%s)", (void *)s, x == CLI ? "client" : "upstream",
+                 s->dir[x].src_err != 0 ? uv_strerror(s->dir[x].src_err) : "error event");
+    if (s->side[other].failed) {
+        session_close(s, 0, end);
+        return;
     }
-    sp_log_debug("session %p: %s side failed (%s); %s to the other", (void *)s,
-                 x == CLI ? "client" : "upstream",
-                 s->dir[x].src_err != 0 ? uv_strerror(s->dir[x].src_err) : "error event",
-                 reset != 0 ? "reset" : "FIN");
-    session_close(s, reset, x == CLI ? SP_END_CLIENT_RESET : SP_END_UPSTREAM_RESET);
+    if (unacked(s->fd[other]) == 0) {
+        session_close(s, other == CLI ? RESET_CLI : RESET_UPS, end);
+        return;
+    }
+    sp_poller_cancel(&s->defer);
+    sp_relay_dir_release(&s->dir[CLI], &s->worker->relay);
+    sp_relay_dir_release(&s->dir[UPS], &s->worker->relay);
+    close_side(s, x, false);
+    if (!s->dir[x].dst_shut && shutdown(s->fd[other], SHUT_WR) == -1) {
+        session_close(s, 0, end);
+        return;
+    }
+    s->state = S_LINGERING;
+    s->linger_side = (int8_t)other;
+    s->linger_end = (uint8_t)end;
+    uint64_t cap = s->lconf->idle_timeout_ms > 0 ? SP_MIN(s->lconf->idle_timeout_ms, LINGER_MAX_MS)
+                                                 : LINGER_MAX_MS;
+    s->linger_until_ms = now_ms(s) + cap;
+    on_linger_timer(&s->timer);
 }
 
 /* Runs one direction and accounts what it delivered. False when it yielded: the session runs
@@ -395,6 +444,9 @@ static void connect_next(struct sp_session *s)
                 sp_log_warn("upstream %s: no socket for a connect to %s: %s (client closed; "
                             "%u more like this in the last second)",
                             uc->name, srv->name, uv_strerror(rc), held);
+            /* Out of descriptors (or memory) on our side: refused, like a client the listener
+             * could not accept. */
+            atomic_fetch_add_explicit(&s->stats->rejected, 1, memory_order_relaxed);
             end = SP_END_LOCAL_ERROR;
             break;
         }
@@ -569,6 +621,9 @@ void sp_session_event(void *owner, int side, uint32_t events)
     case S_RELAYING:
         s->last_io_ms = now_ms(s);
         relay_run(s);
+        break;
+    case S_LINGERING:
+        linger_step(s);
         break;
     }
 }
