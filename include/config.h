@@ -107,10 +107,15 @@ struct sp_listener_conf {
     /* deployment: PROXY protocol from a load balancer in front, client filters, SNI routes */
     bool accept_proxy_protocol;         /* default false: expect a v1/v2 header first */
     uint64_t proxy_protocol_timeout_ms; /* default 5s, >0: for the whole header to arrive */
-    struct sp_cidr_list allow;          /* owned; empty = everyone (the default) */
-    struct sp_cidr_list deny;           /* owned; wins over allow (sp_cidr_allowed) */
-    uint64_t tls_inspect_timeout_ms;    /* default 5s, >0: for the ClientHello (routes only) */
-    struct sp_route_conf *routes;       /* owned array; NULL when no routes */
+    /* owned; proxy_protocol_from: the socket peers allowed to send a PROXY header. Required (and
+     * non-empty) with accept_proxy_protocol, refused without it; others are closed unread. */
+    struct sp_cidr_list proxy_from;
+    struct sp_conf_mark accept_pp_mark;  /* accept_proxy_protocol's value; line 0 when absent */
+    struct sp_conf_mark proxy_from_mark; /* proxy_protocol_from's value; line 0 when absent */
+    struct sp_cidr_list allow;           /* owned; empty = everyone (the default) */
+    struct sp_cidr_list deny;            /* owned; wins over allow (sp_cidr_allowed) */
+    uint64_t tls_inspect_timeout_ms;     /* default 5s, >0: for the ClientHello (routes only) */
+    struct sp_route_conf *routes;        /* owned array; NULL when no routes */
     size_t nroutes;
     /* owned; each pattern of routes[i].sni -> i. sp_sni_routes_match() == -1 (or no SNI) means
      * the listener's own `upstream`, the default route. */

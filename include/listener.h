@@ -9,6 +9,7 @@
 #define SPLICER_LISTENER_H
 
 #include "common.h"
+#include "log.h"
 #include "runtime.h"
 #include <stdbool.h>
 #include <uv.h>
@@ -22,10 +23,11 @@ struct sp_listener {
     struct sp_balancer *balancer;        /* borrowed from gen */
     int fd;                              /* owned; -1 once closed */
     uv_poll_t poll;
-    uv_timer_t pause;        /* resumes accepting after an fd-exhaustion pause */
-    unsigned nsessions;      /* sessions accepted here and still open */
-    unsigned closes_pending; /* handle close callbacks still to come */
-    bool retired;            /* closed: freed once nsessions and closes_pending are 0 */
+    uv_timer_t pause;                  /* resumes accepting after an fd-exhaustion pause */
+    struct sp_ratelimit untrusted_log; /* peers outside proxy_protocol_from: a line a second */
+    unsigned nsessions;                /* sessions accepted here and still open */
+    unsigned closes_pending;           /* handle close callbacks still to come */
+    bool retired;                      /* closed: freed once nsessions and closes_pending are 0 */
 };
 
 /* Binds a listening socket for `conf` (SO_REUSEPORT, so every worker can have one). Returns

@@ -33,6 +33,7 @@ struct sp_listener_stats {
     _Atomic uint64_t rejected;       /* closed at once: over max_connections or out of fds */
     _Atomic uint64_t denied;         /* refused by allow/deny */
     _Atomic uint64_t malformed;      /* a malformed PROXY header or TLS ClientHello */
+    _Atomic uint64_t untrusted;      /* closed unread: a peer outside proxy_protocol_from */
 };
 
 struct sp_runtime {

@@ -18,6 +18,7 @@ struct sp_stats_listener {
     uint64_t rejected;    /* closed at once: over max_connections or out of fds */
     uint64_t denied;      /* refused by allow/deny */
     uint64_t malformed;   /* a malformed PROXY header or TLS ClientHello */
+    uint64_t untrusted;   /* closed unread: a peer outside proxy_protocol_from */
     uint64_t bytes_up;    /* client to server */
     uint64_t bytes_down;  /* server to client */
 };

@@ -444,8 +444,11 @@ static const struct sp_cfg_field listener_fields[] = {
      .off = offsetof(struct sp_listener_conf, relay),
      .names = relay_names},
     {.key = "accept_proxy_protocol",
-     .parse = sp_cfg_parse_bool,
+     .parse = sp_cfg_parse_accept_pp,
      .off = offsetof(struct sp_listener_conf, accept_proxy_protocol)},
+    {.key = "proxy_protocol_from",
+     .parse = sp_cfg_parse_proxy_from,
+     .off = offsetof(struct sp_listener_conf, proxy_from)},
     {.key = "proxy_protocol_timeout",
      .parse = sp_cfg_parse_duration,
      .off = offsetof(struct sp_listener_conf, proxy_protocol_timeout_ms),
@@ -671,6 +674,8 @@ static int resolve(struct build *b)
         if (l->upstream == NULL)
             return undefined_upstream(b, l, b->lmarks[i].upstream);
         int rc = sp_cfg_resolve_routes(&b->walk, cfg, l);
+        if (rc == 0)
+            rc = sp_cfg_check_proxy_from(&b->walk, l);
         if (rc != 0)
             return rc;
         for (size_t j = 0; j < i; j++) {

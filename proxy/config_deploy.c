@@ -1,6 +1,7 @@
 /* config_deploy.c: the deployment keys of a listener (see config_deploy.h): allow/deny lists of
- * CIDR prefixes and TLS SNI routes, with their messages. The values themselves are parsed by the
- * pure cidr and tls_sni modules, so the proxy and the config agree on what is valid. */
+ * CIDR prefixes, the peers trusted with a PROXY header, and TLS SNI routes, with their messages.
+ * The values themselves are parsed by the pure cidr and tls_sni modules, so the proxy and the
+ * config agree on what is valid. */
 #include "config_deploy.h"
 #include "common.h"
 
@@ -81,6 +82,64 @@ int sp_cfg_parse_cidrs(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml
         if (rc != 0)
             return cidr_error(w, item, s, what, rc);
     }
+    return 0;
+}
+
+/* ---- who may send a PROXY header -------------------------------------------------------- */
+
+static struct sp_conf_mark mark_of(const yaml_node_t *val)
+{
+    struct sp_conf_mark m = {(int)val->start_mark.line + 1, (int)val->start_mark.column + 1};
+    return m;
+}
+
+static yaml_mark_t yaml_mark(struct sp_conf_mark m)
+{
+    yaml_mark_t y = {0, (size_t)m.line - 1, (size_t)m.col - 1};
+    return y;
+}
+
+int sp_cfg_parse_accept_pp(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
+                           void *obj, const char *what)
+{
+    struct sp_listener_conf *l = obj;
+    int rc = sp_cfg_parse_bool(w, f, val, obj, what);
+    if (rc == 0)
+        l->accept_pp_mark = mark_of(val);
+    return rc;
+}
+
+int sp_cfg_parse_proxy_from(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
+                            void *obj, const char *what)
+{
+    struct sp_listener_conf *l = obj;
+    int rc = sp_cfg_parse_cidrs(w, f, val, obj, what);
+    if (rc == 0)
+        l->proxy_from_mark = mark_of(val);
+    return rc;
+}
+
+int sp_cfg_check_proxy_from(struct sp_cfg_walk *w, const struct sp_listener_conf *l)
+{
+    bool from = l->proxy_from_mark.line > 0;
+    if (l->accept_proxy_protocol && !from)
+        return sp_cfg_fail(w, yaml_mark(l->accept_pp_mark),
+                           "listener '%.64s' accepts PROXY headers but has no "
+                           "'proxy_protocol_from': list the load balancers allowed to send one "
+                           "(a header from any other peer would choose its own client "
+                           "address); to trust every peer, write proxy_protocol_from: "
+                           "[\"0.0.0.0/0\", \"::/0\"]",
+                           l->name);
+    if (from && !l->accept_proxy_protocol)
+        return sp_cfg_fail(w, yaml_mark(l->proxy_from_mark),
+                           "'proxy_protocol_from' in listener '%.64s' needs "
+                           "accept_proxy_protocol: true (remove it, or turn PROXY headers on)",
+                           l->name);
+    if (from && l->proxy_from.n == 0)
+        return sp_cfg_fail(w, yaml_mark(l->proxy_from_mark),
+                           "'proxy_protocol_from' in listener '%.64s' is empty: every connection "
+                           "would be closed (list the load balancers' addresses)",
+                           l->name);
     return 0;
 }
 
@@ -234,4 +293,5 @@ void sp_cfg_deploy_free(struct sp_listener_conf *l)
     sp_sni_routes_deinit(&l->sni_routes);
     sp_cidr_list_deinit(&l->allow);
     sp_cidr_list_deinit(&l->deny);
+    sp_cidr_list_deinit(&l->proxy_from);
 }

@@ -77,6 +77,26 @@ static void fd_exhausted(struct sp_listener *l, int err)
     uv_timer_start(&l->pause, resume, FD_PAUSE_MS, 0);
 }
 
+/* With accept_proxy_protocol, only the load balancers in proxy_protocol_from may speak first:
+ * anyone else could write a header that picks its own address for allow/deny, source_hash and
+ * the logs. Such a peer is closed before a byte is read or a server is asked, and does not
+ * take a max_connections slot. Returns true when `fd` was closed. */
+static bool untrusted(struct sp_listener *l, int fd, const struct sockaddr *peer)
+{
+    if (!l->conf->accept_proxy_protocol || sp_cidr_match(&l->conf->proxy_from, peer))
+        return false;
+    close(fd);
+    atomic_fetch_add_explicit(&l->stats->untrusted, 1, memory_order_relaxed);
+    unsigned held;
+    if (sp_ratelimit_pass(&l->untrusted_log, uv_now(&l->worker->loop), 1000, &held)) {
+        char addr[SP_ADDRSTRLEN];
+        sp_log_warn("listener %s: closed a connection from %s, which is not in "
+                    "proxy_protocol_from (%u more like this in the last second)",
+                    l->conf->name, sp_sock_addr_str(peer, addr, sizeof(addr)), held);
+    }
+    return true;
+}
+
 /* Counts the connection against max_connections; false means over the limit. */
 static bool admit(struct sp_listener *l)
 {
@@ -109,6 +129,8 @@ static void on_accept(uv_poll_t *h, int status, int events)
             }
             continue; /* ECONNABORTED and the like cost only that connection */
         }
+        if (untrusted(l, fd, (struct sockaddr *)&peer))
+            continue;
         if (!admit(l)) {
             close(fd);
             atomic_fetch_add_explicit(&l->stats->rejected, 1, memory_order_relaxed);

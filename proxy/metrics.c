@@ -47,6 +47,9 @@ enum scope {
       "Client connections refused by the listener's allow/deny rules.")                            \
     X(L_MALFORMED, LISTENER, "counter", "splicer_listener_malformed_total",                        \
       "Client connections closed for a malformed PROXY header or TLS ClientHello.")                \
+    X(L_UNTRUSTED, LISTENER, "counter", "splicer_listener_untrusted_proxy_total",                  \
+      "Client connections closed unread: a PROXY header is expected and the peer is not in "       \
+      "proxy_protocol_from.")                                                                      \
     X(BYTES, SPECIAL, "counter", "splicer_bytes_total",                                            \
       "Bytes relayed for the listener's clients; upstream is client to server, downstream is "     \
       "server to client.")                                                                         \
@@ -186,6 +189,8 @@ static uint64_t listener_value(enum family_id id, const struct sp_stats_listener
         return l->denied;
     case M_L_MALFORMED:
         return l->malformed;
+    case M_L_UNTRUSTED:
+        return l->untrusted;
     default:
         abort();
     }
@@ -425,10 +430,10 @@ static int status_listener(struct sp_strbuf *sb, const struct sp_stats_listener 
         rc = sp_strbuf_appendf(sb,
                                ",\"active\":%" PRIu64 ",\"connections\":%" PRIu64
                                ",\"rejected\":%" PRIu64 ",\"denied\":%" PRIu64
-                               ",\"malformed\":%" PRIu64 ",\"bytes_upstream\":%" PRIu64
-                               ",\"bytes_downstream\":%" PRIu64,
+                               ",\"malformed\":%" PRIu64 ",\"untrusted_proxy\":%" PRIu64
+                               ",\"bytes_upstream\":%" PRIu64 ",\"bytes_downstream\":%" PRIu64,
                                l->active, l->connections, l->rejected, l->denied, l->malformed,
-                               l->bytes_up, l->bytes_down);
+                               l->untrusted, l->bytes_up, l->bytes_down);
     return rc;
 }
 

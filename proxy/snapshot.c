@@ -33,6 +33,7 @@ static int fill_listeners(struct sp_stats *st, const struct sp_runtime *rt)
         o->rejected = atomic_load_explicit(&ls->rejected, RLX);
         o->denied = atomic_load_explicit(&ls->denied, RLX);
         o->malformed = atomic_load_explicit(&ls->malformed, RLX);
+        o->untrusted = atomic_load_explicit(&ls->untrusted, RLX);
         for (unsigned w = 0; w < ls->nworkers; w++) {
             o->bytes_up += atomic_load_explicit(&ls->bytes[w].v[0], RLX);
             o->bytes_down += atomic_load_explicit(&ls->bytes[w].v[1], RLX);

@@ -153,6 +153,7 @@ __attribute__((format(printf, 3, 4))) static void px_start(struct px *x, int por
 
 #define MALFORMED(l) "splicer_listener_malformed_total{listener=\"" l "\"}"
 #define DENIED(l)    "splicer_listener_denied_total{listener=\"" l "\"}"
+#define UNTRUSTED(l) "splicer_listener_untrusted_proxy_total{listener=\"" l "\"}"
 
 /* True when one line of stderr contains both a and b (b may be NULL). */
 static bool log_has(const struct px *x, const char *a, const char *b)
@@ -305,6 +306,7 @@ static void teardown(void)
     "    listen: 127.0.0.1:%d\n"                                                                   \
     "    upstream: pool\n"                                                                         \
     "    accept_proxy_protocol: true\n"                                                            \
+    "    proxy_protocol_from: [127.0.0.1]\n"                                                       \
     "    proxy_protocol_timeout: 300ms\n"                                                          \
     "upstreams:\n"                                                                                 \
     "  pool:\n"                                                                                    \
@@ -534,12 +536,79 @@ START_TEST(pp_sent)
 }
 END_TEST
 
+/* A client socket bound to loopback address `src` (127.0.0.0/8 is all loopback) before it
+ * connects to 127.0.0.1:port; returns it non-blocking, like sph_connect. */
+static int connect_from(const char *src, int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    ck_assert_int_eq(inet_pton(AF_INET, src, &a.sin_addr), 1);
+    ck_assert_msg(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "bind %s: %s", src,
+                  strerror(errno));
+    a.sin_port = htons((uint16_t)port);
+    ck_assert_int_eq(inet_pton(AF_INET, "127.0.0.1", &a.sin_addr), 1);
+    ck_assert_msg(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "connect: %s",
+                  strerror(errno));
+    ck_assert_int_eq(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+    return fd;
+}
+
+/* Only the peers in proxy_protocol_from may send a PROXY header. A client at 127.0.0.1 that
+ * claims to be 10.9.9.9 (which allow lets in) is closed before anything is read: no server is
+ * contacted, it is counted and logged, and it is neither denied nor malformed. The load balancer
+ * at 127.0.0.2 is served with the client address of its header. (Fails before proxy_protocol_from:
+ * the key is unknown; without it, the forged header was admitted, logged as 10.9.9.9 and relayed.)
+ */
+START_TEST(pp_untrusted_peer)
+{
+    struct sph_backend *echo = echo_backend();
+    struct px x;
+    int port = sph_free_port(AF_INET);
+    px_start(&x, port,
+             "listeners:\n"
+             "  main:\n"
+             "    listen: 127.0.0.1:%d\n"
+             "    upstream: pool\n"
+             "    accept_proxy_protocol: true\n"
+             "    allow: [10.0.0.0/8]\n"
+             "    proxy_protocol_from: [127.0.0.2/32]\n"
+             "upstreams:\n"
+             "  pool:\n"
+             "    servers:\n"
+             "      - address: 127.0.0.1:%d\n",
+             port, echo->port);
+    static const char forged[] = "PROXY TCP4 10.9.9.9 198.51.100.1 4711 443\r\nhello\n";
+    expect_refused(AF_INET, port, forged, sizeof(forged) - 1);
+    sph_expect_metric(x.admin, UNTRUSTED("main"), 1);
+    ck_assert(sph_proc_wait_log(&x.proc, "from 127.0.0.1:", 1, IO_MS));
+    ck_assert(log_has(&x, "not in proxy_protocol_from", NULL));
+    sph_sleep_ms(100);
+    ck_assert_int_eq(atomic_load(&echo->accepted), 0);
+    ck_assert(!log_has(&x, "\"client\":\"10.9.9.9", NULL));
+
+    int fd = connect_from("127.0.0.2", port);
+    ck_assert_int_eq(sph_write_all(fd, forged, sizeof(forged) - 1, IO_MS), 0);
+    char back[7] = "";
+    ck_assert_int_eq(sph_read_exact(fd, back, 6, IO_MS), 6);
+    ck_assert_str_eq(back, "hello\n");
+    close(fd);
+    expect_access(&x, "10.9.9.9:4711", "client_fin");
+    ck_assert_int_eq(atomic_load(&echo->accepted), 1);
+    sph_expect_metric(x.admin, UNTRUSTED("main"), 1);
+    sph_expect_metric(x.admin, DENIED("main"), 0);
+    sph_expect_metric(x.admin, MALFORMED("main"), 0);
+    sph_expect_metric(x.admin, "splicer_listener_rejected_total{listener=\"main\"}", 0);
+}
+END_TEST
+
 #define CHAIN_CONF                                                                                 \
     "listeners:\n"                                                                                 \
     "  main:\n"                                                                                    \
     "    listen: 127.0.0.1:%d\n"                                                                   \
     "    upstream: next\n"                                                                         \
     "    accept_proxy_protocol: true\n"                                                            \
+    "    proxy_protocol_from: [127.0.0.1]\n"                                                       \
     "upstreams:\n"                                                                                 \
     "  next:\n"                                                                                    \
     "    proxy_protocol: %s\n"                                                                     \
@@ -697,7 +766,8 @@ static void filter_start(struct px *x, int family, const char *rules, bool pp,
              "  pool:\n"
              "    servers:\n"
              "      - address: 127.0.0.1:%d\n",
-             sph_addr(laddr, family, port), rules, pp ? "    accept_proxy_protocol: true\n" : "",
+             sph_addr(laddr, family, port), rules,
+             pp ? "    accept_proxy_protocol: true\n    proxy_protocol_from: [127.0.0.1]\n" : "",
              echo->port);
 }
 
@@ -1066,7 +1136,7 @@ START_TEST(sni_after_proxy_header)
     size_t n = fixture("openssl_sni.bin", buf + h, sizeof(buf) - h);
     struct sinks s;
     struct px x;
-    sinks_start(&s, &x, "    accept_proxy_protocol: true\n");
+    sinks_start(&s, &x, "    accept_proxy_protocol: true\n    proxy_protocol_from: [127.0.0.1]\n");
     int fd = sph_connect(AF_INET, x.port, IO_MS);
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(sph_write_all(fd, buf, h + n, IO_MS), 0);
@@ -1268,6 +1338,7 @@ static Suite *deploy_suite(void)
     tcase_add_test(tc, pp_timeout);
     tcase_add_loop_test(tc, pp_sent, 0, SP_ARRAY_LEN(send_cases));
     tcase_add_test(tc, pp_chain);
+    tcase_add_test(tc, pp_untrusted_peer);
     tcase_add_loop_test(tc, haproxy_in_front, 0, 2);
     tcase_add_loop_test(tc, haproxy_behind, 0, 2);
     suite_add_tcase(s, tc);

@@ -181,6 +181,7 @@ START_TEST(good_minimal_defaults)
     /* deployment keys */
     ck_assert(!l->accept_proxy_protocol);
     ck_assert_uint_eq(l->proxy_protocol_timeout_ms, 5000);
+    ck_assert_uint_eq(l->proxy_from.n, 0);
     ck_assert_uint_eq(l->allow.n, 0);
     ck_assert_uint_eq(l->deny.n, 0);
     ck_assert_uint_eq(l->tls_inspect_timeout_ms, 5000);
@@ -202,14 +203,20 @@ START_TEST(good_minimal_defaults)
 }
 END_TEST
 
-static bool allowed(const struct sp_listener_conf *l, const char *host)
+/* host as a socket address (port 1), valid until the next call. */
+static const struct sockaddr *addr_of(const char *host)
 {
-    struct sockaddr_storage ss;
+    static struct sockaddr_storage ss;
     socklen_t len;
     char addr[80];
     snprintf(addr, sizeof(addr), strchr(host, ':') ? "[%s]:1" : "%s:1", host);
     ck_assert_int_eq(sp_parse_addr(addr, &ss, &len), 0);
-    return sp_cidr_allowed(&l->allow, &l->deny, (const struct sockaddr *)&ss);
+    return (const struct sockaddr *)&ss;
+}
+
+static bool allowed(const struct sp_listener_conf *l, const char *host)
+{
+    return sp_cidr_allowed(&l->allow, &l->deny, addr_of(host));
 }
 
 START_TEST(good_deploy)
@@ -221,6 +228,13 @@ START_TEST(good_deploy)
 
     ck_assert(l->accept_proxy_protocol);
     ck_assert_uint_eq(l->proxy_protocol_timeout_ms, 3000);
+    ck_assert_uint_eq(l->proxy_from.n, 2);
+    ck_assert(sp_cidr_match(&l->proxy_from, addr_of("10.9.1.2")));
+    ck_assert(sp_cidr_match(&l->proxy_from, addr_of("::ffff:10.9.1.2")));
+    ck_assert(!sp_cidr_match(&l->proxy_from, addr_of("10.8.1.2")));
+    ck_assert(sp_cidr_match(&l->proxy_from, addr_of("fd00::5")));
+    ck_assert_int_eq(l->accept_pp_mark.line, 6);
+    ck_assert_int_eq(l->proxy_from_mark.line, 17);
     ck_assert_uint_eq(l->tls_inspect_timeout_ms, 1500);
     ck_assert_uint_eq(l->allow.n, 3);
     ck_assert_uint_eq(l->deny.n, 1);
@@ -458,6 +472,11 @@ static const struct {
                                 "'web_pool' (expected one of: off, v1, v2)"},
     {"log_format_bad.yaml",
      "1:13: invalid value 'xml' for 'log_format' (expected one of: json, text)"},
+    {"proxy_protocol_no_from.yaml",
+     "6:28: listener 'edge' accepts PROXY headers but has no 'proxy_protocol_from': list the "
+     "load balancers allowed to send one (a header from any other peer would choose its own "
+     "client address); to trust every peer, write proxy_protocol_from: [\"0.0.0.0/0\", "
+     "\"::/0\"]"},
 };
 
 START_TEST(bad_file)
@@ -575,6 +594,26 @@ static const struct {
      "IPv6 address, alone or with a prefix length, as in 10.0.0.0/8)"},
     {LISTENERS "    allow: [[10.0.0.0/8]]\n" UPSTREAMS, 0,
      "mem:5:13: expected a scalar for 'allow' in listener 'web', found a sequence"},
+    {LISTENERS "    accept_proxy_protocol: yes\n" UPSTREAMS, 0,
+     "mem:5:28: listener 'web' accepts PROXY headers but has no 'proxy_protocol_from': list the "
+     "load balancers allowed to send one (a header from any other peer would choose its own "
+     "client address); to trust every peer, write proxy_protocol_from: [\"0.0.0.0/0\", "
+     "\"::/0\"]"},
+    {LISTENERS "    proxy_protocol_from: [10.0.0.0/8]\n" UPSTREAMS, 0,
+     "mem:5:26: 'proxy_protocol_from' in listener 'web' needs accept_proxy_protocol: true "
+     "(remove it, or turn PROXY headers on)"},
+    {LISTENERS
+     "    proxy_protocol_from: [10.0.0.0/8]\n    accept_proxy_protocol: false\n" UPSTREAMS,
+     0,
+     "mem:5:26: 'proxy_protocol_from' in listener 'web' needs accept_proxy_protocol: true "
+     "(remove it, or turn PROXY headers on)"},
+    {LISTENERS "    proxy_protocol_from: []\n    accept_proxy_protocol: true\n" UPSTREAMS, 0,
+     "mem:5:26: 'proxy_protocol_from' in listener 'web' is empty: every connection would be "
+     "closed (list the load balancers' addresses)"},
+    {LISTENERS "    accept_proxy_protocol: true\n    proxy_protocol_from: [10.0.0.1/8]\n" UPSTREAMS,
+     0,
+     "mem:6:27: '10.0.0.1/8' in 'proxy_protocol_from' in listener 'web' has bits set past its "
+     "prefix length (did you mean '10.0.0.0/8'?)"},
     {LISTENERS "    accept_proxy_protocol: v2\n" UPSTREAMS, 0,
      "mem:5:28: invalid boolean 'v2' for 'accept_proxy_protocol' in listener 'web' (expected "
      "true or false)"},
@@ -622,6 +661,26 @@ START_TEST(load_string_ok)
     ck_assert_str_eq(cfg->listeners[0].name, "web");
     sp_config_free(cfg);
     sp_config_free(NULL);
+}
+END_TEST
+
+/* Trusting every peer with a PROXY header has to be written out, and then it means everyone. */
+START_TEST(proxy_from_everyone)
+{
+    static const char text[] =
+        LISTENERS "    accept_proxy_protocol: true\n"
+                  "    proxy_protocol_from: [\"0.0.0.0/0\", \"::/0\"]\n" UPSTREAMS;
+    struct sp_config *cfg = NULL;
+    struct sp_config_error err;
+
+    int rc = sp_config_load_string("inline", text, strlen(text), &cfg, &err);
+    ck_assert_msg(rc == 0, "%s", err.text);
+    const struct sp_listener_conf *l = &cfg->listeners[0];
+    ck_assert(l->accept_proxy_protocol);
+    ck_assert(sp_cidr_match(&l->proxy_from, addr_of("203.0.113.9")));
+    ck_assert(sp_cidr_match(&l->proxy_from, addr_of("::ffff:127.0.0.1")));
+    ck_assert(sp_cidr_match(&l->proxy_from, addr_of("2001:db8::1")));
+    sp_config_free(cfg);
 }
 END_TEST
 
@@ -688,6 +747,7 @@ static Suite *config_suite(void)
     tcase_add_test(good, names);
     tcase_add_test(good, good_admin_v6);
     tcase_add_test(good, good_deploy);
+    tcase_add_test(good, proxy_from_everyone);
     tcase_add_loop_test(good, good_access_log, 0, SP_ARRAY_LEN(access_logs));
     suite_add_tcase(s, good);
 

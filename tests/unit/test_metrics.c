@@ -38,6 +38,7 @@ static struct sp_stats *sample_stats(const char *listener, const char *server)
                                                   .rejected = 1,
                                                   .denied = 4,
                                                   .malformed = 5,
+                                                  .untrusted = 6,
                                                   .bytes_up = 100,
                                                   .bytes_down = 2000};
     st->nupstreams = 1;
@@ -129,6 +130,10 @@ static const char want_prom[] =
     "header or TLS ClientHello.\n"
     "# TYPE splicer_listener_malformed_total counter\n"
     "splicer_listener_malformed_total{listener=\"web\"} 5\n"
+    "# HELP splicer_listener_untrusted_proxy_total Client connections closed unread: a PROXY "
+    "header is expected and the peer is not in proxy_protocol_from.\n"
+    "# TYPE splicer_listener_untrusted_proxy_total counter\n"
+    "splicer_listener_untrusted_proxy_total{listener=\"web\"} 6\n"
     "# HELP splicer_bytes_total Bytes relayed for the listener's clients; upstream is client to "
     "server, downstream is server to client.\n"
     "# TYPE splicer_bytes_total counter\n"
@@ -418,8 +423,8 @@ static const char want_status[] =
     "\"workers\":[{\"worker\":0,\"connections\":6,\"active\":2},{\"worker\":1,"
     "\"connections\":4,\"active\":1}],"
     "\"listeners\":[{\"name\":\"web\",\"listen\":\"127.0.0.1:8080\",\"upstream\":\"pool\","
-    "\"active\":3,\"connections\":10,\"rejected\":1,\"denied\":4,\"malformed\":5,\"bytes_"
-    "upstream\":100,\"bytes_downstream\":"
+    "\"active\":3,\"connections\":10,\"rejected\":1,\"denied\":4,\"malformed\":5,"
+    "\"untrusted_proxy\":6,\"bytes_upstream\":100,\"bytes_downstream\":"
     "2000}],\"upstreams\":[{\"name\":\"pool\",\"balance\":\"round_robin\",\"servers\":[{"
     "\"address\":\"127.0.0.1:9001\",\"state\":\"up\",\"usable\":true,\"drained\":false,\"weight\":"
     "1,\"backup\":false,\"active\":2,\"connections\":7,\"connect_failures\":0,\"health_checked\":"
