@@ -602,6 +602,52 @@ START_TEST(pp_untrusted_peer)
 }
 END_TEST
 
+#define TRUST_CONF                                                                                 \
+    "workers: 2\n"                                                                                 \
+    "admin:\n"                                                                                     \
+    "  listen: 127.0.0.1:%d\n"                                                                     \
+    "listeners:\n"                                                                                 \
+    "  main:\n"                                                                                    \
+    "    listen: 127.0.0.1:%d\n"                                                                   \
+    "    upstream: pool\n"                                                                         \
+    "    accept_proxy_protocol: true\n"                                                            \
+    "    proxy_protocol_from: [%s]\n"                                                              \
+    "upstreams:\n"                                                                                 \
+    "  pool:\n"                                                                                    \
+    "    servers:\n"                                                                               \
+    "      - address: 127.0.0.1:%d\n"
+
+/* A SIGHUP that changes proxy_protocol_from applies to the next connections, on every worker of
+ * the listener it keeps: 127.0.0.1, refused before, is served after it is added. */
+START_TEST(pp_trust_reload)
+{
+    struct sph_backend *echo = echo_backend();
+    int port = sph_free_port(AF_INET), admin = sph_free_port(AF_INET);
+    char conf[SPH_PATH_MAX];
+    ck_assert_int_eq(sph_config_write(conf, TRUST_CONF, admin, port, "127.0.0.2", echo->port), 0);
+    struct sph_proc p;
+    ck_assert_int_eq(sph_splicer_start(&p, conf, port, START_MS), 0);
+    static const char hdr[] = "PROXY TCP4 203.0.113.7 198.51.100.1 4711 443\r\n";
+    for (int i = 0; i < 4; i++)
+        expect_refused(AF_INET, port, hdr, sizeof(hdr) - 1);
+    sph_expect_metric(admin, UNTRUSTED("main"), 4);
+
+    ck_assert_int_eq(
+        sph_config_rewrite(conf, TRUST_CONF, admin, port, "127.0.0.2, 127.0.0.1/32", echo->port),
+        0);
+    ck_assert_int_eq(sph_proc_signal_wait_log(&p, SIGHUP, "reloaded ", IO_MS), 0);
+    for (int i = 0; i < 4; i++) {
+        int fd = sph_connect(AF_INET, port, IO_MS);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(sph_write_all(fd, hdr, sizeof(hdr) - 1, IO_MS), 0);
+        expect_echo(fd, "trusted now\n");
+        close(fd);
+    }
+    sph_expect_metric(admin, UNTRUSTED("main"), 4);
+    ck_assert_int_eq(atomic_load(&echo->accepted), 4);
+}
+END_TEST
+
 #define CHAIN_CONF                                                                                 \
     "listeners:\n"                                                                                 \
     "  main:\n"                                                                                    \
@@ -1339,6 +1385,7 @@ static Suite *deploy_suite(void)
     tcase_add_loop_test(tc, pp_sent, 0, SP_ARRAY_LEN(send_cases));
     tcase_add_test(tc, pp_chain);
     tcase_add_test(tc, pp_untrusted_peer);
+    tcase_add_test(tc, pp_trust_reload);
     tcase_add_loop_test(tc, haproxy_in_front, 0, 2);
     tcase_add_loop_test(tc, haproxy_behind, 0, 2);
     suite_add_tcase(s, tc);
