@@ -153,6 +153,7 @@ struct sp_config {
     uint64_t shutdown_timeout_ms; /* default 30s */
     uint64_t pipe_size;           /* default 1m; 4k..1g, a power of two is not required */
     unsigned pipe_pool_max;       /* idle pipes kept per worker; default 64 */
+    uint64_t pipe_memory_max;     /* pipe capacity of the whole process; default 64m, 4k..1024g */
     enum sp_relay_mode relay;     /* default splice */
     enum sp_log_level log_level;  /* default info */
     struct sp_admin_conf admin;

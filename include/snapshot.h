@@ -11,6 +11,7 @@ struct sp_snapshot_src {
     struct sp_runtime *rt;           /* the config in force (a reference held by the caller) */
     const struct sp_worker *workers; /* their relay and pipe counters are read atomically */
     unsigned nworkers;
+    const struct sp_pipe_budget *pipes; /* the process's pipe memory; NULL reads as 0 */
     bool draining;
     uint64_t start_unix;
     uint64_t reloads_ok;

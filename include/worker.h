@@ -77,10 +77,12 @@ struct sp_worker {
 
 /* Builds worker `id` for `rt` (takes the reference passed in) with `fds`, one bound listening
  * socket per configured listener (see sp_listener_bind; ownership passes, even on failure),
- * writing access log lines to `alog` (borrowed). Nothing runs yet. Returns 0 or -errno. Main
+ * writing access log lines to `alog` (borrowed) and counting its pipes in `pipes` (borrowed, the
+ * process's budget; it must outlive the worker). Nothing runs yet. Returns 0 or -errno. Main
  * thread. */
 int sp_worker_init(struct sp_worker *w, int id, struct sp_runtime *rt, int *fds,
-                   struct sp_access_log *alog, sp_worker_exit_fn on_exit, void *arg);
+                   struct sp_access_log *alog, struct sp_pipe_budget *pipes,
+                   sp_worker_exit_fn on_exit, void *arg);
 
 /* Starts the worker's thread. Returns 0 or -errno. Main thread. */
 int sp_worker_start(struct sp_worker *w);

@@ -605,6 +605,11 @@ static const struct sp_cfg_field top_fields[] = {
      .parse = sp_cfg_parse_uint,
      .off = offsetof(struct sp_config, pipe_pool_max),
      .max = 100000},
+    {.key = "pipe_memory_max",
+     .parse = sp_cfg_parse_size,
+     .off = offsetof(struct sp_config, pipe_memory_max),
+     .min = 4 << 10,
+     .max = (uint64_t)1 << 40},
     {.key = "relay",
      .parse = sp_cfg_parse_enum,
      .off = offsetof(struct sp_config, relay),
@@ -626,6 +631,9 @@ static void config_defaults(struct sp_config *cfg)
     cfg->shutdown_timeout_ms = 30 * 1000;
     cfg->pipe_size = 1 << 20;
     cfg->pipe_pool_max = 64;
+    /* The kernel's own default for an unprivileged user (fs.pipe-user-pages-soft, 16384 pages),
+     * so a root splicer is held to what a non-root one gets anyway: 64 full pipes of 1m. */
+    cfg->pipe_memory_max = (uint64_t)64 << 20;
     cfg->relay = SP_RELAY_SPLICE;
     cfg->log_level = SP_LOG_INFO;
     cfg->admin.enabled = false;

@@ -84,7 +84,13 @@ enum scope {
     X(PIPES_SHRUNK, PROCESS, "counter", "splicer_pipes_shrunk_total",                              \
       "Pipes the kernel granted smaller than pipe_size.")                                          \
     X(PIPE_FAILURES, PROCESS, "counter", "splicer_pipe_failures_total",                            \
-      "pipe2(2) calls that failed (file descriptor or memory exhaustion).")
+      "pipe2(2) calls that failed (file descriptor or memory exhaustion).")                        \
+    X(PIPE_MEMORY, PROCESS, "gauge", "splicer_pipe_memory_bytes",                                  \
+      "Capacity of every pipe open now, idle or lent, as the kernel granted it.")                  \
+    X(PIPE_MEMORY_LIMIT, PROCESS, "gauge", "splicer_pipe_memory_limit_bytes",                      \
+      "pipe_memory_max: the most pipe capacity the process creates.")                              \
+    X(PIPES_OVER_BUDGET, PROCESS, "counter", "splicer_pipes_over_budget_total",                    \
+      "Pipes not created because pipe_memory_max had not one page left; the direction copies.")
 
 enum family_id {
 #define X(id, scope, type, name, help) M_##id,
@@ -171,6 +177,12 @@ static uint64_t process_value(enum family_id id, const struct sp_stats *st)
         return st->pipes_shrunk;
     case M_PIPE_FAILURES:
         return st->pipe_failures;
+    case M_PIPE_MEMORY:
+        return st->pipe_memory;
+    case M_PIPE_MEMORY_LIMIT:
+        return st->pipe_memory_limit;
+    case M_PIPES_OVER_BUDGET:
+        return st->pipes_over_budget;
     default:
         abort(); /* a PROCESS family without a value: the list and this switch disagree */
     }
@@ -404,9 +416,11 @@ static int status_relay(struct sp_strbuf *sb, const struct sp_stats *st)
         sb,
         "{\"splice_bytes\":%" PRIu64 ",\"copy_bytes\":%" PRIu64 ",\"copy_fallbacks\":%" PRIu64
         ",\"pipes_idle\":%" PRIu64 ",\"pipes_in_use\":%" PRIu64 ",\"pipes_created\":%" PRIu64
-        ",\"pipes_shrunk\":%" PRIu64 ",\"pipe_failures\":%" PRIu64 "}",
+        ",\"pipes_shrunk\":%" PRIu64 ",\"pipe_failures\":%" PRIu64 ",\"pipes_over_budget\":%" PRIu64
+        ",\"pipe_memory\":%" PRIu64 ",\"pipe_memory_limit\":%" PRIu64 "}",
         st->splice_bytes, st->copy_bytes, st->copy_fallbacks, st->pipes_idle, st->pipes_in_use,
-        st->pipes_created, st->pipes_shrunk, st->pipe_failures);
+        st->pipes_created, st->pipes_shrunk, st->pipe_failures, st->pipes_over_budget,
+        st->pipe_memory, st->pipe_memory_limit);
 }
 
 static int status_workers(struct sp_strbuf *sb, const struct sp_stats *st)

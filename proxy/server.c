@@ -35,6 +35,7 @@ struct server {
     struct sp_access_log *alog;   /* owned: the access log writer */
     struct sp_resolved resolved;  /* owned: addresses of the servers given by name */
     struct sp_resolver *resolver; /* owned; NULL when no server is given by name */
+    struct sp_pipe_budget pipes;  /* the workers' pipe memory; its limit follows reloads */
     _Atomic unsigned exited;
     _Atomic bool stopping;
     uint64_t start_unix;
@@ -135,7 +136,7 @@ static int start_workers(struct server *srv)
     unsigned made = 0;
     for (; made < n && rc == 0; made++) {
         rc = sp_worker_init(&srv->workers[made], (int)made, sp_runtime_ref(srv->rt), sets[made],
-                            srv->alog, worker_exit, srv);
+                            srv->alog, &srv->pipes, worker_exit, srv);
         sets[made] = NULL; /* taken over */
     }
     free_fd_sets(sets, n, srv->rt->cfg->nlisteners);
@@ -167,7 +168,8 @@ static int start_workers(struct server *srv)
 static int admin_snapshot(void *ctx, struct sp_stats **out)
 {
     struct server *srv = ctx;
-    struct sp_snapshot_src src = {.workers = srv->workers, .nworkers = srv->nworkers};
+    struct sp_snapshot_src src = {
+        .workers = srv->workers, .nworkers = srv->nworkers, .pipes = &srv->pipes};
     uv_mutex_lock(&srv->lock);
     src.rt = sp_runtime_ref(srv->rt);
     src.draining = atomic_load(&srv->stopping);
@@ -274,6 +276,7 @@ static void publish(struct server *srv, struct sp_runtime *rt, int **sets)
         sp_log_error("reload: cannot open access log %s: %s; keeping the old one",
                      rt->cfg->access_log.path, uv_strerror(rc));
     sp_log_set_level(rt->cfg->log_level);
+    sp_pipe_budget_set_limit(&srv->pipes, rt->cfg->pipe_memory_max);
     sp_runtime_unref(old);
 }
 
@@ -478,6 +481,7 @@ int sp_server_run(struct sp_config *cfg)
         return 1;
     }
     uv_mutex_init(&srv.lock);
+    sp_pipe_budget_init(&srv.pipes, srv.rt->cfg->pipe_memory_max);
     rc = init_loop(&srv);
     if (rc != 0) {
         sp_log_error("cannot start the main loop: %s", uv_strerror(rc));

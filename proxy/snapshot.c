@@ -102,6 +102,7 @@ static void fill_relay(struct sp_stats *st, const struct sp_worker *workers, uns
         st->pipes_created += SP_STAT_GET(p->created);
         st->pipes_shrunk += SP_STAT_GET(p->shrunk);
         st->pipe_failures += SP_STAT_GET(p->failures);
+        st->pipes_over_budget += SP_STAT_GET(p->over_budget);
     }
 }
 
@@ -118,6 +119,10 @@ int sp_snapshot_collect(const struct sp_snapshot_src *src, struct sp_stats **out
     if (st->per_worker == NULL)
         goto fail;
     fill_relay(st, src->workers, src->nworkers);
+    if (src->pipes != NULL) {
+        st->pipe_memory = atomic_load_explicit(&src->pipes->used, RLX);
+        st->pipe_memory_limit = atomic_load_explicit(&src->pipes->limit, RLX);
+    }
     st->version = SPLICER_VERSION;
     st->workers = src->nworkers;
     st->draining = src->draining;

@@ -184,11 +184,13 @@ static void close_unstarted(struct sp_worker *w)
 }
 
 int sp_worker_init(struct sp_worker *w, int id, struct sp_runtime *rt, int *fds,
-                   struct sp_access_log *alog, sp_worker_exit_fn on_exit, void *arg)
+                   struct sp_access_log *alog, struct sp_pipe_budget *pipes,
+                   sp_worker_exit_fn on_exit, void *arg)
 {
     *w = (struct sp_worker){.id = id, .on_exit = on_exit, .on_exit_arg = arg, .spare_fd = -1};
     const struct sp_config *cfg = rt->cfg;
     sp_pipe_pool_init(&w->pipes, (uint32_t)cfg->pipe_size, cfg->pipe_pool_max);
+    sp_pipe_pool_set_budget(&w->pipes, pipes);
     w->scratch = malloc(SP_SNI_BUF_MAX);
     if (w->scratch == NULL) {
         sp_runtime_unref(rt);

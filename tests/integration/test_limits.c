@@ -1,13 +1,20 @@
 /* test_limits.c: per-listener limits as a client sees them: max_connections, connect_timeout
  * against a server that never answers the handshake, idle_timeout, all servers refusing, and the
- * open-file cap. */
+ * open-file cap; and the process's limits: pipe memory under stalled readers. */
+#include "common.h"
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -294,6 +301,147 @@ START_TEST(fd_cap)
 }
 END_TEST
 
+/* ---- pipe memory ------------------------------------------------------------------------- */
+
+#define MIB (1024 * 1024)
+
+/* What the kernel holds in the pipes of process `pid`: the capacity of each distinct pipe
+ * (F_GETPIPE_SZ) and the bytes queued in it (FIONREAD), read by opening /proc/PID/fd/N, which
+ * reaches the same pipe without touching its contents. Needs the right to open another
+ * process's descriptors (same user, or root). */
+static void proc_pipes(pid_t pid, long long *capacity, long long *queued)
+{
+    char dir[64], path[384], link[64];
+    unsigned long seen[1024];
+    size_t nseen = 0;
+    *capacity = *queued = 0;
+    snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        ssize_t n = readlink(path, link, sizeof(link) - 1);
+        unsigned long ino;
+        if (n <= 0 || (link[n] = '\0', sscanf(link, "pipe:[%lu]", &ino)) != 1)
+            continue;
+        bool dup = false;
+        for (size_t i = 0; i < nseen && !dup; i++)
+            dup = seen[i] == ino;
+        if (dup || nseen == SP_ARRAY_LEN(seen))
+            continue;
+        seen[nseen++] = ino;
+        int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd == -1)
+            continue; /* closed meanwhile */
+        int size = fcntl(fd, F_GETPIPE_SZ), q = 0;
+        if (size > 0)
+            *capacity += size;
+        if (ioctl(fd, FIONREAD, &q) == 0)
+            *queued += q;
+        close(fd);
+    }
+    closedir(d);
+}
+
+/* A client whose receive buffer is a few KiB, so what the server sends piles up in splicer. */
+static int stalled_client(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    int small = 4096;
+    ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+#define PIPE_BUDGET_CONF                                                                           \
+    "workers: 2\n"                                                                                 \
+    "pipe_size: 1m\n"                                                                              \
+    "pipe_memory_max: %s\n"                                                                        \
+    "admin:\n"                                                                                     \
+    "  listen: 127.0.0.1:%d\n"                                                                     \
+    "listeners:\n"                                                                                 \
+    "  main:\n"                                                                                    \
+    "    listen: 127.0.0.1:%d\n"                                                                   \
+    "    upstream: pool\n"                                                                         \
+    "upstreams:\n"                                                                                 \
+    "  pool:\n"                                                                                    \
+    "    servers:\n"                                                                               \
+    "      - address: 127.0.0.1:%d\n"
+
+/* 32 downloads whose readers stall, against pipe_memory_max: 4m with pipe_size: 1m. Without a
+ * budget each stalled direction pins a full 1 MiB pipe (32 MiB here; 10 GiB for 10,000). With it,
+ * the pipes the kernel holds for splicer, and the gauge, stay within 4 MiB while the downloads
+ * are stalled; directions past the budget copy instead. Once the readers read, every byte
+ * arrives, checked against the pattern. A SIGHUP that raises the budget applies to new pipes. */
+START_TEST(pipe_memory_budget)
+{
+    enum { CONNS = 32, LEN = 3 * MIB, BUDGET = 4 * MIB, SLACK = 512 * 1024 };
+    struct sph_backend *src = sph_backend_new(SPH_SOURCE, AF_INET);
+    ck_assert_ptr_nonnull(src);
+    src->source_len = LEN;
+    src->seed = 99;
+    ck_assert_int_eq(sph_backend_start(src), 0);
+    char conf[SPH_PATH_MAX];
+    int port = sph_free_port(AF_INET), admin = sph_free_port(AF_INET);
+    ck_assert_int_eq(sph_config_write(conf, PIPE_BUDGET_CONF, "4m", admin, port, src->port), 0);
+    struct sph_proc p;
+    ck_assert_int_eq(sph_splicer_start(&p, conf, port, START_MS), 0);
+    ck_assert_int_eq(sph_metric(admin, "splicer_pipe_memory_limit_bytes"), BUDGET);
+
+    int fds[CONNS];
+    for (int i = 0; i < CONNS; i++)
+        fds[i] = stalled_client(port);
+    ck_assert(sph_wait_atomic_ge(&src->accepted, CONNS, 5000));
+    /* The stall builds up: sample the gauge and the kernel's view for 1.5 s. */
+    long long most = 0, most_queued = 0;
+    for (int t = 0; t < 15; t++) {
+        sph_sleep_ms(100);
+        long long used = sph_metric(admin, "splicer_pipe_memory_bytes"), cap, queued;
+        proc_pipes(p.pid, &cap, &queued);
+        ck_assert_msg(used >= 0 && used <= BUDGET, "splicer_pipe_memory_bytes %lld", used);
+        ck_assert_msg(cap <= BUDGET + SLACK, "the kernel holds %lld bytes of pipes for splicer",
+                      cap);
+        most = SP_MAX(most, used);
+        most_queued = SP_MAX(most_queued, queued);
+    }
+    /* Stalled bytes sat in the pipes. As root, the budget is what bound them: it was reached and
+     * later directions were refused a pipe. Unprivileged (the *_unprivileged run), the kernel's
+     * per-user limit, which every process of that user on the host shares, may bind first and
+     * hand out 2-page pipes instead; then the pipes were shrunk. */
+    long long over = sph_metric(admin, "splicer_pipes_over_budget_total");
+    long long shrunk = sph_metric(admin, "splicer_pipes_shrunk_total");
+    bool budget_bound = most >= BUDGET / 2 && over >= 1;
+    bool as_root = getenv("SPLICER_REAL_BIN") == NULL && geteuid() == 0;
+    ck_assert_msg(most_queued >= 64 * 1024 && (budget_bound || (!as_root && shrunk >= 1)),
+                  "queued %lld; gauge at most %lld, over budget %lld, shrunk %lld (as root: %d)",
+                  most_queued, most, over, shrunk, as_root);
+
+    /* The readers read: every byte of every download arrives intact. */
+    char *buf = malloc(LEN + 1);
+    ck_assert_ptr_nonnull(buf);
+    for (int i = 0; i < CONNS; i++) {
+        int big = MIB;
+        setsockopt(fds[i], SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+        ck_assert_int_eq(fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK), 0);
+        ssize_t got = sph_read_to_eof(fds[i], buf, LEN + 1, 20000);
+        ck_assert_msg(got == LEN, "download %d: %zd of %d bytes", i, got, LEN);
+        ck_assert_int_eq(sph_pattern_check(src->seed, 0, buf, LEN), -1);
+        close(fds[i]);
+    }
+    free(buf);
+    sph_expect_metric(admin, "splicer_pipe_pool_pipes{state=\"in_use\"}", 0);
+
+    /* A reload with a larger budget: the limit moves, and new pipes may use it. */
+    ck_assert_int_eq(sph_config_rewrite(conf, PIPE_BUDGET_CONF, "64m", admin, port, src->port), 0);
+    ck_assert_int_eq(sph_proc_signal_wait_log(&p, SIGHUP, "reloaded ", 5000), 0);
+    ck_assert_int_eq(sph_metric(admin, "splicer_pipe_memory_limit_bytes"), 64 * MIB);
+    ck_assert_int_le(sph_metric(admin, "splicer_pipe_memory_bytes"), 64 * MIB);
+}
+END_TEST
+
 static Suite *limits_suite(void)
 {
     Suite *s = suite_create("limits");
@@ -306,6 +454,7 @@ static Suite *limits_suite(void)
     tcase_add_test(tc, idle_timeout_spares_busy);
     tcase_add_test(tc, all_refused);
     tcase_add_test(tc, fd_cap);
+    tcase_add_test(tc, pipe_memory_budget);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -145,6 +145,7 @@ START_TEST(good_minimal_defaults)
     ck_assert_uint_eq(cfg->shutdown_timeout_ms, 30000);
     ck_assert_uint_eq(cfg->pipe_size, 1024 * 1024);
     ck_assert_uint_eq(cfg->pipe_pool_max, 64);
+    ck_assert_uint_eq(cfg->pipe_memory_max, 64 << 20);
     ck_assert_int_eq(cfg->relay, SP_RELAY_SPLICE);
     ck_assert_int_eq(cfg->log_level, SP_LOG_INFO);
 
@@ -542,6 +543,10 @@ static const struct {
      "mem:1:10: value '257' for 'workers' is out of range (0..256)"},
     {"pipe_size: 2g\n" LISTENERS UPSTREAMS, 0,
      "mem:1:12: size '2g' for 'pipe_size' is out of range (4k..1g)"},
+    {"pipe_memory_max: 1k\n" LISTENERS UPSTREAMS, 0,
+     "mem:1:18: size '1k' for 'pipe_memory_max' is out of range (4k..1024g)"},
+    {"pipe_memory_max: 2000g\n" LISTENERS UPSTREAMS, 0,
+     "mem:1:18: size '2000g' for 'pipe_memory_max' is out of range (4k..1024g)"},
     {"---\n", 0, "mem:1:1: configuration is empty"},
     {"~\n", 0, "mem:1:1: configuration is empty"},
     {"listeners\n", 0, "mem:1:1: expected a mapping at top level, found a scalar"},
@@ -651,13 +656,14 @@ END_TEST
 
 START_TEST(load_string_ok)
 {
-    static const char text[] = "log_level: WARNING\n" LISTENERS UPSTREAMS;
+    static const char text[] = "log_level: WARNING\npipe_memory_max: 4m\n" LISTENERS UPSTREAMS;
     struct sp_config *cfg = NULL;
 
     /* err may be NULL when the caller does not want the text */
     ck_assert_int_eq(sp_config_load_string("inline", text, strlen(text), &cfg, NULL), 0);
     ck_assert_str_eq(cfg->path, "inline");
     ck_assert_int_eq(cfg->log_level, SP_LOG_WARN);
+    ck_assert_uint_eq(cfg->pipe_memory_max, 4 << 20);
     ck_assert_str_eq(cfg->listeners[0].name, "web");
     sp_config_free(cfg);
     sp_config_free(NULL);

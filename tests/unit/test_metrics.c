@@ -67,6 +67,9 @@ static struct sp_stats *sample_stats(const char *listener, const char *server)
     st->pipes_in_use = 6;
     st->pipes_created = 10;
     st->pipes_shrunk = 2;
+    st->pipes_over_budget = 3;
+    st->pipe_memory = 7 << 20;
+    st->pipe_memory_limit = 64 << 20;
     st->version = "0.1.0";
     st->workers = 2;
     st->per_worker = calloc(2, sizeof(*st->per_worker));
@@ -201,7 +204,19 @@ static const char want_prom[] =
     "# HELP splicer_pipe_failures_total pipe2(2) calls that failed (file descriptor or memory "
     "exhaustion).\n"
     "# TYPE splicer_pipe_failures_total counter\n"
-    "splicer_pipe_failures_total 0\n";
+    "splicer_pipe_failures_total 0\n"
+    "# HELP splicer_pipe_memory_bytes Capacity of every pipe open now, idle or lent, as the "
+    "kernel granted it.\n"
+    "# TYPE splicer_pipe_memory_bytes gauge\n"
+    "splicer_pipe_memory_bytes 7340032\n"
+    "# HELP splicer_pipe_memory_limit_bytes pipe_memory_max: the most pipe capacity the process "
+    "creates.\n"
+    "# TYPE splicer_pipe_memory_limit_bytes gauge\n"
+    "splicer_pipe_memory_limit_bytes 67108864\n"
+    "# HELP splicer_pipes_over_budget_total Pipes not created because pipe_memory_max had not one "
+    "page left; the direction copies.\n"
+    "# TYPE splicer_pipes_over_budget_total counter\n"
+    "splicer_pipes_over_budget_total 3\n";
 
 START_TEST(prometheus_exact)
 {
@@ -419,7 +434,8 @@ static const char want_status[] =
     "false,\"last_reload_time\":1700000100,\"last_reload_error\":\"cfg.yaml:3:5: unknown key "
     "\\\"x\\\"\\tcaf\xc3\xa9 "
     "\\ufffd\"},\"relay\":{\"splice_bytes\":5000,\"copy_bytes\":60,\"copy_fallbacks\":1,\"pipes_"
-    "idle\":4,\"pipes_in_use\":6,\"pipes_created\":10,\"pipes_shrunk\":2,\"pipe_failures\":0},"
+    "idle\":4,\"pipes_in_use\":6,\"pipes_created\":10,\"pipes_shrunk\":2,\"pipe_failures\":0,"
+    "\"pipes_over_budget\":3,\"pipe_memory\":7340032,\"pipe_memory_limit\":67108864},"
     "\"workers\":[{\"worker\":0,\"connections\":6,\"active\":2},{\"worker\":1,"
     "\"connections\":4,\"active\":1}],"
     "\"listeners\":[{\"name\":\"web\",\"listen\":\"127.0.0.1:8080\",\"upstream\":\"pool\","

@@ -182,6 +182,145 @@ START_TEST(reports_fd_exhaustion)
 }
 END_TEST
 
+/* ---- the process-wide budget ----------------------------------------------------------- */
+
+#define MIB (1024u * 1024u)
+
+/* The capacity the kernel reports for p, which is what the budget must count. */
+static uint64_t kernel_size(const struct sp_pipe *p)
+{
+    int got = fcntl(p->wfd, F_GETPIPE_SZ);
+    ck_assert_int_gt(got, 0);
+    ck_assert_uint_eq((uint32_t)got, p->size);
+    return (uint64_t)got;
+}
+
+/* Full pipes while they fit, then what is left (8k, then 4k), then none: the direction copies.
+ * At every step the budget holds exactly what the kernel granted, within the limit. */
+START_TEST(budget_shrinks_then_refuses)
+{
+    struct sp_pipe_budget b;
+    sp_pipe_budget_init(&b, MIB + 12 * 1024);
+    struct sp_pipe_pool pool;
+    sp_pipe_pool_init(&pool, MIB, 0);
+    sp_pipe_pool_set_budget(&pool, &b);
+    struct sp_pipe *p[8];
+    int n = 0;
+    uint64_t sum = 0;
+    while (n < 8 && (p[n] = sp_pipe_pool_get(&pool)) != NULL) {
+        sum += kernel_size(p[n]);
+        ck_assert_uint_eq(b.used, sum);
+        n++;
+    }
+    ck_assert_int_lt(n, 8);
+    ck_assert_int_eq(errno, ENOBUFS);
+    ck_assert_uint_eq(pool.over_budget, 1);
+    ck_assert_uint_eq(pool.failures, 0);
+    ck_assert_uint_le(sum, MIB + 12 * 1024);
+    if (geteuid() == 0) { /* no per-user pipe limits: the sizes are the budget's alone */
+        ck_assert_int_eq(n, 3);
+        ck_assert_uint_eq(p[0]->size, MIB);
+        ck_assert_uint_eq(p[1]->size, 8192);
+        ck_assert_uint_eq(p[2]->size, 4096);
+        ck_assert_uint_eq(pool.shrunk, 2);
+    }
+    /* A one-page pipe still carries bytes. */
+    ck_assert_int_eq(write(p[n - 1]->wfd, "x", 1), 1);
+    char c;
+    ck_assert_int_eq(read(p[n - 1]->rfd, &c, 1), 1);
+    for (int i = 0; i < n; i++)
+        sp_pipe_pool_put(&pool, p[i]); /* max_free 0: closed */
+    ck_assert_uint_eq(b.used, 0);
+    /* Given back, the budget serves a full pipe again. */
+    struct sp_pipe *q = sp_pipe_pool_get(&pool);
+    ck_assert_ptr_nonnull(q);
+    ck_assert_uint_eq(b.used, kernel_size(q));
+    sp_pipe_pool_kill(&pool, q);
+    ck_assert_uint_eq(b.used, 0);
+    sp_pipe_pool_deinit(&pool);
+}
+END_TEST
+
+/* Two workers' pools draw on one budget: what one holds, idle or lent, the other cannot have;
+ * an idle pipe given back while the budget is short is closed, not kept, so the other gets it. */
+START_TEST(budget_shared_by_pools)
+{
+    struct sp_pipe_budget b;
+    sp_pipe_budget_init(&b, 2 * MIB);
+    struct sp_pipe_pool a, o;
+    sp_pipe_pool_init(&a, MIB, 8);
+    sp_pipe_pool_init(&o, MIB, 8);
+    sp_pipe_pool_set_budget(&a, &b);
+    sp_pipe_pool_set_budget(&o, &b);
+    struct sp_pipe *a1 = sp_pipe_pool_get(&a), *a2 = sp_pipe_pool_get(&a);
+    ck_assert(a1 != NULL && a2 != NULL);
+    ck_assert_uint_eq(b.used, kernel_size(a1) + kernel_size(a2));
+    if (b.used == 2 * MIB) {
+        errno = 0;
+        ck_assert_ptr_null(sp_pipe_pool_get(&o));
+        ck_assert_int_eq(errno, ENOBUFS);
+    }
+    sp_pipe_pool_put(&a, a1);
+    ck_assert_uint_eq(a.nfree, 0); /* the budget was short: closed */
+    struct sp_pipe *o1 = sp_pipe_pool_get(&o);
+    ck_assert_ptr_nonnull(o1);
+    ck_assert_uint_eq(b.used, kernel_size(a2) + kernel_size(o1));
+    ck_assert_uint_le(b.used, 2 * MIB);
+    sp_pipe_pool_put(&a, a2);
+    sp_pipe_pool_put(&o, o1);
+    sp_pipe_pool_deinit(&a);
+    sp_pipe_pool_deinit(&o);
+    ck_assert_uint_eq(b.used, 0);
+}
+END_TEST
+
+/* Prefilled idle pipes count too, and prefill leaves a quarter of the budget free. */
+START_TEST(budget_counts_idle_pipes)
+{
+    struct sp_pipe_budget b;
+    sp_pipe_budget_init(&b, 4 * MIB);
+    struct sp_pipe_pool pool;
+    sp_pipe_pool_init(&pool, MIB, 8);
+    sp_pipe_pool_set_budget(&pool, &b);
+    unsigned made = sp_pipe_pool_prefill(&pool, 8);
+    ck_assert_uint_ge(made, 1);
+    ck_assert_uint_le(made, 3);
+    uint64_t idle = 0;
+    for (struct sp_pipe *p = pool.free; p != NULL; p = p->next)
+        idle += kernel_size(p);
+    ck_assert_uint_eq(b.used, idle);
+    ck_assert_uint_le(b.used, 3 * MIB);
+    sp_pipe_pool_deinit(&pool);
+    ck_assert_uint_eq(b.used, 0);
+}
+END_TEST
+
+/* A lower limit (a reload) applies to the next pipes; the pipes already open keep their size
+ * and are let go as they come back. */
+START_TEST(budget_limit_lowered)
+{
+    struct sp_pipe_budget b;
+    sp_pipe_budget_init(&b, 8 * MIB);
+    struct sp_pipe_pool pool;
+    sp_pipe_pool_init(&pool, MIB, 8);
+    sp_pipe_pool_set_budget(&pool, &b);
+    struct sp_pipe *big = sp_pipe_pool_get(&pool);
+    ck_assert_ptr_nonnull(big);
+    uint64_t big_size = kernel_size(big);
+    sp_pipe_budget_set_limit(&b, big_size + 64 * 1024);
+    struct sp_pipe *small = sp_pipe_pool_get(&pool);
+    ck_assert_ptr_nonnull(small);
+    ck_assert_uint_le(kernel_size(small), 64 * 1024);
+    ck_assert_uint_eq(b.used, big_size + small->size);
+    ck_assert_uint_le(b.used, b.limit);
+    sp_pipe_pool_put(&pool, big);   /* short: closed */
+    sp_pipe_pool_put(&pool, small); /* smaller than asked for: closed */
+    ck_assert_uint_eq(pool.nfree, 0);
+    ck_assert_uint_eq(b.used, 0);
+    sp_pipe_pool_deinit(&pool);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("pipe_pool");
@@ -195,6 +334,12 @@ static Suite *suite(void)
     tcase_add_test(tc, asks_for_full_size_again);
     tcase_add_test(tc, reports_fd_exhaustion);
     suite_add_tcase(s, tc);
+    TCase *budget = tcase_create("budget");
+    tcase_add_test(budget, budget_shrinks_then_refuses);
+    tcase_add_test(budget, budget_shared_by_pools);
+    tcase_add_test(budget, budget_counts_idle_pipes);
+    tcase_add_test(budget, budget_limit_lowered);
+    suite_add_tcase(s, budget);
     return s;
 }
 
