@@ -1,13 +1,17 @@
-/* main.c: command line. Loads and validates the config, then hands it to the server. */
+/* main.c: command line. Loads and validates the config, raises the descriptor limit, then hands
+ * the config to the server. */
 #include "common.h"
 #include "config.h"
 #include "log.h"
 #include "server.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
 
 static void usage(FILE *out)
 {
@@ -22,6 +26,36 @@ static void usage(FILE *out)
                  "Runs in the foreground and logs to stderr. SIGTERM or SIGINT stops accepting\n"
                  "and lets open connections finish for up to shutdown_timeout; a second signal\n"
                  "closes them at once.\n");
+}
+
+static unsigned long long rlim_value(rlim_t v)
+{
+    return v == RLIM_INFINITY ? ~0ull : (unsigned long long)v;
+}
+
+/* Every connection takes 2 descriptors and up to 4 more for pipes, and the usual soft default
+ * (1024) would stop splicer at a few hundred connections while the hard limit allows far more:
+ * take all of it, as servers do, and say what it is. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        sp_log_warn("file descriptors: cannot read the limit: %s", strerror(errno));
+        return;
+    }
+    unsigned long long was = rlim_value(rl.rlim_cur), hard = rlim_value(rl.rlim_max);
+    if (rl.rlim_cur == rl.rlim_max) {
+        sp_log_info("file descriptors: limit %llu (soft and hard)", hard);
+        return;
+    }
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        sp_log_warn("file descriptors: cannot raise the soft limit %llu to the hard limit %llu: %s",
+                    was, hard, strerror(errno));
+        return;
+    }
+    sp_log_info("file descriptors: raised the soft limit from %llu to %llu (the hard limit)", was,
+                hard);
 }
 
 int main(int argc, char **argv)
@@ -72,5 +106,6 @@ int main(int argc, char **argv)
         return 0;
     }
     sp_log_set_level(cfg->log_level);
+    raise_fd_limit();
     return sp_server_run(cfg);
 }

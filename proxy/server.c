@@ -16,11 +16,13 @@
 #include "sock.h"
 #include "worker.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -36,6 +38,7 @@ struct server {
     struct sp_resolved resolved;  /* owned: addresses of the servers given by name */
     struct sp_resolver *resolver; /* owned; NULL when no server is given by name */
     struct sp_pipe_budget pipes;  /* the workers' pipe memory; its limit follows reloads */
+    uint64_t fd_fixed; /* descriptors open besides connections, pipes and listening sockets */
     _Atomic unsigned exited;
     _Atomic bool stopping;
     uint64_t start_unix;
@@ -232,6 +235,60 @@ static int start_admin(struct server *srv, const struct sp_config *cfg)
     return rc;
 }
 
+/* ---- file descriptors --------------------------------------------------------------------- */
+
+static uint64_t open_fds(void)
+{
+    uint64_t n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n > 0 ? n - 1 : 0; /* the directory's own descriptor */
+}
+
+/* What splicer holds whatever its traffic (stdio, event loops, the spare descriptors, the admin
+ * endpoint, the access log), measured once it has started: what is open, less the listening
+ * sockets and idle pipes, which the check counts from the config. */
+static void measure_fd_fixed(struct server *srv)
+{
+    uint64_t n = open_fds(), idle = 0;
+    for (unsigned i = 0; i < srv->nworkers; i++)
+        idle += 2 * (uint64_t)atomic_load(&srv->workers[i].pipes.nfree);
+    uint64_t listening = (uint64_t)srv->nworkers * srv->rt->cfg->nlisteners;
+    srv->fd_fixed = n > idle + listening ? n - idle - listening : 0;
+}
+
+/* Warns when the listeners' max_connections cannot all be served within RLIMIT_NOFILE: each
+ * connection takes 2 sockets and up to 2 pipes (4 descriptors) while a direction waits on its
+ * destination, and each worker may keep pipe_pool_max idle pipes. */
+static void check_fd_limit(const struct server *srv, const struct sp_config *cfg, const char *when)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return;
+    uint64_t conns = 0;
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        conns += cfg->listeners[i].max_connections;
+    uint64_t fixed = srv->fd_fixed + (uint64_t)srv->nworkers * cfg->nlisteners;
+    uint64_t idle = 2 * (uint64_t)srv->nworkers * cfg->pipe_pool_max;
+    uint64_t left = rl.rlim_cur > fixed + idle ? rl.rlim_cur - fixed - idle : 0;
+    if (6 * conns <= left)
+        return;
+    sp_log_warn("file descriptors%s: the listeners' max_connections (%llu in all) need up to %llu "
+                "descriptors (6 per connection: 2 sockets and up to 2 pipes), but %llu of the "
+                "limit %llu are left once %llu are kept for splicer itself and %llu for idle "
+                "pipes: about %llu connections can splice both ways and at most %llu can be "
+                "open; raise the hard limit (ulimit -Hn, LimitNOFILE=, docker --ulimit nofile=) "
+                "or lower max_connections",
+                when, (unsigned long long)conns, (unsigned long long)(6 * conns),
+                (unsigned long long)left, (unsigned long long)rl.rlim_cur,
+                (unsigned long long)fixed, (unsigned long long)idle, (unsigned long long)(left / 6),
+                (unsigned long long)(left / 2));
+}
+
 /* ---- reload ------------------------------------------------------------------------------- */
 
 static void record_reload(struct server *srv, bool ok, const char *error)
@@ -357,6 +414,7 @@ static void reload(struct server *srv)
     /* `cur` may be gone by now: the workers drop the old runtime on their own threads. */
     sp_log_info("reloaded %s: generation %llu published", srv->rt->cfg->path,
                 (unsigned long long)gen);
+    check_fd_limit(srv, srv->rt->cfg, " (reload)");
 }
 
 /* ---- signals and the main loop ------------------------------------------------------------ */
@@ -461,8 +519,11 @@ static int start(struct server *srv)
     if (rc != 0) {
         atomic_store(&srv->stopping, true);
         force_all(srv);
+        return rc;
     }
-    return rc;
+    measure_fd_fixed(srv);
+    check_fd_limit(srv, srv->rt->cfg, "");
+    return 0;
 }
 
 int sp_server_run(struct sp_config *cfg)

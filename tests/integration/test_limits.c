@@ -17,6 +17,7 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define START_MS 10000
@@ -209,6 +210,24 @@ START_TEST(all_refused)
 }
 END_TEST
 
+/* Points SPLICER_BIN, for the rest of this (forked) test, at a wrapper that runs the binary
+ * under test with RLIMIT_NOFILE soft/hard. Only the spawned process gets them: lowering the
+ * hard limit of the test itself could not be undone without CAP_SYS_RESOURCE. */
+static void nofile_wrapper(int soft, int hard)
+{
+    const char *real = sph_bin();
+    ck_assert_ptr_nonnull(real);
+    char path[SPH_PATH_MAX];
+    ck_assert_int_eq(sph_config_write(path,
+                                      "#!/bin/sh\n"
+                                      "ulimit -S -n %d && ulimit -H -n %d || exit 125\n"
+                                      "exec '%s' \"$@\"\n",
+                                      soft, hard, real),
+                     0);
+    ck_assert_int_eq(chmod(path, 0755), 0);
+    ck_assert_int_eq(setenv("SPLICER_BIN", path, 1), 0);
+}
+
 /* CPU seconds (user + system) the process has used, from /proc/PID/stat, in clock ticks. */
 static long cpu_ticks(pid_t pid)
 {
@@ -229,8 +248,8 @@ static long cpu_ticks(pid_t pid)
 
 /* At the open-file cap: connections already open keep working, new ones are refused cleanly
  * (closed at once, not left hanging), splicer does not spin, and it serves again once
- * connections close. The cap is made small by lowering RLIMIT_NOFILE for the spawned
- * process only. */
+ * connections close. The cap is made small by lowering RLIMIT_NOFILE, soft and hard (splicer
+ * raises the soft limit to the hard one), for the spawned process only. */
 START_TEST(fd_cap)
 {
     enum { CAP = 48, TRIES = 40 };
@@ -238,14 +257,9 @@ START_TEST(fd_cap)
     char servers[64];
     one_server(servers, sizeof(servers), b->port);
 
-    struct rlimit saved, low;
-    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &saved), 0);
-    low = saved;
-    low.rlim_cur = CAP;
-    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    nofile_wrapper(CAP, CAP);
     struct sph_proc p;
     int port = proxy_start(&p, "", servers, 0);
-    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &saved), 0);
 
     int fds[TRIES];
     int open_ok = 0, refused = 0;
@@ -298,6 +312,73 @@ START_TEST(fd_cap)
             close(fd);
     }
     ck_assert_int_eq(again, 5);
+}
+END_TEST
+
+/* ---- file descriptors -------------------------------------------------------------------- */
+
+/* The soft "Max open files" of process pid, from /proc/PID/limits; -1 if not found. */
+static long long proc_soft_nofile(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/limits", (int)pid);
+    char *text = sph_read_file(path);
+    ck_assert_ptr_nonnull(text);
+    const char *line = strstr(text, "Max open files");
+    long long soft = -1;
+    if (line != NULL && sscanf(line + strlen("Max open files"), " %lld", &soft) != 1)
+        soft = -1;
+    free(text);
+    return soft;
+}
+
+#define FD_CONF                                                                                    \
+    "workers: 1\n"                                                                                 \
+    "listeners:\n"                                                                                 \
+    "  main:\n"                                                                                    \
+    "    listen: 127.0.0.1:%d\n"                                                                   \
+    "    upstream: pool\n"                                                                         \
+    "    max_connections: %d\n"                                                                    \
+    "upstreams:\n"                                                                                 \
+    "  pool:\n"                                                                                    \
+    "    servers:\n"                                                                               \
+    "      - address: 127.0.0.1:%d\n"
+
+/* Started with a soft RLIMIT_NOFILE of 256 under a hard one of 1024, splicer raises the soft
+ * limit to 1024 and says so. max_connections: 1000 cannot be met within 1024 descriptors (6 per
+ * connection): a warning at start and again after a SIGHUP; a reload to max_connections: 50,
+ * which fits, does not warn. */
+START_TEST(fd_limit_raised_and_checked)
+{
+    enum { SOFT = 256, HARD = 1024 };
+    struct sph_backend *b = echo_start();
+    struct rlimit here;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &here), 0);
+    ck_assert_msg(here.rlim_max >= HARD, "the hard limit here is %llu",
+                  (unsigned long long)here.rlim_max);
+    char conf[SPH_PATH_MAX];
+    int port = sph_free_port(AF_INET);
+    ck_assert_int_eq(sph_config_write(conf, FD_CONF, port, 1000, b->port), 0);
+    nofile_wrapper(SOFT, HARD);
+    struct sph_proc p;
+    ck_assert_int_eq(sph_splicer_start(&p, conf, port, START_MS), 0);
+
+    ck_assert_int_eq(proc_soft_nofile(p.pid), HARD);
+    ck_assert(sph_proc_wait_log(&p, "raised the soft limit from 256 to 1024", 1, 2000));
+    const char *warning = "the listeners' max_connections (1000 in all) need up to 6000";
+    ck_assert(sph_proc_wait_log(&p, warning, 1, 2000));
+    int fd = served(port, 2000);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+
+    ck_assert_int_eq(sph_proc_signal_wait_log(&p, SIGHUP, "reloaded ", 5000), 0);
+    ck_assert(sph_proc_wait_log(&p, warning, 2, 2000));
+    ck_assert_int_eq(sph_proc_log_count(&p, "file descriptors (reload):"), 1);
+
+    ck_assert_int_eq(sph_config_rewrite(conf, FD_CONF, port, 50, b->port), 0);
+    ck_assert_int_eq(sph_proc_signal_wait_log(&p, SIGHUP, "reloaded ", 5000), 0);
+    sph_sleep_ms(100);
+    ck_assert_int_eq(sph_proc_log_count(&p, "need up to"), 2);
 }
 END_TEST
 
@@ -455,6 +536,7 @@ static Suite *limits_suite(void)
     tcase_add_test(tc, all_refused);
     tcase_add_test(tc, fd_cap);
     tcase_add_test(tc, pipe_memory_budget);
+    tcase_add_test(tc, fd_limit_raised_and_checked);
     suite_add_tcase(s, tc);
     return s;
 }
