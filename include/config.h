@@ -92,6 +92,18 @@ struct sp_route_conf {
     struct sp_conf_mark upstream_mark; /* its upstream value */
 };
 
+/* listeners.<name>.limits: per-client limits (srclimit.h); off when the block is absent. */
+struct sp_limits_conf {
+    bool enabled;                    /* the block is present; it sets at least one limit */
+    unsigned per_source_connections; /* 1..1000000; 0 = open connections are not limited */
+    unsigned rate;                   /* per_source_rate: connections per rate_period_ms; 0 = off */
+    uint64_t rate_period_ms;         /* 1000 (N/s) or 60000 (N/m) */
+    unsigned source_prefix_v4;       /* 0..32, default 32 */
+    unsigned source_prefix_v6;       /* 0..128, default 64 */
+    unsigned tracked_sources;        /* entries of the table: a power of two, default 65536 */
+    struct sp_conf_mark mark;        /* the block */
+};
+
 struct sp_listener_conf {
     char *name;   /* owned */
     char *listen; /* owned; as written */
@@ -120,6 +132,7 @@ struct sp_listener_conf {
     /* owned; each pattern of routes[i].sni -> i. sp_sni_routes_match() == -1 (or no SNI) means
      * the listener's own `upstream`, the default route. */
     struct sp_sni_routes sni_routes;
+    struct sp_limits_conf limits;
     struct sp_conf_mark mark;
 };
 

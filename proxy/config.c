@@ -6,6 +6,7 @@
 #include "common.h"
 #include "config_admin.h"
 #include "config_deploy.h"
+#include "config_limits.h"
 #include "config_yaml.h"
 #include "parse.h"
 #include "sock.h"
@@ -460,6 +461,7 @@ static const struct sp_cfg_field listener_fields[] = {
      .off = offsetof(struct sp_listener_conf, tls_inspect_timeout_ms),
      .min = 1},
     {.key = "routes", .parse = sp_cfg_parse_routes},
+    {.key = "limits", .parse = sp_cfg_parse_limits},
 };
 
 static void listener_defaults(struct sp_listener_conf *l)
