@@ -11,6 +11,7 @@
 #include "common.h"
 #include "log.h"
 #include "runtime.h"
+#include "srclimit.h"
 #include <stdbool.h>
 #include <uv.h>
 
@@ -28,6 +29,9 @@ struct sp_listener {
     unsigned nsessions;                /* sessions accepted here and still open */
     unsigned closes_pending;           /* handle close callbacks still to come */
     bool retired;                      /* closed: freed once nsessions and closes_pending are 0 */
+
+    struct sp_ratelimit limit_log;     /* clients over their per-source limits: a line a second */
+    struct sp_ratelimit untracked_log; /* clients the per-source table had no room for */
 };
 
 /* Binds a listening socket for `conf` (SO_REUSEPORT, so every worker can have one). Returns
@@ -47,6 +51,15 @@ void sp_listener_retarget(struct sp_listener *l, struct sp_wgen *gen,
 /* Stops accepting and closes the socket (new connects are refused from now on). The object
  * is freed once its handles have closed and its last session is gone. Worker thread. */
 void sp_listener_retire(struct sp_listener *l);
+
+/* Counts a new connection from `client` against the per-source limits of `lc` with the table
+ * `tab` (both from the runtime of the session's generation; tab NULL: no limits). True when it
+ * may go on: *hold is then what it must release when it closes (sp_srclimit_release). False when
+ * it is over a limit: counted in `stats`, logged at most once a second per worker, and the caller
+ * closes it at once. Worker thread. */
+bool sp_listener_admit_source(struct sp_listener *l, const struct sp_listener_conf *lc,
+                              struct sp_listener_stats *stats, struct sp_srclimit *tab,
+                              const struct sockaddr *client, struct sp_srclimit_hold *hold);
 
 /* A session accepted by `l` has closed. Worker thread. */
 void sp_listener_session_done(struct sp_listener *l);

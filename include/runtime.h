@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "resolver.h"
+#include "srclimit.h"
 #include "upstream.h"
 #include <stdatomic.h>
 #include <stdint.h>
@@ -30,10 +31,14 @@ struct sp_listener_stats {
     struct sp_listener_bytes *bytes; /* owned array of nworkers */
     _Atomic uint32_t active;         /* connections open now (for max_connections) */
     _Atomic uint64_t accepted;       /* connections accepted and served */
-    _Atomic uint64_t rejected;       /* closed at once: over max_connections or out of fds */
+    _Atomic uint64_t over_max;       /* closed at once: over max_connections */
+    _Atomic uint64_t fd_exhausted;   /* closed at once: out of file descriptors */
     _Atomic uint64_t denied;         /* refused by allow/deny */
     _Atomic uint64_t malformed;      /* a malformed PROXY header or TLS ClientHello */
     _Atomic uint64_t untrusted;      /* closed unread: a peer outside proxy_protocol_from */
+    _Atomic uint64_t over_src_conn;  /* closed at once: over limits.per_source_connections */
+    _Atomic uint64_t over_src_rate;  /* closed at once: over limits.per_source_rate */
+    _Atomic uint64_t src_untracked;  /* admitted without per-source limits: the table was full */
 };
 
 struct sp_runtime {
@@ -45,13 +50,17 @@ struct sp_runtime {
     size_t nresolved;
     struct sp_upstream *upstreams;       /* owned, parallel to cfg->upstreams */
     struct sp_listener_stats **listener; /* each referenced; parallel to cfg->listeners */
+    /* each referenced, NULL for a listener without limits; parallel to cfg->listeners. Shared by
+     * listener name with the previous runtime while the table's size and prefixes stay. */
+    struct sp_srclimit **srclimit;
 };
 
 /* Builds the runtime for `cfg` with one reference, taking ownership of cfg on success only.
  * Servers given by name become one server per address in `res` (NULL when cfg names none).
- * With `prev`, state is carried over: listener counters by listener name, and server state
- * (sp_server_carry) for servers with the same upstream name and address. Returns 0 or -ENOMEM.
- * Main thread. */
+ * With `prev`, state is carried over: listener counters by listener name, the per-client table
+ * of a listener's limits by name when its tracked_sources and prefixes are unchanged (so the
+ * clients' counts and buckets run on), and server state (sp_server_carry) for servers with the
+ * same upstream name and address. Returns 0 or -ENOMEM. Main thread. */
 int sp_runtime_new(struct sp_config *cfg, const struct sp_runtime *prev,
                    const struct sp_resolved *res, struct sp_runtime **out);
 
@@ -66,6 +75,11 @@ struct sp_runtime *sp_runtime_ref(struct sp_runtime *rt);
 /* Drops a reference; the last one frees the runtime and its config. NULL is a no-op. Any
  * thread. */
 void sp_runtime_unref(struct sp_runtime *rt);
+
+/* The per-client table of listener `lc` (an element of rt->cfg->listeners), or NULL when it
+ * has no limits. It lives as long as rt. Any thread. */
+struct sp_srclimit *sp_runtime_srclimit(const struct sp_runtime *rt,
+                                        const struct sp_listener_conf *lc);
 
 /* The server of upstream `upstream` configured as `address`, or NULL. */
 struct sp_server *sp_runtime_find_server(struct sp_runtime *rt, const char *upstream,

@@ -5,15 +5,18 @@
 
 #include "common.h"
 #include "poller.h"
+#include "srclimit.h"
 #include <stdint.h>
 #include <sys/socket.h>
 
 struct sp_listener;
 
-/* Takes ownership of the accepted client `fd` and starts connecting to a server of the
+/* Takes ownership of the accepted client `fd` and of `src`, its count in the listener's
+ * per-source table (a zeroed hold when none), and starts connecting to a server of the
  * listener's upstream. On failure the client is closed and counted; nothing is returned
  * because the listener has nothing more to do either way. Worker thread. */
-void sp_session_start(struct sp_listener *l, int fd, const struct sockaddr *peer, socklen_t len);
+void sp_session_start(struct sp_listener *l, int fd, const struct sockaddr *peer, socklen_t len,
+                      const struct sp_srclimit_hold *src);
 
 /* An epoll event for socket `side` (0 client, 1 server) of the session `owner`: the worker's
  * poller calls it (sp_poller_event_fn). Worker thread. */

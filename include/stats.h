@@ -21,6 +21,23 @@ struct sp_stats_listener {
     uint64_t untrusted;   /* closed unread: a peer outside proxy_protocol_from */
     uint64_t bytes_up;    /* client to server */
     uint64_t bytes_down;  /* server to client */
+
+    /* closed at once, by reason (splicer_rejected_connections_total) where the above lump */
+    uint64_t over_max;      /* over max_connections (part of rejected) */
+    uint64_t fd_exhausted;  /* out of file descriptors (part of rejected) */
+    uint64_t over_src_conn; /* over limits.per_source_connections */
+    uint64_t over_src_rate; /* over limits.per_source_rate */
+
+    /* the limits block (all 0 without one) and its per-source table */
+    bool limits;
+    unsigned per_source_connections; /* 0: not limited */
+    unsigned rate;                   /* per_source_rate; 0: not limited */
+    bool rate_per_minute;            /* N/m rather than N/s */
+    unsigned source_prefix_v4;
+    unsigned source_prefix_v6;
+    uint64_t tracked_max;   /* entries of the table */
+    uint64_t tracked;       /* clients in it now: an open connection or a bucket refilling */
+    uint64_t src_untracked; /* connections admitted without per-source limits: no room */
 };
 
 struct sp_stats_server {

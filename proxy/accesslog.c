@@ -22,9 +22,9 @@
 #define LINE_GUESS  1024              /* room kept for the next line; longer ones still fit */
 
 static const char *const end_names[SP_END_COUNT] = {
-    "client_fin",   "upstream_fin",   "client_reset", "upstream_reset",
-    "idle_timeout", "connect_failed", "no_server",    "shutdown",
-    "local_error",  "denied",         "bad_header",   "inspect_timeout",
+    "client_fin",     "upstream_fin",    "client_reset", "upstream_reset", "idle_timeout",
+    "connect_failed", "no_server",       "shutdown",     "local_error",    "denied",
+    "bad_header",     "inspect_timeout", "source_limit",
 };
 
 const char *sp_end_name(enum sp_end e)

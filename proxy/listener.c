@@ -2,6 +2,7 @@
  * SO_REUSEPORT, so the kernel spreads new connections and no accept lock is needed. */
 #include "listener.h"
 
+#include "cidr.h"
 #include "log.h"
 #include "session.h"
 #include "sock.h"
@@ -10,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -47,6 +49,66 @@ static void on_closed(uv_handle_t *h)
     maybe_free(l);
 }
 
+bool sp_listener_admit_source(struct sp_listener *l, const struct sp_listener_conf *lc,
+                              struct sp_listener_stats *stats, struct sp_srclimit *tab,
+                              const struct sockaddr *client, struct sp_srclimit_hold *hold)
+{
+    *hold = (struct sp_srclimit_hold){0};
+    if (tab == NULL)
+        return true;
+    uint64_t now = uv_now(&l->worker->loop);
+    enum sp_srclimit_verdict v = sp_srclimit_acquire(tab, &lc->limits, client, now, hold);
+    if (v == SP_SRCLIMIT_OK)
+        return true;
+    char addr[SP_ADDRSTRLEN], who[SP_SRCLIMIT_STR_MAX];
+    unsigned held;
+    if (v == SP_SRCLIMIT_UNTRACKED) {
+        atomic_fetch_add_explicit(&stats->src_untracked, 1, memory_order_relaxed);
+        if (sp_ratelimit_pass(&l->untracked_log, now, 1000, &held))
+            sp_log_warn("listener %s: the per-source table (%u entries) has no room for %s: its "
+                        "connection goes on without per-source limits (%u more like this in the "
+                        "last second)",
+                        lc->name, sp_srclimit_size(tab),
+                        sp_srclimit_client_str(tab, client, who, sizeof(who)), held);
+        return true;
+    }
+    atomic_fetch_add_explicit(v == SP_SRCLIMIT_OVER_CONN ? &stats->over_src_conn
+                                                         : &stats->over_src_rate,
+                              1, memory_order_relaxed);
+    if (sp_ratelimit_pass(&l->limit_log, now, 1000, &held)) {
+        char limit[32];
+        if (v == SP_SRCLIMIT_OVER_CONN)
+            snprintf(limit, sizeof(limit), "%u open", lc->limits.per_source_connections);
+        else
+            snprintf(limit, sizeof(limit), "%u/%s", lc->limits.rate,
+                     lc->limits.rate_period_ms == 1000 ? "s" : "m");
+        sp_log_warn("listener %s: refused a connection from %s: client %s is over %s (%s) (%u "
+                    "more like this in the last second)",
+                    lc->name, sp_sock_addr_str(client, addr, sizeof(addr)),
+                    sp_srclimit_client_str(tab, client, who, sizeof(who)),
+                    sp_srclimit_verdict_name(v), limit, held);
+    }
+    return false;
+}
+
+/* Per-source limits on the socket's peer, before a session exists. A listener that reads PROXY
+ * headers checks the header's client in the session instead; a client that allow/deny refuses
+ * is left to the session to refuse, so that it takes no token. False when fd was closed. */
+static bool source_ok(struct sp_listener *l, int fd, const struct sockaddr *peer,
+                      struct sp_srclimit_hold *hold)
+{
+    struct sp_srclimit *tab = sp_runtime_srclimit(l->gen->rt, l->conf);
+    *hold = (struct sp_srclimit_hold){0};
+    if (tab == NULL || l->conf->accept_proxy_protocol ||
+        !sp_cidr_allowed(&l->conf->allow, &l->conf->deny, peer))
+        return true;
+    if (sp_listener_admit_source(l, l->conf, l->stats, tab, peer, hold))
+        return true;
+    close(fd);
+    atomic_fetch_sub_explicit(&l->stats->active, 1, memory_order_relaxed);
+    return false;
+}
+
 static void on_accept(uv_poll_t *h, int status, int events);
 
 static void resume(uv_timer_t *t)
@@ -67,7 +129,7 @@ static void fd_exhausted(struct sp_listener *l, int err)
         int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
         if (fd != -1) {
             close(fd);
-            atomic_fetch_add_explicit(&l->stats->rejected, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&l->stats->fd_exhausted, 1, memory_order_relaxed);
         }
         w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
@@ -133,15 +195,18 @@ static void on_accept(uv_poll_t *h, int status, int events)
             continue;
         if (!admit(l)) {
             close(fd);
-            atomic_fetch_add_explicit(&l->stats->rejected, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&l->stats->over_max, 1, memory_order_relaxed);
             sp_log_debug("listener %s: over max_connections (%u), closed a new connection",
                          l->conf->name, l->conf->max_connections);
             continue;
         }
+        struct sp_srclimit_hold src;
+        if (!source_ok(l, fd, (struct sockaddr *)&peer, &src))
+            continue;
         atomic_fetch_add_explicit(&l->stats->accepted, 1, memory_order_relaxed);
         SP_STAT_ADD(l->worker->accepted, 1);
         l->nsessions++;
-        sp_session_start(l, fd, (struct sockaddr *)&peer, len);
+        sp_session_start(l, fd, (struct sockaddr *)&peer, len, &src);
     }
 }
 

@@ -50,6 +50,14 @@ enum scope {
     X(L_UNTRUSTED, LISTENER, "counter", "splicer_listener_untrusted_proxy_total",                  \
       "Client connections closed unread: a PROXY header is expected and the peer is not in "       \
       "proxy_protocol_from.")                                                                      \
+    X(REFUSED, SPECIAL, "counter", "splicer_rejected_connections_total",                           \
+      "Client connections closed at once, before any server was contacted, by reason.")            \
+    X(L_UNTRACKED, LISTENER, "counter", "splicer_limits_untracked_total",                          \
+      "Client connections admitted without per-source limits: the listener's table had no room "   \
+      "for their client.")                                                                         \
+    X(L_TRACKED, LISTENER, "gauge", "splicer_limits_tracked_sources",                              \
+      "Clients in the listener's per-source table now: with an open connection or a bucket "       \
+      "still refilling (0 without limits).")                                                       \
     X(BYTES, SPECIAL, "counter", "splicer_bytes_total",                                            \
       "Bytes relayed for the listener's clients; upstream is client to server, downstream is "     \
       "server to client.")                                                                         \
@@ -203,6 +211,10 @@ static uint64_t listener_value(enum family_id id, const struct sp_stats_listener
         return l->malformed;
     case M_L_UNTRUSTED:
         return l->untrusted;
+    case M_L_UNTRACKED:
+        return l->src_untracked;
+    case M_L_TRACKED:
+        return l->tracked;
     default:
         abort();
     }
@@ -228,6 +240,58 @@ static uint64_t server_value(enum family_id id, const struct sp_stats_server *s)
     }
 }
 
+/* The reasons of splicer_rejected_connections_total, in exposition order. */
+enum refusal {
+    R_MAX_CONNECTIONS,
+    R_FD_EXHAUSTED,
+    R_DENIED,
+    R_UNTRUSTED_PROXY,
+    R_BAD_HEADER,
+    R_SRC_CONN,
+    R_SRC_RATE,
+    R_COUNT
+};
+
+static const char *const refusal_names[R_COUNT] = {
+    "max_connections", "fd_exhausted",           "denied",          "untrusted_proxy",
+    "bad_header",      "per_source_connections", "per_source_rate",
+};
+
+static uint64_t refusal_value(enum refusal r, const struct sp_stats_listener *l)
+{
+    switch (r) {
+    case R_MAX_CONNECTIONS:
+        return l->over_max;
+    case R_FD_EXHAUSTED:
+        return l->fd_exhausted;
+    case R_DENIED:
+        return l->denied;
+    case R_UNTRUSTED_PROXY:
+        return l->untrusted;
+    case R_BAD_HEADER:
+        return l->malformed;
+    case R_SRC_CONN:
+        return l->over_src_conn;
+    case R_SRC_RATE:
+        return l->over_src_rate;
+    default:
+        abort();
+    }
+}
+
+static int refused_samples(struct sp_strbuf *sb, const char *name, const struct sp_stats *st)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < st->nlisteners; i++) {
+        const struct sp_stats_listener *l = &st->listeners[i];
+        for (int r = 0; rc == 0 && r < R_COUNT; r++)
+            rc = sample(sb, name,
+                        (const char *[]){"listener", l->name, "reason", refusal_names[r], NULL},
+                        refusal_value((enum refusal)r, l));
+    }
+    return rc;
+}
+
 static int special_samples(struct sp_strbuf *sb, enum family_id id, const struct sp_stats *st)
 {
     const char *name = families[id].name;
@@ -246,6 +310,8 @@ static int special_samples(struct sp_strbuf *sb, enum family_id id, const struct
         return rc != 0
                    ? rc
                    : sample(sb, name, (const char *[]){"state", "in_use", NULL}, st->pipes_in_use);
+    case M_REFUSED:
+        return refused_samples(sb, name, st);
     case M_BYTES:
         for (size_t i = 0; rc == 0 && i < st->nlisteners; i++) {
             const struct sp_stats_listener *l = &st->listeners[i];
@@ -433,6 +499,35 @@ static int status_workers(struct sp_strbuf *sb, const struct sp_stats *st)
     return rc != 0 ? rc : sp_strbuf_puts(sb, "]");
 }
 
+/* "refused": every reason of splicer_rejected_connections_total with its count. */
+static int status_refused(struct sp_strbuf *sb, const struct sp_stats_listener *l)
+{
+    int rc = sp_strbuf_puts(sb, ",\"refused\":{");
+    for (int r = 0; rc == 0 && r < R_COUNT; r++)
+        rc = sp_strbuf_appendf(sb, "%s\"%s\":%" PRIu64, r == 0 ? "" : ",", refusal_names[r],
+                               refusal_value((enum refusal)r, l));
+    return rc != 0 ? rc : sp_strbuf_puts(sb, "}");
+}
+
+/* "limits": null, or the limits block with the state of the per-source table. */
+static int status_limits(struct sp_strbuf *sb, const struct sp_stats_listener *l)
+{
+    char conn[16] = "null", rate[24] = "null";
+    if (!l->limits)
+        return sp_strbuf_puts(sb, ",\"limits\":null");
+    if (l->per_source_connections != 0)
+        snprintf(conn, sizeof(conn), "%u", l->per_source_connections);
+    if (l->rate != 0)
+        snprintf(rate, sizeof(rate), "\"%u/%s\"", l->rate, l->rate_per_minute ? "m" : "s");
+    return sp_strbuf_appendf(sb,
+                             ",\"limits\":{\"per_source_connections\":%s,\"per_source_rate\":%s"
+                             ",\"source_prefix_v4\":%u,\"source_prefix_v6\":%u"
+                             ",\"tracked_sources\":%" PRIu64 ",\"sources\":%" PRIu64
+                             ",\"untracked\":%" PRIu64 "}",
+                             conn, rate, l->source_prefix_v4, l->source_prefix_v6, l->tracked_max,
+                             l->tracked, l->src_untracked);
+}
+
 static int status_listener(struct sp_strbuf *sb, const struct sp_stats_listener *l)
 {
     int rc = json_kstr(sb, true, "name", l->name);
@@ -448,6 +543,10 @@ static int status_listener(struct sp_strbuf *sb, const struct sp_stats_listener 
                                ",\"bytes_upstream\":%" PRIu64 ",\"bytes_downstream\":%" PRIu64,
                                l->active, l->connections, l->rejected, l->denied, l->malformed,
                                l->untrusted, l->bytes_up, l->bytes_down);
+    if (rc == 0)
+        rc = status_refused(sb, l);
+    if (rc == 0)
+        rc = status_limits(sb, l);
     return rc;
 }
 

@@ -32,8 +32,13 @@ static void runtime_release(struct sp_runtime *rt, bool own_cfg)
         for (size_t i = 0; i < rt->cfg->nlisteners; i++)
             stats_unref(rt->listener[i]);
     }
+    if (rt->srclimit != NULL) {
+        for (size_t i = 0; i < rt->cfg->nlisteners; i++)
+            sp_srclimit_unref(rt->srclimit[i]);
+    }
     free(rt->upstreams);
     free(rt->listener);
+    free(rt->srclimit);
     if (rt->cfg_owner != NULL)
         sp_runtime_unref(rt->cfg_owner);
     else if (own_cfg)
@@ -67,6 +72,34 @@ static int build_listener_stats(struct sp_runtime *rt, const struct sp_runtime *
         }
         atomic_fetch_add(&st->refs, 1);
         rt->listener[i] = st;
+    }
+    return 0;
+}
+
+/* The tables of the listeners with limits: prev's for the same listener name when it fits the
+ * new size and prefixes (connections open under prev then still count, and release what they
+ * took from that same table), a new one otherwise. */
+static int build_srclimits(struct sp_runtime *rt, const struct sp_runtime *prev)
+{
+    for (size_t i = 0; i < rt->cfg->nlisteners; i++) {
+        const struct sp_listener_conf *lc = &rt->cfg->listeners[i];
+        const struct sp_limits_conf *lim = &lc->limits;
+        if (!lim->enabled)
+            continue;
+        struct sp_srclimit *old = NULL;
+        for (size_t j = 0; prev != NULL && j < prev->cfg->nlisteners; j++) {
+            if (strcmp(prev->cfg->listeners[j].name, lc->name) == 0)
+                old = prev->srclimit[j];
+        }
+        if (old != NULL && sp_srclimit_fits(old, lim->tracked_sources, lim->source_prefix_v4,
+                                            lim->source_prefix_v6)) {
+            rt->srclimit[i] = sp_srclimit_ref(old);
+            continue;
+        }
+        int rc = sp_srclimit_new(lim->tracked_sources, lim->source_prefix_v4, lim->source_prefix_v6,
+                                 &rt->srclimit[i]);
+        if (rc != 0)
+            return rc;
     }
     return 0;
 }
@@ -157,15 +190,17 @@ static int build(struct sp_runtime *rt, const struct sp_runtime *prev,
     rt->generation = prev != NULL ? prev->generation + 1 : 1;
     rt->upstreams = calloc(cfg->nupstreams, sizeof(*rt->upstreams));
     rt->listener = calloc(cfg->nlisteners, sizeof(*rt->listener));
+    rt->srclimit = calloc(cfg->nlisteners, sizeof(*rt->srclimit));
     size_t nres = count_resolved(cfg, res);
     rt->resolved = calloc(nres + 1, sizeof(*rt->resolved));
-    if (rt->upstreams == NULL || rt->listener == NULL || rt->resolved == NULL)
+    if (rt->upstreams == NULL || rt->listener == NULL || rt->srclimit == NULL ||
+        rt->resolved == NULL)
         return -ENOMEM;
     for (size_t i = 0; i < cfg->nupstreams; i++) {
         if (build_upstream(rt, i, res) != 0)
             return -ENOMEM;
     }
-    if (build_listener_stats(rt, prev) != 0)
+    if (build_listener_stats(rt, prev) != 0 || build_srclimits(rt, prev) != 0)
         return -ENOMEM;
     if (prev != NULL)
         carry_servers(rt, prev);
@@ -213,6 +248,12 @@ void sp_runtime_unref(struct sp_runtime *rt)
 {
     if (rt != NULL && atomic_fetch_sub_explicit(&rt->refs, 1, memory_order_acq_rel) == 1)
         runtime_release(rt, true);
+}
+
+struct sp_srclimit *sp_runtime_srclimit(const struct sp_runtime *rt,
+                                        const struct sp_listener_conf *lc)
+{
+    return rt->srclimit[lc - rt->cfg->listeners];
 }
 
 struct sp_server *sp_runtime_find_server(struct sp_runtime *rt, const char *upstream,

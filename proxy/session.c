@@ -100,7 +100,8 @@ struct sp_session {
         struct sockaddr_in6 in6;
     } local; /* with has_local: the PROXY header's destination */
     bool has_local;
-    struct sp_pp_reader *ppr; /* owned while reading a PROXY header */
+    struct sp_pp_reader *ppr;    /* owned while reading a PROXY header */
+    struct sp_srclimit_hold src; /* the client's count in its listener's per-source table */
 };
 
 static void connect_next(struct sp_session *s);
@@ -446,7 +447,7 @@ static void connect_next(struct sp_session *s)
                             uc->name, srv->name, uv_strerror(rc), held);
             /* Out of descriptors (or memory) on our side: refused, like a client the listener
              * could not accept. */
-            atomic_fetch_add_explicit(&s->stats->rejected, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&s->stats->fd_exhausted, 1, memory_order_relaxed);
             end = SP_END_LOCAL_ERROR;
             break;
         }
@@ -465,6 +466,16 @@ static bool admitted(struct sp_session *s)
         return true;
     atomic_fetch_add_explicit(&s->stats->denied, 1, memory_order_relaxed);
     session_close(s, 0, SP_END_DENIED);
+    return false;
+}
+
+/* Per-source limits on the PROXY header's client (without a header, the accept path did it). */
+static bool source_admitted(struct sp_session *s)
+{
+    struct sp_srclimit *tab = sp_runtime_srclimit(s->gen->rt, s->lconf);
+    if (sp_listener_admit_source(s->listener, s->lconf, s->stats, tab, &s->peer.sa, &s->src))
+        return true;
+    session_close(s, 0, SP_END_SOURCE_LIMIT);
     return false;
 }
 
@@ -506,7 +517,7 @@ static bool read_proxy_header(struct sp_session *s)
     }
     free(s->ppr);
     s->ppr = NULL;
-    if (!admitted(s))
+    if (!admitted(s) || !source_admitted(s))
         return false;
     if (s->lconf->nroutes > 0)
         uv_timer_start(&s->timer, on_inspect_timer, s->lconf->tls_inspect_timeout_ms, 0);
@@ -635,11 +646,14 @@ void sp_session_resume(struct sp_poller_link *link)
         relay_run(s);
 }
 
-void sp_session_start(struct sp_listener *l, int fd, const struct sockaddr *peer, socklen_t len)
+void sp_session_start(struct sp_listener *l, int fd, const struct sockaddr *peer, socklen_t len,
+                      const struct sp_srclimit_hold *src)
 {
     struct sp_worker *w = l->worker;
     struct sp_session *s = calloc(1, sizeof(*s));
     if (s == NULL) {
+        struct sp_srclimit_hold held = *src;
+        sp_srclimit_release(&held);
         close(fd);
         atomic_fetch_sub_explicit(&l->stats->active, 1, memory_order_relaxed);
         sp_listener_session_done(l);
@@ -657,6 +671,7 @@ void sp_session_start(struct sp_listener *l, int fd, const struct sockaddr *peer
     s->fd[UPS] = -1;
     s->state = S_CONNECTING;
     s->first_eof = -1;
+    s->src = *src;
     s->start_ms = uv_now(&w->loop);
     if (len <= sizeof(s->peer))
         memcpy(&s->peer, peer, len);
@@ -737,6 +752,7 @@ static void session_close(struct sp_session *s, int reset, enum sp_end end)
     uv_close((uv_handle_t *)&s->timer, on_timer_closed); /* frees the session */
 
     atomic_fetch_sub_explicit(&s->stats->active, 1, memory_order_relaxed);
+    sp_srclimit_release(&s->src);
     release_server(s);
 
     if (s->prev != NULL)

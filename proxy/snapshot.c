@@ -14,6 +14,23 @@ static bool dup_to(char **dst, const char *src)
     return *dst != NULL;
 }
 
+/* The listener's limits as configured, and how full its per-source table is now. */
+static void fill_limits(struct sp_stats_listener *o, const struct sp_listener_conf *lc,
+                        const struct sp_srclimit *tab)
+{
+    const struct sp_limits_conf *lim = &lc->limits;
+    if (!lim->enabled || tab == NULL)
+        return;
+    o->limits = true;
+    o->per_source_connections = lim->per_source_connections;
+    o->rate = lim->rate;
+    o->rate_per_minute = lim->rate_period_ms != 1000;
+    o->source_prefix_v4 = lim->source_prefix_v4;
+    o->source_prefix_v6 = lim->source_prefix_v6;
+    o->tracked_max = sp_srclimit_size(tab);
+    o->tracked = sp_srclimit_in_use(tab, sp_upstream_now_ms());
+}
+
 static int fill_listeners(struct sp_stats *st, const struct sp_runtime *rt)
 {
     const struct sp_config *cfg = rt->cfg;
@@ -30,10 +47,16 @@ static int fill_listeners(struct sp_stats *st, const struct sp_runtime *rt)
             return -ENOMEM;
         o->active = atomic_load_explicit(&ls->active, RLX);
         o->connections = atomic_load_explicit(&ls->accepted, RLX);
-        o->rejected = atomic_load_explicit(&ls->rejected, RLX);
+        o->over_max = atomic_load_explicit(&ls->over_max, RLX);
+        o->fd_exhausted = atomic_load_explicit(&ls->fd_exhausted, RLX);
+        o->rejected = o->over_max + o->fd_exhausted;
         o->denied = atomic_load_explicit(&ls->denied, RLX);
         o->malformed = atomic_load_explicit(&ls->malformed, RLX);
         o->untrusted = atomic_load_explicit(&ls->untrusted, RLX);
+        o->over_src_conn = atomic_load_explicit(&ls->over_src_conn, RLX);
+        o->over_src_rate = atomic_load_explicit(&ls->over_src_rate, RLX);
+        o->src_untracked = atomic_load_explicit(&ls->src_untracked, RLX);
+        fill_limits(o, lc, sp_runtime_srclimit(rt, lc));
         for (unsigned w = 0; w < ls->nworkers; w++) {
             o->bytes_up += atomic_load_explicit(&ls->bytes[w].v[0], RLX);
             o->bytes_down += atomic_load_explicit(&ls->bytes[w].v[1], RLX);

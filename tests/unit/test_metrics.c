@@ -35,12 +35,24 @@ static struct sp_stats *sample_stats(const char *listener, const char *server)
                                                   .upstream = dup_str("pool"),
                                                   .active = 3,
                                                   .connections = 10,
-                                                  .rejected = 1,
+                                                  .rejected = 3,
                                                   .denied = 4,
                                                   .malformed = 5,
                                                   .untrusted = 6,
                                                   .bytes_up = 100,
-                                                  .bytes_down = 2000};
+                                                  .bytes_down = 2000,
+                                                  .over_max = 1,
+                                                  .fd_exhausted = 2,
+                                                  .over_src_conn = 10,
+                                                  .over_src_rate = 11,
+                                                  .limits = true,
+                                                  .per_source_connections = 100,
+                                                  .rate = 50,
+                                                  .source_prefix_v4 = 24,
+                                                  .source_prefix_v6 = 64,
+                                                  .tracked_max = 65536,
+                                                  .tracked = 13,
+                                                  .src_untracked = 12};
     st->nupstreams = 1;
     st->upstreams = calloc(1, sizeof(*st->upstreams));
     st->upstreams[0] = (struct sp_stats_upstream){dup_str("pool"), "round_robin", 2};
@@ -124,7 +136,7 @@ static const char want_prom[] =
     "# HELP splicer_listener_rejected_total Client connections closed at once: over "
     "max_connections or out of file descriptors.\n"
     "# TYPE splicer_listener_rejected_total counter\n"
-    "splicer_listener_rejected_total{listener=\"web\"} 1\n"
+    "splicer_listener_rejected_total{listener=\"web\"} 3\n"
     "# HELP splicer_listener_denied_total Client connections refused by the listener's "
     "allow/deny rules.\n"
     "# TYPE splicer_listener_denied_total counter\n"
@@ -137,6 +149,24 @@ static const char want_prom[] =
     "header is expected and the peer is not in proxy_protocol_from.\n"
     "# TYPE splicer_listener_untrusted_proxy_total counter\n"
     "splicer_listener_untrusted_proxy_total{listener=\"web\"} 6\n"
+    "# HELP splicer_rejected_connections_total Client connections closed at once, before any "
+    "server was contacted, by reason.\n"
+    "# TYPE splicer_rejected_connections_total counter\n"
+    "splicer_rejected_connections_total{listener=\"web\",reason=\"max_connections\"} 1\n"
+    "splicer_rejected_connections_total{listener=\"web\",reason=\"fd_exhausted\"} 2\n"
+    "splicer_rejected_connections_total{listener=\"web\",reason=\"denied\"} 4\n"
+    "splicer_rejected_connections_total{listener=\"web\",reason=\"untrusted_proxy\"} 6\n"
+    "splicer_rejected_connections_total{listener=\"web\",reason=\"bad_header\"} 5\n"
+    "splicer_rejected_connections_total{listener=\"web\",reason=\"per_source_connections\"} 10\n"
+    "splicer_rejected_connections_total{listener=\"web\",reason=\"per_source_rate\"} 11\n"
+    "# HELP splicer_limits_untracked_total Client connections admitted without per-source limits: "
+    "the listener's table had no room for their client.\n"
+    "# TYPE splicer_limits_untracked_total counter\n"
+    "splicer_limits_untracked_total{listener=\"web\"} 12\n"
+    "# HELP splicer_limits_tracked_sources Clients in the listener's per-source table now: with an "
+    "open connection or a bucket still refilling (0 without limits).\n"
+    "# TYPE splicer_limits_tracked_sources gauge\n"
+    "splicer_limits_tracked_sources{listener=\"web\"} 13\n"
     "# HELP splicer_bytes_total Bytes relayed for the listener's clients; upstream is client to "
     "server, downstream is server to client.\n"
     "# TYPE splicer_bytes_total counter\n"
@@ -270,6 +300,8 @@ static const struct {
     {"splicer_pipe_pool_pipes", "gauge"},
     {"splicer_config_reloads_total", "counter"},
     {"splicer_build_info", "gauge"},
+    {"splicer_listener_rejected_total", "counter"},
+    {"splicer_rejected_connections_total", "counter"},
 };
 
 static unsigned count_lines(const char *text, const char *line)
@@ -439,9 +471,15 @@ static const char want_status[] =
     "\"workers\":[{\"worker\":0,\"connections\":6,\"active\":2},{\"worker\":1,"
     "\"connections\":4,\"active\":1}],"
     "\"listeners\":[{\"name\":\"web\",\"listen\":\"127.0.0.1:8080\",\"upstream\":\"pool\","
-    "\"active\":3,\"connections\":10,\"rejected\":1,\"denied\":4,\"malformed\":5,"
-    "\"untrusted_proxy\":6,\"bytes_upstream\":100,\"bytes_downstream\":"
-    "2000}],\"upstreams\":[{\"name\":\"pool\",\"balance\":\"round_robin\",\"servers\":[{"
+    "\"active\":3,\"connections\":10,\"rejected\":3,\"denied\":4,\"malformed\":5,"
+    "\"untrusted_proxy\":6,\"bytes_upstream\":100,\"bytes_downstream\":2000,"
+    "\"refused\":{\"max_connections\":1,\"fd_exhausted\":2,\"denied\":4,\"untrusted_proxy\":6,"
+    "\"bad_header\":5,\"per_source_connections\":10,\"per_source_rate\":11},"
+    "\"limits\":{\"per_source_connections\":100,\"per_source_rate\":\"50/s\","
+    "\"source_prefix_v4\":24,\"source_prefix_v6\":64,\"tracked_sources\":65536,\"sources\":13,"
+    "\"untracked\":12}}],\"upstreams\":[{\"name\":\"pool\",\"balance\":\"round_robin\",\"servers\":"
+    "["
+    "{"
     "\"address\":\"127.0.0.1:9001\",\"state\":\"up\",\"usable\":true,\"drained\":false,\"weight\":"
     "1,\"backup\":false,\"active\":2,\"connections\":7,\"connect_failures\":0,\"health_checked\":"
     "true,\"last_check\":\"ok\"},{\"address\":\"[::1]:9002\",\"state\":\"down\",\"usable\":false,"
@@ -457,6 +495,30 @@ START_TEST(status_exact_and_valid)
     ck_assert_int_eq(sp_metrics_render_status(st, &sb), 0);
     ck_assert_str_eq(sb.data, want_status);
     ck_assert(json_valid(sb.data));
+    sp_strbuf_deinit(&sb);
+    sp_stats_free(st);
+}
+END_TEST
+
+/* A listener without limits, and limits with only a rate per minute. */
+START_TEST(status_limits_variants)
+{
+    struct sp_stats *st = sample_stats("web", "[::1]:9002");
+    struct sp_strbuf sb;
+
+    sp_strbuf_init(&sb);
+    st->listeners[0].per_source_connections = 0;
+    st->listeners[0].rate = 600;
+    st->listeners[0].rate_per_minute = true;
+    ck_assert_int_eq(sp_metrics_render_status(st, &sb), 0);
+    ck_assert(json_valid(sb.data));
+    ck_assert_ptr_nonnull(strstr(
+        sb.data, "\"limits\":{\"per_source_connections\":null,\"per_source_rate\":\"600/m\","));
+    sp_strbuf_reset(&sb);
+    st->listeners[0].limits = false;
+    ck_assert_int_eq(sp_metrics_render_status(st, &sb), 0);
+    ck_assert(json_valid(sb.data));
+    ck_assert_ptr_nonnull(strstr(sb.data, "\"limits\":null}"));
     sp_strbuf_deinit(&sb);
     sp_stats_free(st);
 }
@@ -513,6 +575,7 @@ static Suite *metrics_suite(void)
     tc = tcase_create("status");
     tcase_add_test(tc, json_validator_self_test);
     tcase_add_test(tc, status_exact_and_valid);
+    tcase_add_test(tc, status_limits_variants);
     tcase_add_test(tc, status_escaping);
     tcase_add_test(tc, empty_snapshot);
     suite_add_tcase(s, tc);
