@@ -20,7 +20,7 @@ function add(s, m, p, r, v) {
     HAS[s, m] = 1; HASP[s, p] = 1
 }
 BEGIN {
-    npeers = split("direct routed splicer splicer-copy splicer-auto splicer-w2 splicer-ref haproxy haproxy-splice haproxy-t2 nginx pen socat", PEER, " ")
+    npeers = split("direct routed splicer splicer-copy splicer-auto splicer-limits splicer-w2 splicer-ref haproxy haproxy-splice haproxy-t2 nginx pen socat", PEER, " ")
     for (i = 1; i <= npeers; i++) KNOWN[PEER[i]] = 1
     nscen = split("bulk1 bulk4 short redis1 redis50 veth-bulk1 veth-bulk4 veth-short veth-redis1 veth-redis50 idle conc scaling balance stall", SCEN, " ")
     if (only == "") only = "bulk1 bulk4 short redis1 redis50 veth-bulk1 veth-bulk4 veth-short veth-redis1 veth-redis50 idle conc scaling balance stall"

@@ -39,6 +39,7 @@ VETH_PEERS=${VETH_PEERS:-}        # peers on veth (default: PEERS if given, else
 TOPOLOGY=${TOPOLOGY:-both}        # loopback | veth | both
 CONC_PEERS=${CONC_PEERS:-"direct splicer splicer-copy splicer-auto haproxy haproxy-splice nginx pen"}
 SCALING_PEERS=${SCALING_PEERS:-"direct splicer splicer-w2 haproxy haproxy-t2"}
+LIMITS_PEERS=${LIMITS_PEERS-splicer-limits} # scenario short also runs these (empty: none)
 SCENARIOS=${SCENARIOS:-"bulk short redis idle conc syscalls scaling balance stall"}
 BALANCE_CONNS=${BALANCE_CONNS:-128} # scenario balance: wrk connections against splicer workers: 2
 BALANCE_WORKERS=${BALANCE_WORKERS:-2}
@@ -269,10 +270,13 @@ proxy_start() {
         TARGET_PORT=$up
         return 0
         ;;
-    splicer | splicer-copy | splicer-auto | splicer-w[0-9]*)
-        local relay=splice workers=1 admin=""
+    splicer | splicer-copy | splicer-auto | splicer-limits | splicer-w[0-9]*)
+        local relay=splice workers=1 admin="" limits=""
         [[ $peer == splicer-copy ]] && relay=copy
         [[ $peer == splicer-auto ]] && relay=auto
+        # limits the one client address never reaches: the cost of counting, not of refusing
+        [[ $peer == splicer-limits ]] &&
+            limits=$'    limits:\n      per_source_connections: 1000000\n      per_source_rate: 1000000/s'
         [[ $peer == splicer-w[0-9]* ]] && workers=${peer#splicer-w}
         [[ -n $SPLICER_ADMIN ]] && admin="admin: {listen: 127.0.0.1:$ADMIN_PORT}"
         cat >"$dir/splicer.yaml" <<EOF
@@ -289,6 +293,7 @@ listeners:
     idle_timeout: 0s
     max_connections: 100000
     backlog: 4096
+$limits
 upstreams:
   pool:
     servers:
@@ -448,7 +453,7 @@ scenario_short() {
     need_backend web
     local r peer
     for ((r = 0; r < ROUNDS; r++)); do
-        for peer in $(rotate "$r" $RUN_PEERS); do
+        for peer in $(rotate "$r" $RUN_PEERS $LIMITS_PEERS); do
             proxy_start "$peer" "$WEB_PORT"
             short_one short "$peer" "$r" 1 "$SHORT_CONNS"
             proxy_stop
