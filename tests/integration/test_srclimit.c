@@ -309,6 +309,61 @@ START_TEST(refusal_takes_no_token)
 }
 END_TEST
 
+/* The other refusals come first and take nothing from a client's limits, and are counted by
+ * reason in the same family. per_source_rate: 1/m (a burst of one, the next token a minute later)
+ * per /24: three attempts of a denied 127.0.0.5 leave the /24's one token to 127.0.0.2, whose
+ * neighbour 127.0.0.3 is then over the rate. With max_connections: 1 held by 127.0.1.1, 127.0.2.1
+ * is refused for max_connections and keeps its token for later. */
+START_TEST(other_refusals_take_nothing)
+{
+    struct rig r = {0};
+    rig_start(&r, 1,
+              "    max_connections: 1\n"
+              "    deny: [127.0.0.5]\n"
+              "    limits: {per_source_rate: 1/m, source_prefix_v4: 24}\n");
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(client4("127.0.0.5", r.port), -1);
+    expect_refused(&r, "denied", 3);
+    int a = client4("127.0.0.2", r.port);
+    ck_assert_msg(a >= 0, "denied attempts spent the /24's token");
+    close(a);
+    expect_active(&r, 0);
+    ck_assert_int_eq(client4("127.0.0.3", r.port), -1);
+    expect_refused(&r, "per_source_rate", 1);
+
+    int held = client4("127.0.1.1", r.port);
+    ck_assert_int_ge(held, 0);
+    ck_assert_int_eq(client4("127.0.2.1", r.port), -1);
+    expect_refused(&r, "max_connections", 1);
+    sph_expect_metric(r.admin, "splicer_listener_rejected_total{listener=\"web\"}", 1);
+    close(held);
+    expect_active(&r, 0);
+    int b = client4("127.0.2.1", r.port);
+    ck_assert_msg(b >= 0, "a max_connections refusal spent the client's token");
+    close(b);
+    expect_refused(&r, "per_source_rate", 1);
+    expect_refused(&r, "per_source_connections", 0);
+}
+END_TEST
+
+/* A peer outside proxy_protocol_from is closed unread and counted as untrusted_proxy. */
+START_TEST(untrusted_proxy_counted)
+{
+    struct rig r = {0};
+    rig_start(&r, 1,
+              "    accept_proxy_protocol: true\n"
+              "    proxy_protocol_from: [127.0.0.1]\n"
+              "    limits: {per_source_connections: 1}\n");
+    static const char head[] = "PROXY TCP4 198.51.100.7 192.0.2.1 40003 443\r\n";
+    ck_assert_int_eq(client("127.0.0.2", "127.0.0.1", r.port, head), -1);
+    expect_refused(&r, "untrusted_proxy", 1);
+    int fd = client("127.0.0.1", "127.0.0.1", r.port, head);
+    ck_assert_msg(fd >= 0, "the client named by a trusted balancer was refused");
+    close(fd);
+    expect_refused(&r, "per_source_connections", 0);
+}
+END_TEST
+
 /* workers: 2. The kernel spreads one client's connections over both workers; the count is one
  * for the process. Three connections of 127.0.0.2 are held until both workers have some, then
  * twenty more attempts are all refused: with a count per worker, the one holding fewer than
@@ -650,6 +705,8 @@ static Suite *srclimit_suite(bool ipv6)
         tcase_add_test(tc, connections_per_client);
         tcase_add_test(tc, rate_recovers);
         tcase_add_test(tc, refusal_takes_no_token);
+        tcase_add_test(tc, other_refusals_take_nothing);
+        tcase_add_test(tc, untrusted_proxy_counted);
         tcase_add_test(tc, two_workers_one_count);
         tcase_add_test(tc, reload_changes_limit);
         tcase_add_test(tc, proxy_header_v6_per_64);
