@@ -32,7 +32,8 @@ struct sp_pp_reader {
 enum sp_inspect_status sp_pp_read(int fd, struct sp_pp_reader *r, int *err);
 
 /* Peeks the ClientHello on fd into scratch (SP_SNI_BUF_MAX bytes) and extracts the server name.
- * On SP_INSPECT_DONE, *found is 1 with `name` set, or 0 for a valid ClientHello without SNI.
+ * On SP_INSPECT_DONE, *found is 1 with `name` set, or 0 for a valid ClientHello without a
+ * usable server name (none, or one that is not a host name: see sp_sni_parse).
  * On SP_INSPECT_RETRY, *need is the number of bytes the socket must hold before another peek
  * can tell more (to the end of the TLS record under way, or the next record's header), at most
  * SP_SNI_BUF_MAX. A ClientHello that never completes keeps answering SP_INSPECT_RETRY: the

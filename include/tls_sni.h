@@ -22,14 +22,17 @@
  * buf[0..len). Returns:
  *   1        found: name holds it, lowercased and NUL-terminated.
  *   0        need more bytes: everything so far is a valid prefix.
- *   -ENOENT  a complete, valid ClientHello without a server_name (or without a host_name in
- *            it, or without extensions at all).
- *   -EINVAL  malformed: not a TLS handshake record (type 22, version 3.x), a record longer than
- *            2^14 or empty, another handshake message first, a ClientHello over the caps above,
- *            any vector whose length overruns its container or leaves bytes over, a second
- *            server_name extension or host_name entry, a host name that is empty, longer than 253,
- *            has an empty or over-long (> 63) label, a trailing dot, or a character other than
- *            letters, digits, '-' and '_' (seen in real internal names), or is an IPv4 literal.
+ *   -ENOENT  a complete, well-formed ClientHello without a usable server name: no server_name
+ *            extension (or no host_name in it, or no extensions at all), or a host_name that is
+ *            not a host name: longer than 253, an empty or over-long (> 63) label, a trailing
+ *            dot, a character other than letters, digits, '-' and '_' (seen in real internal
+ *            names), or an IP literal. TLS servers accept such hellos, so the caller routes
+ *            them as it routes a hello without SNI.
+ *   -EINVAL  malformed framing: not a TLS handshake record (type 22, version 3.x), a record
+ *            longer than 2^14 or empty, another handshake message first, a ClientHello over the
+ *            caps above, any vector whose length overruns its container or leaves bytes over
+ *            (an empty host_name included: its vector is <1..2^16-1>), a second server_name
+ *            extension or host_name entry.
  *   -ENOSPC  the name is valid but name_len cannot hold it (SP_SNI_NAME_MAX always can).
  * name is written only when 1 is returned. */
 int sp_sni_parse(const unsigned char *buf, size_t len, char *name, size_t name_len);

@@ -165,10 +165,10 @@ static int parse_hello(const unsigned char *p, size_t n, char *name, size_t name
     int rc = parse_extensions(&h, &host, &hlen);
     if (rc != 0)
         return rc;
-    if (host == NULL)
+    /* A name that is no host name (an IP literal, a trailing dot, a stray character) is the
+     * client's mistake, not a broken hello: TLS servers accept it, so route as if none came. */
+    if (host == NULL || !host_ok((const char *)host, hlen))
         return -ENOENT;
-    if (!host_ok((const char *)host, hlen))
-        return -EINVAL;
     if (hlen >= name_len)
         return -ENOSPC;
     for (size_t i = 0; i < hlen; i++)

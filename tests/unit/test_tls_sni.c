@@ -278,17 +278,22 @@ static const struct {
     {"xn--bcher-kva.example", 1, "xn--bcher-kva.example"},
     {"a-b.c-d.e1", 1, "a-b.c-d.e1"},
     {"1.2.3.com", 1, "1.2.3.com"},
-    {"10.0.0.1", -EINVAL, NULL},
-    {"123", -EINVAL, NULL},
-    {"example.com.", -EINVAL, NULL},
-    {".example.com", -EINVAL, NULL},
-    {"a..b", -EINVAL, NULL},
-    {"exa mple.com", -EINVAL, NULL},
-    {"exa\x01mple.com", -EINVAL, NULL},
-    {"caf\xc3\xa9.fr", -EINVAL, NULL},
-    {"*.example.com", -EINVAL, NULL},
-    {"example.com:443", -EINVAL, NULL},
-    {"[::1]", -EINVAL, NULL},
+    /* Not host names (issue 9, item 8): TLS servers accept such hellos, so they are routed as
+     * hellos without SNI (-ENOENT, the default route), not refused as malformed. */
+    {"10.0.0.1", -ENOENT, NULL},
+    {"123", -ENOENT, NULL},
+    {"::1", -ENOENT, NULL},
+    {"2001:db8::1", -ENOENT, NULL},
+    {"[::1]", -ENOENT, NULL},
+    {"example.com.", -ENOENT, NULL},
+    {"www.example.com.", -ENOENT, NULL},
+    {".example.com", -ENOENT, NULL},
+    {"a..b", -ENOENT, NULL},
+    {"exa mple.com", -ENOENT, NULL},
+    {"exa\x01mple.com", -ENOENT, NULL},
+    {"caf\xc3\xa9.fr", -ENOENT, NULL},
+    {"*.example.com", -ENOENT, NULL},
+    {"example.com:443", -ENOENT, NULL},
 };
 
 START_TEST(host_names)
@@ -317,7 +322,7 @@ START_TEST(host_lengths)
     memset(long_name, 'a', 64);
     strcpy(long_name + 64, ".com");
     n = hello(buf, ext, sni_ext(ext, long_name, strlen(long_name)), true);
-    ck_assert_int_eq(parse_exact(buf, n, name, sizeof(name)), -EINVAL);
+    ck_assert_int_eq(parse_exact(buf, n, name, sizeof(name)), -ENOENT);
 
     /* 253 characters in all are fine, 254 are not */
     for (int i = 0; i < 253; i++)
@@ -331,7 +336,7 @@ START_TEST(host_lengths)
     long_name[252] = 'z';
     long_name[253] = 'z';
     n = hello(buf, ext, sni_ext(ext, long_name, 254), true);
-    ck_assert_int_eq(parse_exact(buf, n, name, sizeof(name)), -EINVAL);
+    ck_assert_int_eq(parse_exact(buf, n, name, sizeof(name)), -ENOENT);
 }
 END_TEST
 
