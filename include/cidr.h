@@ -22,8 +22,8 @@ struct sp_cidr {
 };
 
 struct sp_cidr_list {
-    struct sp_cidr *v; /* owned array */
-    size_t n;
+    struct sp_cidr *v; /* owned array of cap entries, n of them used */
+    size_t n, cap;
 };
 
 /* Parses "ADDR/LEN" or a bare "ADDR" (a host: /32 or /128). ADDR is numeric IPv4 or IPv6, not

@@ -44,8 +44,10 @@ struct sp_cfg_field {
 int sp_cfg_read_file(const char *path, char **buf, size_t *len);
 
 /* Parses w->text as a single YAML document. On success returns 0, sets w->doc_loaded and
- * *root to a mapping node. Otherwise fills w->err (syntax error, several documents, empty
- * configuration, a top level that is not a mapping) and returns -EINVAL or -ENOMEM. */
+ * *root to a mapping node. Otherwise fills w->err (syntax error, an alias, several documents,
+ * empty configuration, a top level that is not a mapping) and returns -EINVAL or -ENOMEM.
+ * Aliases are refused so that the document is a tree: every walk over it is then linear in
+ * the size of the file. */
 int sp_cfg_doc_load(struct sp_cfg_walk *w, yaml_node_t **root);
 
 /* Frees the document if one is loaded. Safe to call twice. */

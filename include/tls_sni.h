@@ -47,8 +47,8 @@ struct sp_sni_route {
 };
 
 struct sp_sni_routes {
-    struct sp_sni_route *v; /* owned array */
-    size_t n;
+    struct sp_sni_route *v; /* owned array of cap entries, n of them used */
+    size_t n, cap;
 };
 
 /* 0 when `pattern` is a valid route pattern: a host name as sp_sni_parse accepts, or "*." and

@@ -87,12 +87,15 @@ int sp_cidr_list_add(struct sp_cidr_list *l, const char *s)
     int rc = sp_cidr_parse(s, &c);
     if (rc != 0)
         return rc;
-    struct sp_cidr *v = realloc(l->v, (l->n + 1) * sizeof(*v));
-    if (v == NULL)
-        return -ENOMEM;
-    v[l->n] = c;
-    l->v = v;
-    l->n++;
+    if (l->n == l->cap) { /* doubling: n adds cost O(n) copies, not O(n^2) */
+        size_t cap = l->cap != 0 ? l->cap * 2 : 8;
+        struct sp_cidr *v = realloc(l->v, cap * sizeof(*v));
+        if (v == NULL)
+            return -ENOMEM;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = c;
     return 0;
 }
 
@@ -158,4 +161,5 @@ void sp_cidr_list_deinit(struct sp_cidr_list *l)
     free(l->v);
     l->v = NULL;
     l->n = 0;
+    l->cap = 0;
 }

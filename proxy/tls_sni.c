@@ -272,14 +272,18 @@ int sp_sni_routes_add(struct sp_sni_routes *r, const char *pattern, int route)
         return -ENOMEM;
     for (char *c = copy; *c != '\0'; c++)
         *c = lower((unsigned char)*c);
-    struct sp_sni_route *v = realloc(r->v, (r->n + 1) * sizeof(*v));
-    if (v == NULL) {
-        free(copy);
-        return -ENOMEM;
+    if (r->n == r->cap) { /* doubling: n adds cost O(n) copies, not O(n^2) */
+        size_t cap = r->cap != 0 ? r->cap * 2 : 8;
+        struct sp_sni_route *v = realloc(r->v, cap * sizeof(*v));
+        if (v == NULL) {
+            free(copy);
+            return -ENOMEM;
+        }
+        r->v = v;
+        r->cap = cap;
     }
-    v[r->n].pattern = copy;
-    v[r->n].route = route;
-    r->v = v;
+    r->v[r->n].pattern = copy;
+    r->v[r->n].route = route;
     r->n++;
     return 0;
 }
@@ -317,4 +321,5 @@ void sp_sni_routes_deinit(struct sp_sni_routes *r)
     free(r->v);
     r->v = NULL;
     r->n = 0;
+    r->cap = 0;
 }
