@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# fuzz.sh: builds the libFuzzer targets of tests/fuzz with clang and runs each in turn.
+#
+#   scripts/fuzz.sh [SECONDS] [TARGET...]     fuzz each target SECONDS (default 60), niced
+#   scripts/fuzz.sh --coverage [TARGET...]    line coverage of the parsers by the corpora
+#   scripts/fuzz.sh --merge [TARGET...]       minimise the working corpora into tests/fuzz/corpus
+#
+# Targets: each tests/fuzz/fuzz_<t>.c (all by default): proxy_proto tls_sni scalars config
+# accesslog. One target runs at a
+# time, on one core, under `nice -n 10`. Each starts from the committed corpus
+# (tests/fuzz/corpus/<t>) and the regression inputs (tests/fuzz/regressions/<t>), and grows a
+# working corpus in build-fuzz/work/<t> that later runs continue from. A crash, a failed property,
+# a timeout (-timeout) or memory over -rss_limit_mb leaves its input in build-fuzz/artifacts/<t>/
+# and makes the script exit 1: fix the cause, then keep the input as
+# tests/fuzz/regressions/<t>/<name> so that CI replays it (ctest fuzz.<t>).
+#
+# Printed per target: seconds, executions, executions per second, corpus size and new crashes.
+# --coverage builds build-fuzz-cov with clang's source coverage, runs every corpus and working
+# corpus input once, and prints llvm-cov's line coverage of each parser source.
+# Needs clang, libclang-rt-14-dev (libFuzzer) and llvm (llvm-profdata, llvm-cov): installed
+# through scripts/deps.sh when missing.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+BUILD=${FUZZ_BUILD:-$ROOT/build-fuzz}
+COV_BUILD=${FUZZ_COV_BUILD:-$ROOT/build-fuzz-cov}
+mapfile -t ALL < <(ls tests/fuzz/fuzz_*.c | sed 's|.*/fuzz_||; s|\.c$||')
+
+# The sources each target tests, for the coverage report.
+declare -A SOURCES=(
+    [proxy_proto]="proxy/proxy_proto.c proxy/inspect.c"
+    [tls_sni]="proxy/tls_sni.c"
+    [scalars]="proxy/parse.c proxy/cidr.c"
+    [config]="proxy/config.c proxy/config_yaml.c proxy/config_deploy.c"
+    [accesslog]="proxy/accesslog.c"
+)
+# Input size caps: a little over the largest input each parser reads.
+declare -A MAX_LEN=([proxy_proto]=512 [tls_sni]=4096 [scalars]=128 [config]=4096 [accesslog]=1024)
+
+mode=fuzz
+seconds=60
+case ${1:-} in
+--coverage) mode=coverage && shift ;;
+--merge) mode=merge && shift ;;
+'' | *[!0-9]*) ;;
+*) seconds=$1 && shift ;;
+esac
+targets=("$@")
+((${#targets[@]} > 0)) || targets=("${ALL[@]}")
+for t in "${targets[@]}"; do
+    [[ -f tests/fuzz/fuzz_$t.c ]] || { echo "fuzz.sh: no target '$t' (tests/fuzz/fuzz_$t.c)" >&2; exit 2; }
+done
+
+scripts/deps.sh clang libclang-rt-14-dev llvm
+
+configure() { # DIR [cmake args...]
+    local dir=$1
+    shift
+    cmake -S . -B "$dir" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DSPLICER_TESTS=OFF \
+        -DSPLICER_FUZZ=ON "$@" >/dev/null
+    cmake --build "$dir" -j"${FUZZ_JOBS:-2}" --target "${targets[@]/#/fuzz_}" >/dev/null
+}
+
+inputs() { # TARGET: the directories holding its inputs
+    local d
+    for d in "tests/fuzz/corpus/$1" "tests/fuzz/regressions/$1" "$BUILD/work/$1"; do
+        [[ -d $d ]] && echo "$d"
+    done
+    return 0
+}
+
+# stat::number_of_executed_units: 123 -> 123
+stat() { sed -n "s/^stat::$1: *//p" "$2" | tail -n 1; }
+
+run_fuzz() {
+    configure "$BUILD" -DSPLICER_FUZZ_COVERAGE=OFF
+    local failures=0 t
+    printf '%-12s %8s %12s %9s %8s %s\n' target seconds executions exec/s corpus crashes
+    for t in "${targets[@]}"; do
+        local work=$BUILD/work/$t art=$BUILD/artifacts/$t log=$BUILD/logs/$t.$(date +%s).log
+        mkdir -p "$work" "$art" "$BUILD/logs"
+        local before
+        before=$(find "$art" -type f | wc -l)
+        # -timeout and -rss_limit_mb make work out of proportion to the input a finding too
+        nice -n 10 "$BUILD/fuzz_$t" -max_total_time="$seconds" -max_len="${MAX_LEN[$t]}" \
+            -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$art/" \
+            "$work" "tests/fuzz/corpus/$t" "tests/fuzz/regressions/$t" >"$log" 2>&1 || true
+        local execs rate crashes
+        execs=$(stat number_of_executed_units "$log")
+        rate=$(stat average_exec_per_sec "$log")
+        crashes=$(($(find "$art" -type f | wc -l) - before))
+        printf '%-12s %8s %12s %9s %8s %s\n' "$t" "$seconds" "${execs:-?}" "${rate:-?}" \
+            "$(find "$work" -type f | wc -l)" "$crashes"
+        if ((crashes > 0)) || [[ -z $execs ]]; then
+            failures=$((failures + 1))
+            echo "  see $log and $art/" >&2
+        fi
+    done
+    ((failures == 0))
+}
+
+run_merge() {
+    configure "$BUILD" -DSPLICER_FUZZ_COVERAGE=OFF
+    local t
+    for t in "${targets[@]}"; do
+        local out=tests/fuzz/corpus/$t tmp
+        tmp=$(mktemp -d)
+        # inputs that add coverage, smallest first; then they replace the committed corpus
+        "$BUILD/fuzz_$t" -merge=1 -max_len="${MAX_LEN[$t]}" "$tmp" "$out" "$BUILD/work/$t" \
+            >"$BUILD/logs/$t.merge.log" 2>&1
+        find "$out" -type f ! -name '.*' -delete
+        cp "$tmp"/* "$out"/
+        rm -rf "$tmp"
+        echo "$t: $(find "$out" -type f ! -name '.*' | wc -l) inputs," \
+            "$(du -sk "$out" | cut -f1) KiB in $out"
+    done
+}
+
+run_coverage() {
+    configure "$COV_BUILD" -DSPLICER_FUZZ_COVERAGE=ON
+    local t
+    for t in "${targets[@]}"; do
+        local prof=$COV_BUILD/prof/$t
+        rm -rf "$prof" && mkdir -p "$prof"
+        mapfile -t dirs < <(inputs "$t")
+        LLVM_PROFILE_FILE="$prof/%p.profraw" "$COV_BUILD/fuzz_$t" -runs=0 \
+            -max_len="${MAX_LEN[$t]}" "${dirs[@]}" >"$prof/run.log" 2>&1
+        llvm-profdata merge -sparse "$prof"/*.profraw -o "$prof/merged.profdata"
+        echo "== $t (${dirs[*]})"
+        # shellcheck disable=SC2086 # the list of sources is meant to split
+        llvm-cov report "$COV_BUILD/fuzz_$t" -instr-profile="$prof/merged.profdata" \
+            ${SOURCES[$t]} | awk 'NR == 1 || /\.c /' |
+            awk '{ printf "%-36s lines %6s of %5s covered  %s\n", $1, $(NF-3)-$(NF-2), $(NF-3), $(NF) }' |
+            sed 's/^Filename *lines.*/file                                 line coverage/'
+    done
+}
+
+case $mode in
+fuzz) run_fuzz ;;
+merge) run_merge ;;
+coverage) run_coverage ;;
+esac

@@ -1,0 +1,139 @@
+/* fuzz_tls_sni.c: the ClientHello parser (sp_sni_parse) and the route table (tls_sni.c).
+ * Properties, beyond "no crash, no read past the input":
+ *  - prefixes: a prefix of the input (bytes still on their way, as a peek sees them) answers
+ *    "need more" or exactly what the whole input answers, and keeps an answer once it has one;
+ *  - records: a ClientHello in one record, cut into 2 to 4 records at random points, gives the
+ *    same answer (TLS lets a client fragment its hello anywhere);
+ *  - a name found is lowercase, at most 253 characters, a valid route pattern, and routes to
+ *    itself through a table; a buffer one byte short answers -ENOSPC and writes nothing. */
+#include "fuzz.h"
+#include "tls_sni.h"
+
+#include <errno.h>
+#include <stdbool.h>
+
+#define MAX_INPUT   (SP_SNI_BUF_MAX + 64)
+#define ALL_PREFIX  1024 /* inputs up to this size have every prefix checked; longer, a sample */
+#define SAMPLE_CUTS 48
+
+static int parse_exact(const uint8_t *data, size_t n, char *name, size_t name_len)
+{
+    unsigned char *c = fz_dup(data, n);
+    int rc = sp_sni_parse(c, n, name, name_len);
+    free(c);
+    return rc;
+}
+
+static void check_name(const uint8_t *data, size_t size, const char *name)
+{
+    size_t n = strlen(name);
+    FZ_CHECK(n > 0 && n < SP_SNI_NAME_MAX, "name of %zu characters", n);
+    for (size_t i = 0; i < n; i++)
+        FZ_CHECK(!(name[i] >= 'A' && name[i] <= 'Z'), "upper case in '%s'", name);
+    FZ_CHECK(sp_sni_pattern_check(name) == 0, "'%s' is not a valid pattern", name);
+
+    struct sp_sni_routes t = {0};
+    FZ_CHECK(sp_sni_routes_add(&t, name, 7) == 0, "cannot add '%s'", name);
+    FZ_CHECK(sp_sni_routes_match(&t, name) == 7, "'%s' does not route to itself", name);
+    sp_sni_routes_deinit(&t);
+
+    char small[SP_SNI_NAME_MAX];
+    strcpy(small, "untouched");
+    FZ_CHECK(parse_exact(data, size, small, n) == -ENOSPC, "no -ENOSPC with %zu bytes", n);
+    FZ_CHECK(strcmp(small, "untouched") == 0, "name written with -ENOSPC");
+    FZ_CHECK(parse_exact(data, size, small, n + 1) == 1 && strcmp(small, name) == 0,
+             "a buffer of exactly %zu bytes fails", n + 1);
+}
+
+static void check_prefix(const uint8_t *data, size_t k, int rc, const char *name, int *prev)
+{
+    char pn[SP_SNI_NAME_MAX];
+    int p = parse_exact(data, k, pn, sizeof(pn));
+    FZ_CHECK(p == 0 || p == rc, "prefix %zu answers %d, the whole input %d", k, p, rc);
+    FZ_CHECK(*prev == 0 || p == *prev, "prefix %zu answers %d after %d", k, p, *prev);
+    if (p == 1)
+        FZ_CHECK(strcmp(pn, name) == 0, "prefix %zu finds '%s', not '%s'", k, pn, name);
+    *prev = p;
+}
+
+static void check_prefixes(const uint8_t *data, size_t size, int rc, const char *name,
+                           struct fz_rng *rng)
+{
+    int prev = 0;
+    if (size <= ALL_PREFIX) {
+        for (size_t k = 0; k < size; k++)
+            check_prefix(data, k, rc, name, &prev);
+        return;
+    }
+    /* increasing sample: the record headers' neighbourhood and random cuts */
+    size_t cuts[SAMPLE_CUTS];
+    for (size_t i = 0; i < SAMPLE_CUTS; i++)
+        cuts[i] = i < 8 ? i : fz_rng_below(rng, size);
+    for (size_t i = 1; i < SAMPLE_CUTS; i++) { /* insertion sort: tiny */
+        size_t v = cuts[i], j = i;
+        for (; j > 0 && cuts[j - 1] > v; j--)
+            cuts[j] = cuts[j - 1];
+        cuts[j] = v;
+    }
+    for (size_t i = 0; i < SAMPLE_CUTS; i++)
+        check_prefix(data, cuts[i], rc, name, &prev);
+}
+
+/* When the input is one record holding a whole ClientHello whose handshake header is sound,
+ * the same hello cut into 2..4 records must give the same answer. */
+static void check_records(const uint8_t *data, size_t size, int rc, const char *name,
+                          struct fz_rng *rng)
+{
+    if (size < 9 || data[0] != 22 || data[1] != 3 || data[2] > 4 || data[5] != 1)
+        return;
+    size_t rl = (size_t)data[3] << 8 | data[4];
+    size_t hl = 4 + ((size_t)data[6] << 16 | (size_t)data[7] << 8 | data[8]);
+    if (rl == 0 || rl > 16384 || hl > rl || hl > SP_SNI_MAX_HELLO || size < 5 + rl)
+        return;
+    size_t parts = 2 + fz_rng_below(rng, 3), cut[4], o = 0;
+    if (hl < parts)
+        return;
+    /* parts - 1 distinct cut points inside the hello, increasing */
+    cut[0] = 0;
+    for (size_t i = 1; i < parts; i++)
+        cut[i] = cut[i - 1] + 1 + fz_rng_below(rng, hl - cut[i - 1] - (parts - i));
+    unsigned char *out = malloc(hl + 5 * parts);
+    if (out == NULL)
+        abort();
+    for (size_t i = 0; i < parts; i++) {
+        size_t end = i + 1 < parts ? cut[i + 1] : hl, len = end - cut[i];
+        out[o++] = 22;
+        out[o++] = data[1];
+        out[o++] = data[2];
+        out[o++] = (unsigned char)(len >> 8);
+        out[o++] = (unsigned char)len;
+        memcpy(out + o, data + 5 + cut[i], len);
+        o += len;
+    }
+    char fn[SP_SNI_NAME_MAX];
+    int f = parse_exact(out, o, fn, sizeof(fn));
+    FZ_CHECK(f == rc, "in %zu records: %d, in one: %d", parts, f, rc);
+    if (rc == 1)
+        FZ_CHECK(strcmp(fn, name) == 0, "in %zu records: '%s', in one: '%s'", parts, fn, name);
+    free(out);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char name[SP_SNI_NAME_MAX];
+    struct fz_rng rng;
+    if (size > MAX_INPUT)
+        return 0;
+    fz_rng_seed(&rng, data, size);
+    strcpy(name, "untouched");
+    int rc = parse_exact(data, size, name, sizeof(name));
+    FZ_CHECK(rc == 1 || rc == 0 || rc == -ENOENT || rc == -EINVAL, "rc %d", rc);
+    if (rc == 1)
+        check_name(data, size, name);
+    else
+        FZ_CHECK(strcmp(name, "untouched") == 0, "name written with rc %d", rc);
+    FZ_CHECK(size < SP_SNI_BUF_MAX || rc != 0, "need more after %zu bytes", size);
+    check_prefixes(data, size, rc, name, &rng);
+    check_records(data, size, rc, name, &rng);
+    return 0;
+}
