@@ -34,6 +34,10 @@ int sp_cfg_parse_routes(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yam
  * name is not defined (suggesting the nearest one). */
 int sp_cfg_resolve_routes(struct sp_cfg_walk *w, struct sp_config *cfg, struct sp_listener_conf *l);
 
+/* The upstream called `name` in the config being loaded, or NULL. A binary search (config.c
+ * sorts the names before resolving references), so references cost O(log n) each. */
+struct sp_upstream_conf *sp_cfg_find_upstream(struct sp_cfg_walk *w, const char *name);
+
 /* Frees what the deployment keys of l own (routes, CIDR lists, the SNI table). */
 void sp_cfg_deploy_free(struct sp_listener_conf *l);
 

@@ -76,6 +76,16 @@ int sp_cfg_expect(struct sp_cfg_walk *w, const yaml_node_t *n, yaml_node_type_t 
 /* Levenshtein distance, capped: strings longer than 64 bytes count as far from everything. */
 unsigned sp_cfg_distance(const char *a, const char *b);
 
+/* Orders entries a and b of ctx by key: < 0, 0 (same key) or > 0, a total order. */
+typedef int (*sp_cfg_cmp_fn)(const void *ctx, size_t a, size_t b);
+
+/* The first repeated key among entries 0..n-1 of ctx, in file order: the smallest *dup that
+ * has an earlier entry *first with the same key. Sorts (O(n log n)) rather than comparing every
+ * pair, so a long list costs what its length does. Returns 1 with *first and *dup set, 0 when
+ * all keys differ, -ENOMEM. */
+int sp_cfg_first_duplicate(const void *ctx, size_t n, sp_cfg_cmp_fn cmp, size_t *first,
+                           size_t *dup);
+
 /* Walks the mapping `map` against table `tab` (at most 16 rows), calling each row's parser
  * with `obj`. `where` names the section ("listener 'web'"), NULL for the top level. Fails on a
  * non-scalar key, an unknown key (suggesting the nearest row), a duplicate key, and, at

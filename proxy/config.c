@@ -37,7 +37,9 @@ struct build {
     struct sp_config *cfg;           /* owned until handed to the caller */
     struct listener_marks *lmarks;   /* owned; one per listener */
     struct sp_upstream_conf *cur_up; /* borrowed; the upstream whose servers are parsed now */
+    yaml_mark_t *addr_marks;         /* owned; where cur_up's server addresses were written */
     yaml_mark_t admin_listen;        /* where admin.listen was written, for the cross-check */
+    size_t *up_order;                /* owned; upstream indices sorted by name, for lookups */
 };
 
 static const char *const balance_names[SP_BALANCE_COUNT + 1] = {"round_robin", "least_conn",
@@ -60,6 +62,21 @@ static struct sp_conf_mark conf_mark(yaml_mark_t m)
 static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
     return sp_sock_addr_equal((const struct sockaddr *)a, (const struct sockaddr *)b);
+}
+
+/* A total order of inet addresses whose "equal" is same_addr's, for sorting. */
+static int cmp_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return a->ss_family < b->ss_family ? -1 : 1;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        int c = memcmp(&x->sin_addr, &y->sin_addr, sizeof(x->sin_addr));
+        return c != 0 ? c : memcmp(&x->sin_port, &y->sin_port, sizeof(x->sin_port));
+    }
+    const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+    int c = memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr));
+    return c != 0 ? c : memcmp(&x->sin6_port, &y->sin6_port, sizeof(x->sin6_port));
 }
 
 static int parse_address(struct sp_cfg_walk *w, yaml_node_t *val, const char *what, char **str,
@@ -116,33 +133,44 @@ static int server_addr(struct sp_cfg_walk *w, yaml_node_t *val, const char *what
     return srv->address == NULL ? sp_cfg_oom(w) : 0;
 }
 
-static bool same_server(const struct sp_server_conf *a, const struct sp_server_conf *b)
+/* Servers a and b of an upstream: 0 when they are the same backend. A name and an address
+ * may well be the same host, but only DNS will tell, so they differ here. */
+static int cmp_server(const void *ctx, size_t a, size_t b)
 {
-    if (a->needs_resolve != b->needs_resolve)
-        return false; /* a name and an address may well be the same host; DNS will tell */
-    if (a->needs_resolve)
-        return a->port == b->port && strcmp(a->host, b->host) == 0;
-    return same_addr(&a->addr, &b->addr);
+    const struct sp_server_conf *x = &((const struct sp_upstream_conf *)ctx)->servers[a];
+    const struct sp_server_conf *y = &((const struct sp_upstream_conf *)ctx)->servers[b];
+    if (x->needs_resolve != y->needs_resolve)
+        return x->needs_resolve ? 1 : -1;
+    if (!x->needs_resolve)
+        return cmp_addr(&x->addr, &y->addr);
+    if (x->port != y->port)
+        return x->port < y->port ? -1 : 1;
+    return strcmp(x->host, y->host);
 }
 
 static int p_server_address(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
                             void *obj, const char *what)
 {
-    struct sp_upstream_conf *up = build_of(w)->cur_up;
+    struct build *b = build_of(w);
     struct sp_server_conf *srv = obj;
     (void)f;
 
-    int rc = server_addr(w, val, what, srv);
-    if (rc != 0)
-        return rc;
-    /* the same backend twice would skew the balance silently; weight says it openly */
-    for (struct sp_server_conf *o = up->servers; o < srv; o++) {
-        if (same_server(o, srv))
-            return sp_cfg_fail(w, val->start_mark,
-                               "duplicate server '%.64s' in upstream '%.64s' (first at line %d)",
-                               srv->address, up->name, o->mark.line);
-    }
-    return 0;
+    b->addr_marks[srv - b->cur_up->servers] = val->start_mark;
+    return server_addr(w, val, what, srv);
+}
+
+/* The same backend twice would skew the balance silently; weight says it openly. */
+static int check_servers(struct sp_cfg_walk *w, const struct sp_upstream_conf *up)
+{
+    size_t first, dup;
+    int rc = sp_cfg_first_duplicate(up, up->nservers, cmp_server, &first, &dup);
+    if (rc < 0)
+        return sp_cfg_oom(w);
+    if (rc == 0)
+        return 0;
+    return sp_cfg_fail(w, build_of(w)->addr_marks[dup],
+                       "duplicate server '%.64s' in upstream '%.64s' (first at line %d)",
+                       up->servers[dup].address, up->name, up->servers[first].mark.line);
 }
 
 static const struct sp_cfg_field server_fields[] = {
@@ -170,11 +198,14 @@ static int p_servers(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_n
     if (rc != 0)
         return rc;
 
+    struct build *b = build_of(w);
     up->servers = calloc(n, sizeof(*up->servers));
-    if (up->servers == NULL)
+    free(b->addr_marks);
+    b->addr_marks = calloc(n, sizeof(*b->addr_marks));
+    if (up->servers == NULL || b->addr_marks == NULL)
         return sp_cfg_oom(w);
     up->nservers = n;
-    build_of(w)->cur_up = up;
+    b->cur_up = up;
     for (size_t i = 0; i < n; i++) {
         yaml_node_t *item = sp_cfg_node(w, val->data.sequence.items.start[i]);
         struct sp_server_conf *srv = &up->servers[i];
@@ -189,7 +220,7 @@ static int p_servers(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_n
         if (rc != 0)
             return rc;
     }
-    return 0;
+    return check_servers(w, up);
 }
 
 /* ---- upstreams -------------------------------------------------------------------------- */
@@ -270,8 +301,9 @@ static const struct sp_cfg_field upstream_fields[] = {
     {.key = "servers", .parse = p_servers, .required = true},
 };
 
-static void upstream_defaults(struct sp_upstream_conf *u)
+static void upstream_defaults(void *entry)
 {
+    struct sp_upstream_conf *u = entry;
     u->balance = SP_BALANCE_ROUND_ROBIN;
     u->retries = 2;
     u->max_fails = 3;
@@ -346,11 +378,6 @@ static int parse_entry(struct sp_cfg_walk *w, const struct section *sc, yaml_nod
     int rc = section_name(w, k, sc->kind, &name);
     if (rc != 0)
         return rc;
-    for (size_t j = 0; j < i; j++) {
-        if (strcmp(*entry_name(sc, entries, j), name) == 0)
-            return sp_cfg_fail(w, k->start_mark, "duplicate %s '%.64s' (first at line %d)",
-                               sc->kind, name, entry_mark(sc, entries, j)->line);
-    }
     *entry_mark(sc, entries, i) = conf_mark(k->start_mark);
     if ((*entry_name(sc, entries, i) = strdup(name)) == NULL)
         return sp_cfg_oom(w);
@@ -360,6 +387,39 @@ static int parse_entry(struct sp_cfg_walk *w, const struct section *sc, yaml_nod
         rc = sp_cfg_walk_map(w, v, sc->fields, sc->nfields, (char *)entries + i * sc->size, where,
                              k->start_mark);
     return rc;
+}
+
+struct named {
+    const struct section *sc;
+    void *entries;
+};
+
+static int cmp_name(const void *ctx, size_t a, size_t b)
+{
+    const struct named *nm = ctx;
+    return strcmp(*entry_name(nm->sc, nm->entries, a), *entry_name(nm->sc, nm->entries, b));
+}
+
+/* Parses the n entries of the named section `val`, then refuses a name used twice. */
+static int parse_entries(struct sp_cfg_walk *w, const struct section *sc, yaml_node_t *val,
+                         void *entries, size_t n, void (*defaults)(void *entry))
+{
+    for (size_t i = 0; i < n; i++) {
+        defaults((char *)entries + i * sc->size);
+        int rc = parse_entry(w, sc, &val->data.mapping.pairs.start[i], entries, i);
+        if (rc != 0)
+            return rc;
+    }
+    struct named nm = {sc, entries};
+    size_t first, dup;
+    int rc = sp_cfg_first_duplicate(&nm, n, cmp_name, &first, &dup);
+    if (rc < 0)
+        return sp_cfg_oom(w);
+    if (rc == 0)
+        return 0;
+    yaml_node_t *k = sp_cfg_node(w, val->data.mapping.pairs.start[dup].key);
+    return sp_cfg_fail(w, k->start_mark, "duplicate %s '%.64s' (first at line %d)", sc->kind,
+                       *entry_name(sc, entries, dup), entry_mark(sc, entries, first)->line);
 }
 
 static int p_upstreams(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
@@ -384,13 +444,7 @@ static int p_upstreams(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml
         .name_off = offsetof(struct sp_upstream_conf, name),
         .mark_off = offsetof(struct sp_upstream_conf, mark),
     };
-    for (size_t i = 0; i < n; i++) {
-        upstream_defaults(&cfg->upstreams[i]);
-        rc = parse_entry(w, &upstreams, &val->data.mapping.pairs.start[i], cfg->upstreams, i);
-        if (rc != 0)
-            return rc;
-    }
-    return 0;
+    return parse_entries(w, &upstreams, val, cfg->upstreams, n, upstream_defaults);
 }
 
 /* ---- listeners -------------------------------------------------------------------------- */
@@ -464,8 +518,9 @@ static const struct sp_cfg_field listener_fields[] = {
     {.key = "limits", .parse = sp_cfg_parse_limits},
 };
 
-static void listener_defaults(struct sp_listener_conf *l)
+static void listener_defaults(void *entry)
 {
+    struct sp_listener_conf *l = entry;
     l->connect_timeout_ms = 2000;
     l->idle_timeout_ms = 5 * 60 * 1000;
     l->max_connections = 10000;
@@ -499,13 +554,7 @@ static int p_listeners(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml
         .name_off = offsetof(struct sp_listener_conf, name),
         .mark_off = offsetof(struct sp_listener_conf, mark),
     };
-    for (size_t i = 0; i < n; i++) {
-        listener_defaults(&cfg->listeners[i]);
-        rc = parse_entry(w, &listeners, &val->data.mapping.pairs.start[i], cfg->listeners, i);
-        if (rc != 0)
-            return rc;
-    }
-    return 0;
+    return parse_entries(w, &listeners, val, cfg->listeners, n, listener_defaults);
 }
 
 /* ---- top level -------------------------------------------------------------------------- */
@@ -643,13 +692,48 @@ static void config_defaults(struct sp_config *cfg)
     cfg->access_log.format = SP_LOG_FORMAT_JSON;
 }
 
-static struct sp_upstream_conf *find_upstream(struct sp_config *cfg, const char *name)
+static int cmp_upstream_name(const void *a, const void *b, void *cfg)
 {
-    for (size_t i = 0; i < cfg->nupstreams; i++) {
-        if (strcmp(cfg->upstreams[i].name, name) == 0)
-            return &cfg->upstreams[i];
+    const struct sp_upstream_conf *u = ((const struct sp_config *)cfg)->upstreams;
+    return strcmp(u[*(const size_t *)a].name, u[*(const size_t *)b].name);
+}
+
+/* Sorts the upstreams' names once, so that each reference is a binary search rather than a
+ * scan: listeners x upstreams comparisons grew with the square of the file. */
+static int sort_upstreams(struct build *b)
+{
+    size_t n = b->cfg->nupstreams;
+    b->up_order = malloc(n * sizeof(*b->up_order));
+    if (b->up_order == NULL)
+        return sp_cfg_oom(&b->walk);
+    for (size_t i = 0; i < n; i++)
+        b->up_order[i] = i;
+    qsort_r(b->up_order, n, sizeof(*b->up_order), cmp_upstream_name, b->cfg);
+    return 0;
+}
+
+struct sp_upstream_conf *sp_cfg_find_upstream(struct sp_cfg_walk *w, const char *name)
+{
+    struct build *b = build_of(w);
+    size_t lo = 0, hi = b->cfg->nupstreams;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        struct sp_upstream_conf *u = &b->cfg->upstreams[b->up_order[mid]];
+        int c = strcmp(name, u->name);
+        if (c == 0)
+            return u;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
     }
     return NULL;
+}
+
+static int cmp_listen(const void *ctx, size_t a, size_t b)
+{
+    const struct sp_listener_conf *l = ((const struct sp_config *)ctx)->listeners;
+    return cmp_addr(&l[a].addr, &l[b].addr);
 }
 
 static int undefined_upstream(struct build *b, const struct sp_listener_conf *l, yaml_mark_t m)
@@ -677,24 +761,21 @@ static int undefined_upstream(struct build *b, const struct sp_listener_conf *l,
 static int resolve(struct build *b)
 {
     struct sp_config *cfg = b->cfg;
+    size_t first, dup;
 
+    int rc = sort_upstreams(b);
+    if (rc != 0)
+        return rc;
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         struct sp_listener_conf *l = &cfg->listeners[i];
-        l->upstream = find_upstream(cfg, l->upstream_name);
+        l->upstream = sp_cfg_find_upstream(&b->walk, l->upstream_name);
         if (l->upstream == NULL)
             return undefined_upstream(b, l, b->lmarks[i].upstream);
-        int rc = sp_cfg_resolve_routes(&b->walk, cfg, l);
+        rc = sp_cfg_resolve_routes(&b->walk, cfg, l);
         if (rc == 0)
             rc = sp_cfg_check_proxy_from(&b->walk, l);
         if (rc != 0)
             return rc;
-        for (size_t j = 0; j < i; j++) {
-            if (same_addr(&cfg->listeners[j].addr, &l->addr))
-                return sp_cfg_fail(&b->walk, b->lmarks[i].listen,
-                                   "listener '%.64s' listens on '%.64s', already used by "
-                                   "listener '%.64s'",
-                                   l->name, l->listen, cfg->listeners[j].name);
-        }
         if (l->relay == SP_RELAY_MODE_COUNT)
             l->relay = cfg->relay;
         /* the admin endpoint would lose the bind race to the listener, or steal its clients */
@@ -703,6 +784,14 @@ static int resolve(struct build *b)
                                "admin listens on '%.64s', already used by listener '%.64s'",
                                cfg->admin.listen, l->name);
     }
+    rc = sp_cfg_first_duplicate(cfg, cfg->nlisteners, cmp_listen, &first, &dup);
+    if (rc < 0)
+        return sp_cfg_oom(&b->walk);
+    if (rc > 0)
+        return sp_cfg_fail(&b->walk, b->lmarks[dup].listen,
+                           "listener '%.64s' listens on '%.64s', already used by listener '%.64s'",
+                           cfg->listeners[dup].name, cfg->listeners[dup].listen,
+                           cfg->listeners[first].name);
     if (cfg->workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         cfg->workers = n < 1 ? 1 : n > MAX_WORKERS ? MAX_WORKERS : (unsigned)n;
@@ -743,6 +832,8 @@ int sp_config_load_string(const char *name, const char *text, size_t len, struct
         rc = build_config(&b, root);
     sp_cfg_doc_free(&b.walk);
     free(b.lmarks);
+    free(b.addr_marks);
+    free(b.up_order);
     if (rc != 0) {
         sp_config_free(b.cfg);
         return rc;

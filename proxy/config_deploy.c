@@ -255,17 +255,17 @@ int sp_cfg_resolve_routes(struct sp_cfg_walk *w, struct sp_config *cfg, struct s
         struct sp_route_conf *r = &l->routes[i];
         const char *best = NULL;
         unsigned best_d = 3;
-        for (size_t j = 0; j < cfg->nupstreams && r->upstream == NULL; j++) {
+        r->upstream = sp_cfg_find_upstream(w, r->upstream_name);
+        if (r->upstream != NULL)
+            continue;
+        /* undefined: only now is a suggestion worth an edit distance per upstream */
+        for (size_t j = 0; j < cfg->nupstreams; j++) {
             unsigned d = sp_cfg_distance(r->upstream_name, cfg->upstreams[j].name);
-            if (strcmp(r->upstream_name, cfg->upstreams[j].name) == 0) {
-                r->upstream = &cfg->upstreams[j];
-            } else if (d < best_d) {
+            if (d < best_d) {
                 best_d = d;
                 best = cfg->upstreams[j].name;
             }
         }
-        if (r->upstream != NULL)
-            continue;
         yaml_mark_t m = {0, (size_t)r->upstream_mark.line - 1, (size_t)r->upstream_mark.col - 1};
         if (best != NULL)
             return sp_cfg_fail(w, m,

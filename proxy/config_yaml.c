@@ -294,6 +294,51 @@ unsigned sp_cfg_distance(const char *a, const char *b)
     return row[lb];
 }
 
+struct dup_sort {
+    const void *ctx;
+    sp_cfg_cmp_fn cmp;
+};
+
+/* By key, then by position: each run of equal keys starts with its first entry in the file. */
+static int dup_order(const void *a, const void *b, void *arg)
+{
+    const struct dup_sort *d = arg;
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    int c = d->cmp(d->ctx, x, y);
+    return c != 0 ? c : (x > y) - (x < y);
+}
+
+int sp_cfg_first_duplicate(const void *ctx, size_t n, sp_cfg_cmp_fn cmp, size_t *first, size_t *dup)
+{
+    struct dup_sort d = {ctx, cmp};
+    size_t best = n, best_first = 0;
+
+    if (n < 2)
+        return 0;
+    size_t *idx = malloc(n * sizeof(*idx));
+    if (idx == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        idx[i] = i;
+    qsort_r(idx, n, sizeof(*idx), dup_order, &d);
+    for (size_t k = 1, start = 0; k < n; k++) {
+        if (cmp(ctx, idx[start], idx[k]) != 0) {
+            start = k;
+            continue;
+        }
+        if (k == start + 1 && idx[k] < best) { /* the run's second entry repeats its first */
+            best = idx[k];
+            best_first = idx[start];
+        }
+    }
+    free(idx);
+    if (best == n)
+        return 0;
+    *first = best_first;
+    *dup = best;
+    return 1;
+}
+
 /* "in listener 'web'" or "at top level", for messages about keys of a section. */
 static const char *place(const char *where, char *buf, size_t size)
 {
