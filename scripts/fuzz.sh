@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # fuzz.sh: builds the libFuzzer targets of tests/fuzz with clang and runs each in turn.
 #
-#   scripts/fuzz.sh [SECONDS] [TARGET...]     fuzz each target SECONDS (default 60), niced
+#   scripts/fuzz.sh [SECONDS] [TARGET...]     fuzz each target for SECONDS of CPU (default 60)
 #   scripts/fuzz.sh --coverage [TARGET...]    line coverage of the parsers by the corpora
 #   scripts/fuzz.sh --merge [TARGET...]       minimise the working corpora into tests/fuzz/corpus
 #
@@ -14,7 +14,9 @@
 # and makes the script exit 1: fix the cause, then keep the input as
 # tests/fuzz/regressions/<t>/<name> so that CI replays it (ctest fuzz.<t>).
 #
-# Printed per target: seconds, executions, executions per second, corpus size and new crashes.
+# Printed per target: CPU and wall seconds, executions, executions per second, corpus size and
+# new crashes. SECONDS counts the fuzzer's CPU time, so that a run on a busy shared machine still
+# does the work asked for; FUZZ_WALL_MAX (default 10 x SECONDS) caps the wall clock.
 # --coverage builds build-fuzz-cov with clang's source coverage, runs every corpus and working
 # corpus input once, and prints llvm-cov's line coverage of each parser source.
 # Needs clang, libclang-rt-14-dev (libFuzzer) and llvm (llvm-profdata, llvm-cov): installed
@@ -30,7 +32,7 @@ mapfile -t ALL < <(ls tests/fuzz/fuzz_*.c | sed 's|.*/fuzz_||; s|\.c$||')
 # The sources each target tests, for the coverage report.
 declare -A SOURCES=(
     [proxy_proto]="proxy/proxy_proto.c proxy/inspect.c"
-    [tls_sni]="proxy/tls_sni.c"
+    [tls_sni]="proxy/tls_sni.c proxy/inspect.c"
     [scalars]="proxy/parse.c proxy/cidr.c"
     [config]="proxy/config.c proxy/config_yaml.c proxy/config_deploy.c"
     [accesslog]="proxy/accesslog.c"
@@ -73,24 +75,46 @@ inputs() { # TARGET: the directories holding its inputs
 # stat::number_of_executed_units: 123 -> 123
 stat() { sed -n "s/^stat::$1: *//p" "$2" | tail -n 1; }
 
+# CPU seconds (user + system) the process has used so far, from /proc.
+cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($14 + $15) / hz }' "/proc/$1/stat"; }
+
+# Runs one target until it has used SECONDS of CPU (not of wall clock: on a shared machine a
+# niced fuzzer gets what others leave), or FUZZ_WALL_MAX seconds of wall clock have passed, then
+# stops it with SIGINT, on which libFuzzer prints its final statistics.
+fuzz_one() { # TARGET LOG
+    local t=$1 log=$2 work=$BUILD/work/$1 art=$BUILD/artifacts/$1 pid cpu=0 start=$SECONDS
+    # -timeout and -rss_limit_mb make work out of proportion to the input a finding too
+    nice -n 10 "$BUILD/fuzz_$t" -max_len="${MAX_LEN[$t]}" -timeout=10 -rss_limit_mb=2048 \
+        -print_final_stats=1 -artifact_prefix="$art/" \
+        "$work" "tests/fuzz/corpus/$t" "tests/fuzz/regressions/$t" >"$log" 2>&1 &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        cpu=$(cpu_seconds "$pid" 2>/dev/null || echo "$cpu")
+        if ((cpu >= seconds || SECONDS - start >= ${FUZZ_WALL_MAX:-$((seconds * 10))})); then
+            kill -INT "$pid" 2>/dev/null || true
+            break
+        fi
+        sleep 2
+    done
+    wait "$pid" || true
+    echo "$cpu $((SECONDS - start))"
+}
+
 run_fuzz() {
     configure "$BUILD" -DSPLICER_FUZZ_COVERAGE=OFF
     local failures=0 t
-    printf '%-12s %8s %12s %9s %8s %s\n' target seconds executions exec/s corpus crashes
+    printf '%-12s %8s %8s %12s %9s %8s %s\n' target cpu_s wall_s executions exec/s corpus crashes
     for t in "${targets[@]}"; do
-        local work=$BUILD/work/$t art=$BUILD/artifacts/$t log=$BUILD/logs/$t.$(date +%s).log
+        local work=$BUILD/work/$t art=$BUILD/artifacts/$t log
+        log=$BUILD/logs/$t.$(date +%Y%m%d-%H%M%S).log
         mkdir -p "$work" "$art" "$BUILD/logs"
-        local before
+        local before times execs rate crashes
         before=$(find "$art" -type f | wc -l)
-        # -timeout and -rss_limit_mb make work out of proportion to the input a finding too
-        nice -n 10 "$BUILD/fuzz_$t" -max_total_time="$seconds" -max_len="${MAX_LEN[$t]}" \
-            -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$art/" \
-            "$work" "tests/fuzz/corpus/$t" "tests/fuzz/regressions/$t" >"$log" 2>&1 || true
-        local execs rate crashes
+        times=$(fuzz_one "$t" "$log")
         execs=$(stat number_of_executed_units "$log")
         rate=$(stat average_exec_per_sec "$log")
         crashes=$(($(find "$art" -type f | wc -l) - before))
-        printf '%-12s %8s %12s %9s %8s %s\n' "$t" "$seconds" "${execs:-?}" "${rate:-?}" \
+        printf '%-12s %8s %8s %12s %9s %8s %s\n' "$t" ${times} "${execs:-?}" "${rate:-?}" \
             "$(find "$work" -type f | wc -l)" "$crashes"
         if ((crashes > 0)) || [[ -z $execs ]]; then
             failures=$((failures + 1))
@@ -131,8 +155,8 @@ run_coverage() {
         # shellcheck disable=SC2086 # the list of sources is meant to split
         llvm-cov report "$COV_BUILD/fuzz_$t" -instr-profile="$prof/merged.profdata" \
             ${SOURCES[$t]} | awk 'NR == 1 || /\.c /' |
-            awk '{ printf "%-36s lines %6s of %5s covered  %s\n", $1, $(NF-3)-$(NF-2), $(NF-3), $(NF) }' |
-            sed 's/^Filename *lines.*/file                                 line coverage/'
+            awk 'NR == 1 { print "file                    lines  covered  line coverage"; next }
+                 { printf "%-22s %6d %8d  %s\n", $1, $8, $8 - $9, $10 }'
     done
 }
 

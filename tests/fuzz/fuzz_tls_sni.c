@@ -5,12 +5,17 @@
  *  - records: a ClientHello in one record, cut into 2 to 4 records at random points, gives the
  *    same answer (TLS lets a client fragment its hello anywhere);
  *  - a name found is lowercase, at most 253 characters, a valid route pattern, and routes to
- *    itself through a table; a buffer one byte short answers -ENOSPC and writes nothing. */
+ *    itself through a table; a buffer one byte short answers -ENOSPC and writes nothing;
+ *  - the peek on a socket (sp_sni_peek in inspect.c, the input written into a socket pair) gives
+ *    the parser's answer, "need more" being "retry", and leaves every byte in the socket. */
 #include "fuzz.h"
+#include "inspect.h"
 #include "tls_sni.h"
 
 #include <errno.h>
 #include <stdbool.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define MAX_INPUT   (SP_SNI_BUF_MAX + 64)
 #define ALL_PREFIX  1024 /* inputs up to this size have every prefix checked; longer, a sample */
@@ -118,6 +123,37 @@ static void check_records(const uint8_t *data, size_t size, int rc, const char *
     free(out);
 }
 
+static void check_peek(const uint8_t *data, size_t size, int rc, const char *name)
+{
+    int sv[2], found = -1, err = 0;
+    if (size > SP_SNI_BUF_MAX || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        return; /* a socket pair's buffer holds the largest hello a peek reads, not more */
+    if (write(sv[1], data, size) != (ssize_t)size)
+        abort();
+    unsigned char *scratch = malloc(SP_SNI_BUF_MAX);
+    char pn[SP_SNI_NAME_MAX];
+    if (scratch == NULL)
+        abort();
+    enum sp_inspect_status st = sp_sni_peek(sv[0], scratch, pn, &found, &err);
+    if (size == 0)
+        FZ_CHECK(st == SP_INSPECT_WAIT, "peek of nothing: %d", st);
+    else if (rc == 0)
+        FZ_CHECK(st == SP_INSPECT_RETRY, "peek of a prefix: %d", st);
+    else if (rc == -EINVAL)
+        FZ_CHECK(st == SP_INSPECT_MALFORMED, "peek of a malformed hello: %d", st);
+    else
+        FZ_CHECK(st == SP_INSPECT_DONE && found == (rc == 1) && (rc != 1 || strcmp(pn, name) == 0),
+                 "peek: %d, found %d", st, found);
+    /* a peek consumes nothing: the hello goes to the server as it came */
+    ssize_t left = recv(sv[0], scratch, SP_SNI_BUF_MAX, MSG_DONTWAIT);
+    FZ_CHECK((size == 0 && left == 0) ||
+                 (left == (ssize_t)size && memcmp(scratch, data, size) == 0),
+             "peek consumed bytes: %zd of %zu left", left, size);
+    free(scratch);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char name[SP_SNI_NAME_MAX];
@@ -135,5 +171,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FZ_CHECK(size < SP_SNI_BUF_MAX || rc != 0, "need more after %zu bytes", size);
     check_prefixes(data, size, rc, name, &rng);
     check_records(data, size, rc, name, &rng);
+    check_peek(data, size, rc, name);
     return 0;
 }
