@@ -146,7 +146,7 @@ static void check_peek(const uint8_t *data, size_t size, int rc, const char *nam
                  "peek: %d, found %d", st, found);
     /* a peek consumes nothing: the hello goes to the server as it came */
     ssize_t left = recv(sv[0], scratch, SP_SNI_BUF_MAX, MSG_DONTWAIT);
-    FZ_CHECK((size == 0 && left == 0) ||
+    FZ_CHECK((size == 0 && left < 0) ||
                  (left == (ssize_t)size && memcmp(scratch, data, size) == 0),
              "peek consumed bytes: %zd of %zu left", left, size);
     free(scratch);
