@@ -48,6 +48,9 @@ static const struct {
     {"tls/openssl_tls12_upper.bin", 1, "mixed.case.example.net"}, /* -tls1_2, mixed case */
     {"tls/curl_sni.bin", 1, "api.example.org"},                   /* padded to 512 */
     {"tls/openssl_nosni.bin", -ENOENT, NULL},                     /* -noservername */
+    /* names that are not host names route as no SNI (issue 9, item 8) */
+    {"tls/openssl_ip_literal.bin", -ENOENT, NULL},   /* -servername 10.0.0.1 */
+    {"tls/openssl_trailing_dot.bin", -ENOENT, NULL}, /* -servername www.example.com. */
 };
 
 static unsigned char fx[CAP];
