@@ -7,7 +7,10 @@
  *  - a name found is lowercase, at most 253 characters, a valid route pattern, and routes to
  *    itself through a table; a buffer one byte short answers -ENOSPC and writes nothing;
  *  - the peek on a socket (sp_sni_peek in inspect.c, the input written into a socket pair) gives
- *    the parser's answer, "need more" being "retry", and leaves every byte in the socket. */
+ *    the parser's answer, "need more" being "retry", and leaves every byte in the socket;
+ *  - sp_sni_need (what SO_RCVLOWAT waits for) asks for more than a prefix has, never more than
+ *    SP_SNI_BUF_MAX, and, for a whole ClientHello in whole records, never past its end: a
+ *    client that sent its hello and waits for the answer is never left waiting. */
 #include "fuzz.h"
 #include "inspect.h"
 #include "tls_sni.h"
@@ -50,30 +53,53 @@ static void check_name(const uint8_t *data, size_t size, const char *name)
              "a buffer of exactly %zu bytes fails", n + 1);
 }
 
-static void check_prefix(const uint8_t *data, size_t k, int rc, const char *name, int *prev)
+/* True when data[0..size) is a sequence of whole TLS records. */
+static bool whole_records(const uint8_t *data, size_t size)
 {
-    char pn[SP_SNI_NAME_MAX];
-    int p = parse_exact(data, k, pn, sizeof(pn));
-    FZ_CHECK(p == 0 || p == rc, "prefix %zu answers %d, the whole input %d", k, p, rc);
-    FZ_CHECK(*prev == 0 || p == *prev, "prefix %zu answers %d after %d", k, p, *prev);
-    if (p == 1)
-        FZ_CHECK(strcmp(pn, name) == 0, "prefix %zu finds '%s', not '%s'", k, pn, name);
-    *prev = p;
+    size_t end = 0;
+    while (end + 5 <= size)
+        end += 5 + ((size_t)data[end + 3] << 8 | data[end + 4]);
+    return end == size;
 }
 
-static void check_prefixes(const uint8_t *data, size_t size, int rc, const char *name,
-                           struct fz_rng *rng)
+/* What every prefix is checked against: the whole input's answer. */
+struct whole {
+    const uint8_t *data;
+    size_t size;
+    int rc;
+    const char *name;
+    bool honest; /* a whole ClientHello (found or not) in whole records */
+    int prev;    /* the answer of the last prefix checked */
+};
+
+static void check_prefix(struct whole *w, size_t k)
 {
-    int prev = 0;
-    if (size <= ALL_PREFIX) {
-        for (size_t k = 0; k < size; k++)
-            check_prefix(data, k, rc, name, &prev);
+    char pn[SP_SNI_NAME_MAX];
+    int p = parse_exact(w->data, k, pn, sizeof(pn));
+    FZ_CHECK(p == 0 || p == w->rc, "prefix %zu answers %d, the whole input %d", k, p, w->rc);
+    FZ_CHECK(w->prev == 0 || p == w->prev, "prefix %zu answers %d after %d", k, p, w->prev);
+    if (p == 1)
+        FZ_CHECK(strcmp(pn, w->name) == 0, "prefix %zu finds '%s', not '%s'", k, pn, w->name);
+    if (p == 0) {
+        size_t need = sp_sni_need(w->data, k);
+        FZ_CHECK(need > k && need <= SP_SNI_BUF_MAX, "need %zu after %zu bytes", need, k);
+        FZ_CHECK(!w->honest || need <= w->size, "need %zu after %zu bytes of a %zu-byte hello",
+                 need, k, w->size);
+    }
+    w->prev = p;
+}
+
+static void check_prefixes(struct whole *w, struct fz_rng *rng)
+{
+    if (w->size <= ALL_PREFIX) {
+        for (size_t k = 0; k < w->size; k++)
+            check_prefix(w, k);
         return;
     }
-    /* increasing sample: the record headers' neighbourhood and random cuts */
+    /* increasing sample: the first record header's neighbourhood and random cuts */
     size_t cuts[SAMPLE_CUTS];
     for (size_t i = 0; i < SAMPLE_CUTS; i++)
-        cuts[i] = i < 8 ? i : fz_rng_below(rng, size);
+        cuts[i] = i < 8 ? i : fz_rng_below(rng, w->size);
     for (size_t i = 1; i < SAMPLE_CUTS; i++) { /* insertion sort: tiny */
         size_t v = cuts[i], j = i;
         for (; j > 0 && cuts[j - 1] > v; j--)
@@ -81,7 +107,7 @@ static void check_prefixes(const uint8_t *data, size_t size, int rc, const char 
         cuts[j] = v;
     }
     for (size_t i = 0; i < SAMPLE_CUTS; i++)
-        check_prefix(data, cuts[i], rc, name, &prev);
+        check_prefix(w, cuts[i]);
 }
 
 /* When the input is one record holding a whole ClientHello whose handshake header is sound,
@@ -126,6 +152,7 @@ static void check_records(const uint8_t *data, size_t size, int rc, const char *
 static void check_peek(const uint8_t *data, size_t size, int rc, const char *name)
 {
     int sv[2], found = -1, err = 0;
+    size_t need = 0;
     if (size > SP_SNI_BUF_MAX || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
         return; /* a socket pair's buffer holds the largest hello a peek reads, not more */
     if (write(sv[1], data, size) != (ssize_t)size)
@@ -134,11 +161,12 @@ static void check_peek(const uint8_t *data, size_t size, int rc, const char *nam
     char pn[SP_SNI_NAME_MAX];
     if (scratch == NULL)
         abort();
-    enum sp_inspect_status st = sp_sni_peek(sv[0], scratch, pn, &found, &err);
+    enum sp_inspect_status st = sp_sni_peek(sv[0], scratch, pn, &found, &err, &need);
     if (size == 0)
         FZ_CHECK(st == SP_INSPECT_WAIT, "peek of nothing: %d", st);
     else if (rc == 0)
-        FZ_CHECK(st == SP_INSPECT_RETRY, "peek of a prefix: %d", st);
+        FZ_CHECK(st == SP_INSPECT_RETRY && need == sp_sni_need(data, size),
+                 "peek of a prefix: %d, need %zu", st, need);
     else if (rc == -EINVAL)
         FZ_CHECK(st == SP_INSPECT_MALFORMED, "peek of a malformed hello: %d", st);
     else
@@ -146,8 +174,7 @@ static void check_peek(const uint8_t *data, size_t size, int rc, const char *nam
                  "peek: %d, found %d", st, found);
     /* a peek consumes nothing: the hello goes to the server as it came */
     ssize_t left = recv(sv[0], scratch, SP_SNI_BUF_MAX, MSG_DONTWAIT);
-    FZ_CHECK((size == 0 && left < 0) ||
-                 (left == (ssize_t)size && memcmp(scratch, data, size) == 0),
+    FZ_CHECK((size == 0 && left < 0) || (left == (ssize_t)size && memcmp(scratch, data, size) == 0),
              "peek consumed bytes: %zd of %zu left", left, size);
     free(scratch);
     close(sv[0]);
@@ -156,7 +183,7 @@ static void check_peek(const uint8_t *data, size_t size, int rc, const char *nam
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char name[SP_SNI_NAME_MAX];
+    char name[SP_SNI_NAME_MAX], name_end_probe[SP_SNI_NAME_MAX];
     struct fz_rng rng;
     if (size > MAX_INPUT)
         return 0;
@@ -169,7 +196,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     else
         FZ_CHECK(strcmp(name, "untouched") == 0, "name written with rc %d", rc);
     FZ_CHECK(size < SP_SNI_BUF_MAX || rc != 0, "need more after %zu bytes", size);
-    check_prefixes(data, size, rc, name, &rng);
+    /* honest: the hello ends where the input ends, so a client could stop there and wait */
+    struct whole w = {data, size, rc, name, false, 0};
+    w.honest = (rc == 1 || rc == -ENOENT) && whole_records(data, size) &&
+               parse_exact(data, size - 1, name_end_probe, sizeof(name_end_probe)) == 0;
+    check_prefixes(&w, &rng);
     check_records(data, size, rc, name, &rng);
     check_peek(data, size, rc, name);
     return 0;

@@ -34,11 +34,15 @@ static inline bool jc_hex(unsigned char c)
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-/* One UTF-8 sequence at j->p whose lead byte is >= 0x80: shortest form, no surrogate, <= U+10FFFF. */
+/* One UTF-8 sequence at j->p whose lead byte is >= 0x80: shortest form, no surrogate, <= U+10FFFF.
+ */
 static inline bool jc_utf8(struct jc *j)
 {
     unsigned char c = *j->p;
-    size_t n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    size_t n = c >= 0xc2 && c <= 0xdf   ? 2
+               : c >= 0xe0 && c <= 0xef ? 3
+               : c >= 0xf0 && c <= 0xf4 ? 4
+                                        : 0;
     if (n == 0 || (size_t)(j->end - j->p) < n)
         return false;
     for (size_t i = 1; i < n; i++) {
