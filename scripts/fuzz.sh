@@ -6,7 +6,7 @@
 #   scripts/fuzz.sh --merge [TARGET...]       minimise the working corpora into tests/fuzz/corpus
 #
 # Targets: each tests/fuzz/fuzz_<t>.c (all by default): proxy_proto tls_sni scalars config
-# accesslog. One target runs at a
+# accesslog. A dictionary tests/fuzz/<t>.dict (YAML keys and syntax for config) is used if there. One target runs at a
 # time, on one core, under `nice -n 10`. Each starts from the committed corpus
 # (tests/fuzz/corpus/<t>) and the regression inputs (tests/fuzz/regressions/<t>), and grows a
 # working corpus in build-fuzz/work/<t> that later runs continue from. A crash, a failed property,
@@ -83,9 +83,11 @@ cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($14 + $15) / hz 
 # stops it with SIGINT, on which libFuzzer prints its final statistics.
 fuzz_one() { # TARGET LOG
     local t=$1 log=$2 work=$BUILD/work/$1 art=$BUILD/artifacts/$1 pid cpu=0 start=$SECONDS
+    local dict=()
+    [[ -f tests/fuzz/$t.dict ]] && dict=(-dict="tests/fuzz/$t.dict")
     # -timeout and -rss_limit_mb make work out of proportion to the input a finding too
     nice -n 10 "$BUILD/fuzz_$t" -max_len="${MAX_LEN[$t]}" -timeout=10 -rss_limit_mb=2048 \
-        -print_final_stats=1 -artifact_prefix="$art/" \
+        -print_final_stats=1 -artifact_prefix="$art/" "${dict[@]}" \
         "$work" "tests/fuzz/corpus/$t" "tests/fuzz/regressions/$t" >"$log" 2>&1 &
     pid=$!
     while kill -0 "$pid" 2>/dev/null; do
@@ -124,20 +126,19 @@ run_fuzz() {
     ((failures == 0))
 }
 
+# Adds to tests/fuzz/corpus/<t> the working-corpus inputs that reach code or features the
+# committed corpus does not (libFuzzer -merge=1, smallest inputs first). The committed files,
+# the named seeds among them, stay.
 run_merge() {
     configure "$BUILD" -DSPLICER_FUZZ_COVERAGE=OFF
     local t
     for t in "${targets[@]}"; do
-        local out=tests/fuzz/corpus/$t tmp
-        tmp=$(mktemp -d)
-        # inputs that add coverage, smallest first; then they replace the committed corpus
-        "$BUILD/fuzz_$t" -merge=1 -max_len="${MAX_LEN[$t]}" "$tmp" "$out" "$BUILD/work/$t" \
+        local out=tests/fuzz/corpus/$t before
+        before=$(find "$out" -type f ! -name '.*' | wc -l)
+        nice -n 10 "$BUILD/fuzz_$t" -merge=1 -max_len="${MAX_LEN[$t]}" "$out" "$BUILD/work/$t" \
             >"$BUILD/logs/$t.merge.log" 2>&1
-        find "$out" -type f ! -name '.*' -delete
-        cp "$tmp"/* "$out"/
-        rm -rf "$tmp"
-        echo "$t: $(find "$out" -type f ! -name '.*' | wc -l) inputs," \
-            "$(du -sk "$out" | cut -f1) KiB in $out"
+        echo "$t: $(find "$out" -type f ! -name '.*' | wc -l) inputs ($before before)," \
+            "$(cat "$out"/* | wc -c) bytes in $out"
     done
 }
 
