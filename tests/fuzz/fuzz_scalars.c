@@ -172,8 +172,12 @@ static void check_cidr(const char *s)
     memset(&c, 0xa5, sizeof(c));
     int rc = sp_cidr_parse(s, &c);
     FZ_CHECK(rc == 0 || rc == -EINVAL || rc == -ERANGE || rc == -EDOM, "cidr rc %d", rc);
-    if (rc != 0)
+    if (rc != 0) {
+        struct sp_cidr_list bad = {0};
+        FZ_CHECK(sp_cidr_list_add(&bad, s) == rc && bad.n == 0 && bad.v == NULL,
+                 "a refused '%s' changed the list", s);
         return;
+    }
     unsigned bits = c.family == AF_INET ? 32 : 128;
     FZ_CHECK((c.family == AF_INET || c.family == AF_INET6) && c.prefix <= bits, "cidr %u/%u",
              c.family, c.prefix);
@@ -197,6 +201,17 @@ static void check_cidr(const char *s)
     const struct sockaddr *sa = (const struct sockaddr *)&ss;
     memcpy(a, c.addr, bits / 8);
     expect_match(&l, sa, a, true, s, "its network");
+    if (c.family == AF_INET) {
+        /* a dual-stack socket reports an IPv4 client as ::ffff:a.b.c.d: the same rule matches */
+        struct sockaddr_in6 m;
+        memset(&m, 0, sizeof(m));
+        m.sin6_family = AF_INET6;
+        m.sin6_addr.s6_addr[10] = m.sin6_addr.s6_addr[11] = 0xff;
+        memcpy(&m.sin6_addr.s6_addr[12], a, 4);
+        FZ_CHECK(sp_cidr_match(&l, (const struct sockaddr *)&m), "'%s' misses ::ffff: form", s);
+    }
+    struct sockaddr un = {.sa_family = AF_UNIX};
+    FZ_CHECK(!sp_cidr_match(&l, &un), "'%s' matches an AF_UNIX address", s);
     if (!v4_mapped(sa, a))
         FZ_CHECK(sp_cidr_allowed(&l, NULL, sa) && !sp_cidr_allowed(NULL, &l, sa) &&
                      !sp_cidr_allowed(&l, &l, sa),
