@@ -41,9 +41,32 @@ static void check_name(const uint8_t *data, size_t size, const char *name)
     FZ_CHECK(sp_sni_pattern_check(name) == 0, "'%s' is not a valid pattern", name);
 
     struct sp_sni_routes t = {0};
-    FZ_CHECK(sp_sni_routes_add(&t, name, 7) == 0, "cannot add '%s'", name);
-    FZ_CHECK(sp_sni_routes_match(&t, name) == 7, "'%s' does not route to itself", name);
+    FZ_CHECK(sp_sni_routes_add(&t, name, 1000) == 0, "cannot add '%s'", name);
+    FZ_CHECK(sp_sni_routes_match(&t, name) == 1000, "'%s' does not route to itself", name);
+    FZ_CHECK(sp_sni_routes_add(&t, name, 1) == -EEXIST, "'%s' added twice", name);
+    /* a wildcard for every parent domain, routed by its suffix length: a name one label
+     * deeper than `name` matches "*.name", and `name` itself its longest parent wildcard */
+    char pat[SP_SNI_NAME_MAX + 2], sub[SP_SNI_NAME_MAX + 2];
+    int longest = -1;
+    for (const char *d = name; (d = strchr(d, '.')) != NULL; d++) {
+        snprintf(pat, sizeof(pat), "*%s", d);
+        FZ_CHECK(sp_sni_routes_add(&t, pat, (int)strlen(d)) == 0, "cannot add '%s'", pat);
+        longest = longest < 0 ? (int)strlen(d) : longest;
+    }
+    if (n + 2 < SP_SNI_NAME_MAX) {
+        snprintf(pat, sizeof(pat), "*.%s", name);
+        FZ_CHECK(sp_sni_routes_add(&t, pat, 2000) == 0, "cannot add '%s'", pat);
+        snprintf(sub, sizeof(sub), "x.%s", name);
+        FZ_CHECK(sp_sni_routes_match(&t, sub) == 2000, "'%s' misses '%s'", sub, pat);
+    }
+    FZ_CHECK(sp_sni_routes_match(&t, name) == 1000, "exact '%s' lost to a wildcard", name);
+    struct sp_sni_routes w = t; /* the same table without its exact entry */
+    w.v++;
+    w.n--;
+    FZ_CHECK(sp_sni_routes_match(&w, name) == longest, "'%s' routes to %d, not %d", name,
+             sp_sni_routes_match(&w, name), longest);
     sp_sni_routes_deinit(&t);
+    sp_sni_routes_deinit(NULL);
 
     char small[SP_SNI_NAME_MAX];
     strcpy(small, "untouched");
