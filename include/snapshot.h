@@ -12,6 +12,7 @@ struct sp_snapshot_src {
     const struct sp_worker *workers; /* their relay and pipe counters are read atomically */
     unsigned nworkers;
     const struct sp_pipe_budget *pipes; /* the process's pipe memory; NULL reads as 0 */
+    uint64_t access_log_dropped;        /* sp_access_log_dropped */
     bool draining;
     uint64_t start_unix;
     uint64_t reloads_ok;

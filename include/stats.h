@@ -83,11 +83,12 @@ struct sp_stats {
     uint64_t pipes_idle;   /* in the pools */
     uint64_t pipes_in_use; /* lent to connections */
     uint64_t pipes_created;
-    uint64_t pipes_shrunk;      /* granted smaller than pipe_size */
-    uint64_t pipe_failures;     /* pipe2() failed */
-    uint64_t pipe_memory;       /* bytes: capacity of every pipe open now, idle or lent */
-    uint64_t pipe_memory_limit; /* bytes: pipe_memory_max */
-    uint64_t pipes_over_budget; /* pipes not made: not one page of pipe_memory_max left */
+    uint64_t pipes_shrunk;       /* granted smaller than pipe_size */
+    uint64_t pipe_failures;      /* pipe2() failed */
+    uint64_t pipe_memory;        /* bytes: capacity of every pipe open now, idle or lent */
+    uint64_t pipe_memory_limit;  /* bytes: pipe_memory_max */
+    uint64_t pipes_over_budget;  /* pipes not made: not one page of pipe_memory_max left */
+    uint64_t access_log_dropped; /* access log buffers dropped: the writer was too far behind */
 
     /* process */
     const char *version; /* static */

@@ -98,7 +98,9 @@ enum scope {
     X(PIPE_MEMORY_LIMIT, PROCESS, "gauge", "splicer_pipe_memory_limit_bytes",                      \
       "pipe_memory_max: the most pipe capacity the process creates.")                              \
     X(PIPES_OVER_BUDGET, PROCESS, "counter", "splicer_pipes_over_budget_total",                    \
-      "Pipes not created because pipe_memory_max had not one page left; the direction copies.")
+      "Pipes not created because pipe_memory_max had not one page left; the direction copies.")    \
+    X(ACCESS_LOG_DROPPED, PROCESS, "counter", "splicer_access_log_dropped_total",                  \
+      "Buffers of access log lines dropped because the log's writer was too far behind.")
 
 enum family_id {
 #define X(id, scope, type, name, help) M_##id,
@@ -191,6 +193,8 @@ static uint64_t process_value(enum family_id id, const struct sp_stats *st)
         return st->pipe_memory_limit;
     case M_PIPES_OVER_BUDGET:
         return st->pipes_over_budget;
+    case M_ACCESS_LOG_DROPPED:
+        return st->access_log_dropped;
     default:
         abort(); /* a PROCESS family without a value: the list and this switch disagree */
     }
@@ -473,6 +477,8 @@ static int status_process(struct sp_strbuf *sb, const struct sp_stats *st)
                                json_bool(st->last_reload_ok), st->last_reload_unix);
     if (rc == 0)
         rc = json_kstr(sb, false, "last_reload_error", st->last_reload_error);
+    if (rc == 0)
+        rc = sp_strbuf_appendf(sb, ",\"access_log_dropped\":%" PRIu64, st->access_log_dropped);
     return rc;
 }
 

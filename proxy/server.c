@@ -171,8 +171,10 @@ static int start_workers(struct server *srv)
 static int admin_snapshot(void *ctx, struct sp_stats **out)
 {
     struct server *srv = ctx;
-    struct sp_snapshot_src src = {
-        .workers = srv->workers, .nworkers = srv->nworkers, .pipes = &srv->pipes};
+    struct sp_snapshot_src src = {.workers = srv->workers,
+                                  .nworkers = srv->nworkers,
+                                  .pipes = &srv->pipes,
+                                  .access_log_dropped = sp_access_log_dropped(srv->alog)};
     uv_mutex_lock(&srv->lock);
     src.rt = sp_runtime_ref(srv->rt);
     src.draining = atomic_load(&srv->stopping);

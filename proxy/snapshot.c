@@ -148,6 +148,7 @@ int sp_snapshot_collect(const struct sp_snapshot_src *src, struct sp_stats **out
     }
     st->version = SPLICER_VERSION;
     st->workers = src->nworkers;
+    st->access_log_dropped = src->access_log_dropped;
     st->draining = src->draining;
     st->start_time_unix = src->start_unix;
     st->config_generation = src->rt->generation;

@@ -205,6 +205,64 @@ START_TEST(reopened_log_never_reaches_a_client)
 }
 END_TEST
 
+/* A log nobody reads: the writer falls behind, whole buffers are dropped, and /metrics and
+ * /status say how many. The relay goes on meanwhile. */
+START_TEST(dropped_lines_are_counted)
+{
+    struct sph_backend *echo = sph_backend_new(SPH_ECHO, AF_INET);
+    ck_assert_ptr_nonnull(echo);
+    ck_assert_int_eq(sph_backend_start(echo), 0);
+    int port = sph_free_port(AF_INET), admin = sph_free_port(AF_INET);
+    char conf[SPH_PATH_MAX], dir[SPH_PATH_MAX], fifo[SPH_PATH_MAX + 16];
+    ck_assert_int_eq(sph_config_write(conf, "%s", ""), 0);
+    snprintf(dir, sizeof(dir), "%s", conf);
+    snprintf(fifo, sizeof(fifo), "%s/stuck.fifo", dirname(dir));
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    int rfd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* opened, never read */
+    ck_assert_int_ge(rfd, 0);
+    /* Long names make long lines: 4 MiB of them queue up in a few thousand connections. */
+    char name[1001];
+    memset(name, 'n', sizeof(name) - 1);
+    name[sizeof(name) - 1] = '\0';
+    ck_assert_int_eq(sph_config_rewrite(conf,
+                                        "workers: 1\n"
+                                        "shutdown_timeout: 1s\n"
+                                        "access_log: %s\n"
+                                        "admin: {listen: 127.0.0.1:%d}\n"
+                                        "listeners:\n"
+                                        "  l%s: {listen: 127.0.0.1:%d, upstream: u%s}\n"
+                                        "upstreams:\n"
+                                        "  u%s: {servers: [{address: 127.0.0.1:%d}]}\n",
+                                        fifo, admin, name, port, name, name, echo->port),
+                     0);
+    struct sph_proc p;
+    ck_assert_int_eq(sph_splicer_start(&p, conf, port, 10000), 0);
+    sph_expect_metric(admin, "splicer_access_log_dropped_total", 0);
+    short_connections(port, 2600);
+    long long dropped = -1;
+    for (int i = 0; i < 100 && dropped <= 0; i++) {
+        dropped = sph_metric(admin, "splicer_access_log_dropped_total");
+        if (dropped <= 0) {
+            short_connections(port, 50);
+            sph_sleep_ms(50);
+        }
+    }
+    ck_assert_msg(dropped > 0, "no buffer counted as dropped");
+    char body[16384];
+    ck_assert_int_eq(sph_admin_req(admin, "GET", "/status", body, sizeof(body)), 200);
+    ck_assert_ptr_nonnull(strstr(body, "\"access_log_dropped\":"));
+    ck_assert_ptr_null(strstr(body, "\"access_log_dropped\":0,"));
+    /* Drain the FIFO so that the writer, and then splicer, can stop. */
+    sph_proc_signal(&p, SIGTERM);
+    struct acc log = {0};
+    acc_read(&log, rfd, 1000, NULL);
+    free(log.buf);
+    ck_assert_int_eq(sph_proc_wait(&p, 10000), 0);
+    close(rfd);
+    unlink(fifo);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("accesslog_fd");
@@ -213,6 +271,7 @@ static Suite *suite(void)
     tcase_add_unchecked_fixture(tc, sph_suite_setup, sph_suite_teardown);
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_test(tc, reopened_log_never_reaches_a_client);
+    tcase_add_test(tc, dropped_lines_are_counted);
     suite_add_tcase(s, tc);
     return s;
 }

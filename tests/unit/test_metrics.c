@@ -80,6 +80,7 @@ static struct sp_stats *sample_stats(const char *listener, const char *server)
     st->pipes_created = 10;
     st->pipes_shrunk = 2;
     st->pipes_over_budget = 3;
+    st->access_log_dropped = 9;
     st->pipe_memory = 7 << 20;
     st->pipe_memory_limit = 64 << 20;
     st->version = "0.1.0";
@@ -246,7 +247,11 @@ static const char want_prom[] =
     "# HELP splicer_pipes_over_budget_total Pipes not created because pipe_memory_max had not one "
     "page left; the direction copies.\n"
     "# TYPE splicer_pipes_over_budget_total counter\n"
-    "splicer_pipes_over_budget_total 3\n";
+    "splicer_pipes_over_budget_total 3\n"
+    "# HELP splicer_access_log_dropped_total Buffers of access log lines dropped because the log's "
+    "writer was too far behind.\n"
+    "# TYPE splicer_access_log_dropped_total counter\n"
+    "splicer_access_log_dropped_total 9\n";
 
 START_TEST(prometheus_exact)
 {
@@ -465,7 +470,8 @@ static const char want_status[] =
     "1700000000,\"config_generation\":3,\"reloads_ok\":2,\"reloads_failed\":1,\"last_reload_ok\":"
     "false,\"last_reload_time\":1700000100,\"last_reload_error\":\"cfg.yaml:3:5: unknown key "
     "\\\"x\\\"\\tcaf\xc3\xa9 "
-    "\\ufffd\"},\"relay\":{\"splice_bytes\":5000,\"copy_bytes\":60,\"copy_fallbacks\":1,\"pipes_"
+    "\\ufffd\",\"access_log_dropped\":9},\"relay\":{\"splice_bytes\":5000,\"copy_bytes\":60,\"copy_"
+    "fallbacks\":1,\"pipes_"
     "idle\":4,\"pipes_in_use\":6,\"pipes_created\":10,\"pipes_shrunk\":2,\"pipe_failures\":0,"
     "\"pipes_over_budget\":3,\"pipe_memory\":7340032,\"pipe_memory_limit\":67108864},"
     "\"workers\":[{\"worker\":0,\"connections\":6,\"active\":2},{\"worker\":1,"
