@@ -48,6 +48,9 @@ enum sp_step_kind {
     SP_STEP_WAIT = 0, /* nothing to do until the next event */
     SP_STEP_PUMP,     /* run sp_relay_pump on dir[index] (with may_read = sp_flow_may_read) */
     SP_STEP_SHUT,     /* dir[index] has delivered its source's end: sp_relay_shut it */
+    SP_STEP_DISCARD,  /* dir[index] writes to a failed side: read its source and throw the
+                         bytes away (then sp_flow_discarded), so that the peer, which may read
+                         only once it can write, goes on to take what it is still owed */
     SP_STEP_CLOSE,    /* both directions ended cleanly: close both sockets (a close sends the
                          last FIN, so the last shutdown is never needed) */
     SP_STEP_ABORT,    /* side[index] failed and everything it sent is delivered: end both */
@@ -61,6 +64,10 @@ struct sp_step {
 /* The next thing to do. Progress comes first: a failure is acted on only once nothing more
  * can be delivered. */
 struct sp_step sp_flow_next(const struct sp_relay_dir dir[2], const struct sp_side side[2]);
+
+/* Takes note of a DISCARD of dir[d]: `end` is 0 when its source was found empty, 1 when its FIN
+ * was read, -errno when it failed. */
+void sp_flow_discarded(struct sp_relay_dir dir[2], struct sp_side side[2], int d, int end);
 
 /* What to pass as may_read when pumping dir[d]. */
 static inline bool sp_flow_may_read(const struct sp_side side[2], int d)

@@ -44,7 +44,8 @@ struct sp_step sp_flow_next(const struct sp_relay_dir dir[2], const struct sp_si
 {
     for (int d = 0; d < 2; d++) {
         const struct sp_relay_dir *r = &dir[d];
-        /* Nothing more can go to a failed side; a passed-on FIN ends the direction. */
+        /* Nothing more can go to a failed side (see the discard below); a passed-on FIN ends
+         * the direction. */
         if (side[d ^ 1].failed || r->dst_shut)
             continue;
         if (r->pending > 0) {
@@ -69,7 +70,27 @@ struct sp_step sp_flow_next(const struct sp_relay_dir dir[2], const struct sp_si
         if ((in->src_eof && in->pending == 0) || in->dst_shut || side[x ^ 1].failed)
             return step(SP_STEP_ABORT, x);
     }
+    /* Still waiting to deliver what a failed side sent: what the other side sends for it is read
+     * and dropped, or a peer that reads only once it can write would never take its bytes. */
+    for (int d = 0; d < 2; d++) {
+        if (side[d ^ 1].failed && !dir[d].src_eof && side[d].readable)
+            return step(SP_STEP_DISCARD, d);
+    }
     return step(SP_STEP_WAIT, -1);
+}
+
+void sp_flow_discarded(struct sp_relay_dir dir[2], struct sp_side side[2], int d, int end)
+{
+    dir[d].pending = 0; /* undeliverable: the caller dropped them with the pipe */
+    if (end == 0) {
+        side[d].readable = false;
+        return;
+    }
+    dir[d].src_eof = true;
+    if (end < 0) {
+        dir[d].src_err = end;
+        side[d].failed = true;
+    }
 }
 
 void sp_flow_note(struct sp_relay_dir dir[2], struct sp_side side[2], int d,

@@ -133,18 +133,21 @@ static int unacked(int fd)
 #define LINGER_MAX_MS  30000
 #define LINGER_TICK_MS 50
 
-/* Reads and throws away what the peer of fd sent and nobody will take. Returns false once its
- * end (FIN or reset) has been read: nothing more can come. */
-static bool discard_input(struct sp_session *s, int fd)
+/* Reads and throws away what the peer of fd sent and nobody will take, a bounded amount at a
+ * time. Returns 0 once fd is found empty, 1 when its FIN has been read, -errno when it failed,
+ * or -EINPROGRESS when the bound was reached first. */
+static int discard_input(struct sp_session *s, int fd)
 {
     for (int i = 0; i < 16; i++) {
         ssize_t n = recv(fd, s->worker->scratch, SP_SNI_BUF_MAX, MSG_DONTWAIT | MSG_TRUNC);
-        if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR))
-            return false;
+        if (n == 0)
+            return 1;
         if (n == -1 && errno == EAGAIN)
-            return true;
+            return 0;
+        if (n == -1 && errno != EINTR)
+            return -errno;
     }
-    return true;
+    return -EINPROGRESS;
 }
 
 /* S_LINGERING: the open side may close once it has acknowledged every byte, or sent its own
@@ -152,7 +155,8 @@ static bool discard_input(struct sp_session *s, int fd)
 static void linger_step(struct sp_session *s)
 {
     int side = s->linger_side;
-    bool more = !s->side[side].failed && discard_input(s, s->fd[side]);
+    int end = s->side[side].failed ? -EPIPE : discard_input(s, s->fd[side]);
+    bool more = end == 0 || end == -EINPROGRESS;
     if (!more || unacked(s->fd[side]) <= 0 || now_ms(s) >= s->linger_until_ms)
         session_close(s, 0, (enum sp_end)s->linger_end);
 }
@@ -208,7 +212,10 @@ static bool pump(struct sp_session *s, int d)
     struct sp_relay_dir *dir = &s->dir[d];
     uint64_t before = dir->bytes;
     enum sp_relay_status st = sp_relay_pump(dir, &s->worker->relay, sp_flow_may_read(s->side, d));
-    SP_STAT_ADD(s->stats->bytes[s->worker->id].v[d], dir->bytes - before);
+    if (dir->bytes != before) {
+        SP_STAT_ADD(s->stats->bytes[s->worker->id].v[d], dir->bytes - before);
+        s->last_io_ms = now_ms(s); /* idle_timeout counts from the last byte delivered */
+    }
     if (dir->src_eof && s->first_eof < 0)
         s->first_eof = (int8_t)d;
     sp_flow_note(s->dir, s->side, d, st);
@@ -230,6 +237,17 @@ static void relay_run(struct sp_session *s)
             if (!pump(s, st.index))
                 return;
             break;
+        case SP_STEP_DISCARD: {
+            int d = st.index;
+            sp_relay_dir_release(&s->dir[d], &s->worker->relay); /* a pipe with bytes is killed */
+            int end = discard_input(s, s->fd[d]);
+            if (end == -EINPROGRESS) {
+                sp_poller_defer(&s->worker->poller, &s->defer); /* more later: be fair */
+                return;
+            }
+            sp_flow_discarded(s->dir, s->side, d, end);
+            break;
+        }
         case SP_STEP_SHUT:
             if (sp_relay_shut(&s->dir[st.index]) != 0)
                 s->side[st.index ^ 1].failed = true;
@@ -630,7 +648,6 @@ void sp_session_event(void *owner, int side, uint32_t events)
         connecting_step(s);
         break;
     case S_RELAYING:
-        s->last_io_ms = now_ms(s);
         relay_run(s);
         break;
     case S_LINGERING:

@@ -245,6 +245,60 @@ START_TEST(reset_travels_when_nothing_is_pending)
 }
 END_TEST
 
+/* A client sends to an echo server without reading, then resets. splicer still owes the server
+ * the client's last bytes, and the server reads them only once it can write its echo, which has
+ * nobody to go to. What the server writes is dropped, so it takes the rest, and the session ends
+ * at once as a client reset, not at idle_timeout. */
+START_TEST(reset_while_the_peer_waits_to_write)
+{
+    struct sph_backend *echo = sph_backend_new(SPH_ECHO, AF_INET);
+    ck_assert_ptr_nonnull(echo);
+    ck_assert_int_eq(sph_backend_start(echo), 0);
+    char conf[SPH_PATH_MAX];
+    int port = sph_free_port(AF_INET), admin = sph_free_port(AF_INET);
+    ck_assert_int_eq(sph_config_write(conf,
+                                      "workers: 1\n"
+                                      "shutdown_timeout: 1s\n"
+                                      "access_log: stderr\n"
+                                      "admin: {listen: 127.0.0.1:%d}\n"
+                                      "listeners:\n"
+                                      "  main: {listen: 127.0.0.1:%d, upstream: pool,"
+                                      " idle_timeout: 30s}\n"
+                                      "upstreams:\n"
+                                      "  pool: {servers: [{address: 127.0.0.1:%d}]}\n",
+                                      admin, port, echo->port),
+                     0);
+    struct sph_proc p;
+    ck_assert_int_eq(sph_splicer_start(&p, conf, port, START_MS), 0);
+    int fd = sph_connect(AF_INET, port, 2000);
+    ck_assert_int_ge(fd, 0);
+    int small = 64 * 1024;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    /* Write until everything is full: the echo has nowhere to go, so nothing moves. */
+    char *buf = calloc(1, 1 << 20);
+    size_t sent = 0;
+    for (int64_t end = sph_now_ms() + 3000; sph_now_ms() < end;) {
+        ssize_t n = send(fd, buf, 1 << 20, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            sent += (size_t)n;
+            end = sph_now_ms() + 300; /* until 300 ms without progress */
+        } else {
+            sph_sleep_ms(5);
+        }
+    }
+    free(buf);
+    ck_assert_uint_gt(sent, 1 << 20);
+    sph_abort(fd);
+    int64_t t0 = sph_now_ms();
+    ck_assert_msg(sph_wait_atomic_ge(&echo->closed, 1, 5000),
+                  "the server's connection still open 5 s after the client's reset (%zu sent)",
+                  sent);
+    sph_expect_metric(admin, "splicer_listener_active_connections{listener=\"main\"}", 0);
+    ck_assert_int_le(sph_now_ms() - t0, 5000);
+    ck_assert(sph_proc_wait_log(&p, "\"end\":\"client_reset\"", 1, 3000));
+}
+END_TEST
+
 static Suite *abort_suite(void)
 {
     Suite *s = suite_create("abort");
@@ -255,6 +309,7 @@ static Suite *abort_suite(void)
     tcase_add_loop_test(tc, server_reset_after_reply, 0, 3);
     tcase_add_loop_test(tc, client_reset_after_upload, 0, 3);
     tcase_add_test(tc, reset_travels_when_nothing_is_pending);
+    tcase_add_test(tc, reset_while_the_peer_waits_to_write);
     suite_add_tcase(s, tc);
     return s;
 }

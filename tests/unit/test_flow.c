@@ -226,6 +226,37 @@ START_TEST(write_error_fails_the_destination)
 }
 END_TEST
 
+/* The client reset while the server, an echo, still had bytes for it and was blocked writing
+ * them: what the server sends now is read and dropped, so it can go on taking the bytes the
+ * client sent before its reset, and the end waits only for those. */
+START_TEST(direction_to_a_failed_side_discards)
+{
+    struct conn c;
+    conn_init(&c);
+    sp_side_event(&c.side[CLI], EPOLLOUT);
+    sp_side_event(&c.side[UPS], EPOLLOUT);
+    c.dir[CLI].pending = 65536; /* the client's last bytes, the server not taking them yet */
+    c.side[UPS].writable = false;
+    c.dir[UPS].pending = 4096; /* the echo owed to the client, who reset */
+    sp_side_event(&c.side[CLI], EPOLLERR | EPOLLHUP);
+    sp_side_event(&c.side[UPS], EPOLLIN);
+    expect(&c, SP_STEP_DISCARD, UPS);
+    sp_flow_discarded(c.dir, c.side, UPS, 0);
+    ck_assert_uint_eq(c.dir[UPS].pending, 0);
+    ck_assert(!c.side[UPS].readable);
+    expect(&c, SP_STEP_WAIT, -1);
+    /* Having written, the server reads again: the client's bytes go, then the end. */
+    sp_side_event(&c.side[UPS], EPOLLOUT | EPOLLIN);
+    expect(&c, SP_STEP_PUMP, CLI);
+    c.dir[CLI].pending = 0;
+    c.dir[CLI].src_eof = true;
+    c.dir[CLI].src_err = -104;
+    sp_flow_note(c.dir, c.side, CLI, SP_RELAY_EOF);
+    /* Everything delivered: the end comes first, nothing more is read to be dropped. */
+    expect(&c, SP_STEP_ABORT, CLI);
+}
+END_TEST
+
 /* Both sides failed: nothing can be delivered anywhere, end at once. */
 START_TEST(both_failed)
 {
@@ -294,6 +325,7 @@ static Suite *suite(void)
     tcase_add_test(tc, failure_waits_for_delivery);
     tcase_add_test(tc, read_error_is_a_failure);
     tcase_add_test(tc, write_error_fails_the_destination);
+    tcase_add_test(tc, direction_to_a_failed_side_discards);
     tcase_add_test(tc, both_failed);
     tcase_add_test(tc, failure_after_fin);
     tcase_add_test(tc, connect_from_events);
