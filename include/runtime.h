@@ -57,10 +57,12 @@ struct sp_runtime {
 
 /* Builds the runtime for `cfg` with one reference, taking ownership of cfg on success only.
  * Servers given by name become one server per address in `res` (NULL when cfg names none).
- * With `prev`, state is carried over: listener counters by listener name, the per-client table
- * of a listener's limits by name when its tracked_sources and prefixes are unchanged (so the
- * clients' counts and buckets run on), and server state (sp_server_carry) for servers with the
- * same upstream name and address. Returns 0 or -ENOMEM. Main thread. */
+ * With `prev`, state is shared, never copied: listener counters by listener name, the per-client
+ * table of a listener's limits by name when its tracked_sources and prefixes are unchanged, and the
+ * sp_server_state of servers with the same upstream name and server name (the address, numeric
+ * for a server given by name). What is written through prev's objects after this call, before
+ * or after the new runtime is published, is therefore seen by the new one too (a drain, a
+ * counted connection, `active`). Returns 0 or -ENOMEM. Main thread. */
 int sp_runtime_new(struct sp_config *cfg, const struct sp_runtime *prev,
                    const struct sp_resolved *res, struct sp_runtime **out);
 
@@ -81,7 +83,8 @@ void sp_runtime_unref(struct sp_runtime *rt);
 struct sp_srclimit *sp_runtime_srclimit(const struct sp_runtime *rt,
                                         const struct sp_listener_conf *lc);
 
-/* The server of upstream `upstream` configured as `address`, or NULL. */
+/* The server of upstream `upstream` configured as `address`, or NULL. Changing its state
+ * (e.g. a drain) changes it for every runtime built from rt afterwards, as they share it. */
 struct sp_server *sp_runtime_find_server(struct sp_runtime *rt, const char *upstream,
                                          const char *address);
 

@@ -1,8 +1,8 @@
 /* upstream.h: the live upstream pools and their servers, built from a config snapshot and
- * shared by every worker. Per-server state is atomics, each field with a single writer kind:
- * `up` by the health checker, the counters and passive-check fields by whichever worker
- * connects. No libuv; times are monotonic milliseconds (uv_now() of any loop, or
- * sp_upstream_now_ms()). */
+ * shared by every worker. Per-server state is a separate object of atomics, shared by the same
+ * server across runtimes, each field with a single writer kind: `up` by the health checker, the
+ * counters and passive-check fields by whichever worker connects. No libuv; times are monotonic
+ * milliseconds (uv_now() of any loop, or sp_upstream_now_ms()). */
 #ifndef SPLICER_UPSTREAM_H
 #define SPLICER_UPSTREAM_H
 
@@ -11,16 +11,17 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct sp_server {
-    const struct sp_server_conf *conf; /* borrowed from the config snapshot */
-    struct sp_upstream *upstream;      /* borrowed; the pool holding this server */
-    unsigned index;                    /* position in upstream->servers */
-    const char *name;                  /* borrowed: conf->address */
+/* The mutable state of one server. A runtime's successor (a reload, a changed DNS answer) does
+ * not copy it: the same server (same upstream name and server address) in both runtimes points
+ * at one state, so a write through either is the same write, whenever it happens, and the
+ * counters, the drain and the `active` count run on across generations. */
+struct sp_server_state {
+    _Atomic unsigned refs; /* servers, in any runtime, pointing here */
 
     _Atomic bool up;                   /* active health state (true without health checks) */
     _Atomic bool drained;              /* by the admin endpoint: no new connections */
     _Atomic int check_result;          /* last active check: enum sp_check_result or -errno */
-    _Atomic uint32_t active;           /* proxied connections open now */
+    _Atomic uint32_t active;           /* proxied connections open now, under any runtime */
     _Atomic uint64_t connections;      /* proxied connections established, ever */
     _Atomic uint64_t connect_failures; /* refused or timed-out connects, ever */
 
@@ -32,6 +33,15 @@ struct sp_server {
     _Atomic uint64_t up_since_ms; /* when set_up() last brought it up, for slow_start; 0 = up
                                      since start (no ramp). An expired passive hold counts as
                                      a recovery at down_until without being written here. */
+};
+
+struct sp_server {
+    const struct sp_server_conf *conf; /* borrowed from the config snapshot */
+    struct sp_upstream *upstream;      /* borrowed; the pool holding this server */
+    unsigned index;                    /* position in upstream->servers */
+    const char *name;                  /* borrowed: conf->address */
+    struct sp_server_state *state;     /* one reference; shared with the same server of the
+                                          runtimes before and after this one */
 };
 
 /* Outcome of the last active health check, as kept in sp_server.check_result; a negative value
@@ -54,30 +64,30 @@ struct sp_upstream {
     size_t nservers;
 };
 
-/* Builds the servers of `conf`; every server starts up (the health checker, when configured,
- * decides its real state before traffic flows). Returns 0 or -ENOMEM. Main thread. */
+/* Builds the servers of `conf`, each with a fresh state; every server starts up (the health
+ * checker, when configured, decides its real state before traffic flows). Returns 0 or -ENOMEM.
+ * Main thread. */
 int sp_upstream_init(struct sp_upstream *u, const struct sp_upstream_conf *conf);
 
 /* As sp_upstream_init, with the servers given explicitly: a runtime expands a server given by
  * DNS name into one per resolved address. The confs are borrowed and must outlive u; n may be
- * 0 (nothing resolved yet: the upstream has no server). Returns 0 or -ENOMEM. */
+ * 0 (nothing resolved yet: the upstream has no server). states is NULL or parallel to servers:
+ * a non-NULL entry is the state of the same server in an earlier runtime, which the new server
+ * shares (a reference is taken); a NULL entry gets a fresh state. Returns 0 or -ENOMEM (then
+ * nothing is held). */
 int sp_upstream_init_servers(struct sp_upstream *u, const struct sp_upstream_conf *conf,
-                             const struct sp_server_conf *const *servers, size_t n);
+                             const struct sp_server_conf *const *servers,
+                             struct sp_server_state *const *states, size_t n);
 
-/* Frees what sp_upstream_init allocated. Safe on a zeroed or half-built struct. */
+/* Frees what sp_upstream_init allocated and drops the servers' state references (a state goes
+ * with its last server). Safe on a zeroed or half-built struct. Any thread. */
 void sp_upstream_deinit(struct sp_upstream *u);
-
-/* Copies the state a reload keeps for an unchanged server: health and drain state, last check,
- * passive-check window, slow_start clock and the counters. Not `active`: connections opened
- * before the reload keep counting on the old server object until they close. Main thread,
- * before `dst` is published. */
-void sp_server_carry(struct sp_server *dst, const struct sp_server *src);
 
 /* Monotonic clock in milliseconds, same base as uv_now() (CLOCK_MONOTONIC). */
 uint64_t sp_upstream_now_ms(void);
 
-/* True when the server may take a new connection now: up, and not held down by passive
- * checks. Any thread. */
+/* True when the server may take a new connection now: up, not drained and not held down by
+ * passive checks. Any thread. */
 bool sp_server_usable(const struct sp_server *s, uint64_t now_ms);
 
 /* A connect to `s` failed (refused, reset or timed out): counts it, and past max_fails within

@@ -118,7 +118,7 @@ static void finish(struct check *c, int result)
     end_io(c);
     bool ok = result == SP_CHECK_OK;
     const char *why = sp_check_result_str(result);
-    atomic_store_explicit(&c->server->check_result, result, memory_order_relaxed);
+    atomic_store_explicit(&c->server->state->check_result, result, memory_order_relaxed);
     const struct sp_health_conf *hc = c->conf;
     bool first = !c->state.checked;
     unsigned streak = c->state.streak + 1;
@@ -300,8 +300,8 @@ int sp_health_start(uv_loop_t *loop, struct sp_runtime *rt, struct sp_health **o
             c->fd = -1;
             /* A server carried over by a reload keeps its state and its first-check-done
              * flag, so it goes on needing rise/fall results rather than flipping at once. */
-            c->state.up = atomic_load_explicit(&c->server->up, memory_order_relaxed);
-            c->state.checked = atomic_load_explicit(&c->server->check_result,
+            c->state.up = atomic_load_explicit(&c->server->state->up, memory_order_relaxed);
+            c->state.checked = atomic_load_explicit(&c->server->state->check_result,
                                                     memory_order_relaxed) != SP_CHECK_NONE;
             uv_timer_init(loop, &c->timer);
             c->timer.data = c;

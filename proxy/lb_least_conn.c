@@ -42,12 +42,13 @@ static struct sp_server *lc_pick(struct sp_balancer *b, const struct sp_lb_cands
     unsigned *last = b->state;
     size_t start = *last < b->up->nservers ? first_after(c, *last) : 0;
     size_t best = start;
-    uint32_t best_active = atomic_load_explicit(&c->srv[start]->active, memory_order_relaxed);
+    uint32_t best_active =
+        atomic_load_explicit(&c->srv[start]->state->active, memory_order_relaxed);
 
     (void)client;
     for (size_t k = 1; k < c->n; k++) {
         size_t i = (start + k) % c->n;
-        uint32_t active = atomic_load_explicit(&c->srv[i]->active, memory_order_relaxed);
+        uint32_t active = atomic_load_explicit(&c->srv[i]->state->active, memory_order_relaxed);
 
         /* Strictly less: among equals the first one after the cursor wins. */
         if (sp_lb_less_loaded(active, c->weight[i], best_active, c->weight[best])) {

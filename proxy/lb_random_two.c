@@ -27,8 +27,8 @@ static struct sp_server *r2_pick(struct sp_balancer *b, const struct sp_lb_cands
 
     size_t i = weighted_at(c, sp_lb_rand_below(b, c->total_weight), c->n);
     size_t j = weighted_at(c, sp_lb_rand_below(b, c->total_weight - c->weight[i]), i);
-    uint32_t ai = atomic_load_explicit(&c->srv[i]->active, memory_order_relaxed);
-    uint32_t aj = atomic_load_explicit(&c->srv[j]->active, memory_order_relaxed);
+    uint32_t ai = atomic_load_explicit(&c->srv[i]->state->active, memory_order_relaxed);
+    uint32_t aj = atomic_load_explicit(&c->srv[j]->state->active, memory_order_relaxed);
 
     /* On a tie the first draw wins, which keeps idle servers' shares proportional to weight. */
     return sp_lb_less_loaded(aj, c->weight[j], ai, c->weight[i]) ? c->srv[j] : c->srv[i];

@@ -1,5 +1,6 @@
 /* runtime.c: builds the shared live model (upstream pools, listener counters) from a config,
- * carrying state over from the previous one on reload, and counts its references. */
+ * sharing server state and listener counters with the previous one on reload, and counts its
+ * references. */
 #include "runtime.h"
 
 #include "sock.h"
@@ -104,17 +105,25 @@ static int build_srclimits(struct sp_runtime *rt, const struct sp_runtime *prev)
     return 0;
 }
 
-static void carry_servers(struct sp_runtime *rt, const struct sp_runtime *prev)
+static const struct sp_upstream *find_upstream(const struct sp_runtime *rt, const char *name)
 {
-    for (size_t i = 0; i < rt->cfg->nupstreams; i++) {
-        struct sp_upstream *u = &rt->upstreams[i];
-        for (size_t j = 0; j < u->nservers; j++) {
-            struct sp_server *old = sp_runtime_find_server((struct sp_runtime *)prev, u->conf->name,
-                                                           u->servers[j].name);
-            if (old != NULL)
-                sp_server_carry(&u->servers[j], old);
-        }
+    for (size_t i = 0; rt != NULL && i < rt->cfg->nupstreams; i++) {
+        if (strcmp(rt->upstreams[i].conf->name, name) == 0)
+            return &rt->upstreams[i];
     }
+    return NULL;
+}
+
+/* The state of the server called `name` in `prev` (the same upstream of the runtime before),
+ * or NULL for a server that is new. prev is alive while the successor is built, so the state
+ * cannot go away between this lookup and the reference the new server takes. */
+static struct sp_server_state *prev_state(const struct sp_upstream *prev, const char *name)
+{
+    for (size_t j = 0; prev != NULL && j < prev->nservers; j++) {
+        if (strcmp(prev->servers[j].name, name) == 0)
+            return prev->servers[j].state;
+    }
+    return NULL;
 }
 
 static size_t count_resolved(const struct sp_config *cfg, const struct sp_resolved *res)
@@ -145,8 +154,10 @@ static int resolved_conf(struct sp_server_conf *out, const struct sp_server_conf
     return out->address != NULL ? 0 : -ENOMEM;
 }
 
-/* The servers of upstream u: configured ones as they are, named ones once per address. */
-static int build_upstream(struct sp_runtime *rt, size_t u, const struct sp_resolved *res)
+/* The servers of upstream u: configured ones as they are, named ones once per address. A server
+ * that `prev` has too (same upstream name and server name) shares its state. */
+static int build_upstream(struct sp_runtime *rt, size_t u, const struct sp_runtime *prev,
+                          const struct sp_resolved *res)
 {
     const struct sp_upstream_conf *uc = &rt->cfg->upstreams[u];
     size_t n = 0;
@@ -155,8 +166,12 @@ static int build_upstream(struct sp_runtime *rt, size_t u, const struct sp_resol
                  ? (res != NULL ? sp_resolved_get(res, rt->cfg, u, j)->n : 0)
                  : 1;
     const struct sp_server_conf **list = calloc(n + 1, sizeof(*list));
-    if (list == NULL)
+    struct sp_server_state **states = calloc(n + 1, sizeof(*states));
+    if (list == NULL || states == NULL) {
+        free(list);
+        free(states);
         return -ENOMEM;
+    }
     size_t k = 0;
     int rc = 0;
     for (size_t j = 0; j < uc->nservers && rc == 0; j++) {
@@ -175,8 +190,12 @@ static int build_upstream(struct sp_runtime *rt, size_t u, const struct sp_resol
             }
         }
     }
+    const struct sp_upstream *old = find_upstream(prev, uc->name);
+    for (size_t i = 0; i < k; i++)
+        states[i] = prev_state(old, list[i]->address);
     if (rc == 0)
-        rc = sp_upstream_init_servers(&rt->upstreams[u], uc, list, k);
+        rc = sp_upstream_init_servers(&rt->upstreams[u], uc, list, states, k);
+    free(states);
     free(list);
     return rc;
 }
@@ -197,13 +216,11 @@ static int build(struct sp_runtime *rt, const struct sp_runtime *prev,
         rt->resolved == NULL)
         return -ENOMEM;
     for (size_t i = 0; i < cfg->nupstreams; i++) {
-        if (build_upstream(rt, i, res) != 0)
+        if (build_upstream(rt, i, prev, res) != 0)
             return -ENOMEM;
     }
     if (build_listener_stats(rt, prev) != 0 || build_srclimits(rt, prev) != 0)
         return -ENOMEM;
-    if (prev != NULL)
-        carry_servers(rt, prev);
     return 0;
 }
 

@@ -192,13 +192,16 @@ static int admin_snapshot(void *ctx, struct sp_stats **out)
     return rc;
 }
 
+/* The server is looked up in the runtime in force. Its drained flag lives in the state every
+ * later runtime shares, including one being built by a reload right now, so the drain holds
+ * across that reload without anything to copy. */
 static int admin_set_drain(void *ctx, const char *upstream, const char *address, bool drain)
 {
     struct server *srv = ctx;
     uv_mutex_lock(&srv->lock);
     struct sp_server *s = sp_runtime_find_server(srv->rt, upstream, address);
     if (s != NULL)
-        atomic_store(&s->drained, drain);
+        atomic_store(&s->state->drained, drain);
     uv_mutex_unlock(&srv->lock);
     if (s == NULL)
         return -ENOENT;

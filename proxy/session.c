@@ -356,14 +356,14 @@ static bool local_error(int err)
 static void hold_server(struct sp_session *s, struct sp_server *srv)
 {
     s->server = srv;
-    atomic_fetch_add_explicit(&srv->active, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&srv->state->active, 1, memory_order_relaxed);
     s->counted_on_server = true;
 }
 
 static void release_server(struct sp_session *s)
 {
     if (s->counted_on_server) {
-        atomic_fetch_sub_explicit(&s->server->active, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&s->server->state->active, 1, memory_order_relaxed);
         s->counted_on_server = false;
     }
 }

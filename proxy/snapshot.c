@@ -70,15 +70,15 @@ static int fill_server(struct sp_stats_server *o, const struct sp_upstream *u,
 {
     if (!dup_to(&o->upstream, u->conf->name) || !dup_to(&o->address, s->name))
         return -ENOMEM;
-    o->up = atomic_load_explicit(&s->up, RLX);
-    o->drained = atomic_load_explicit(&s->drained, RLX);
+    o->up = atomic_load_explicit(&s->state->up, RLX);
+    o->drained = atomic_load_explicit(&s->state->drained, RLX);
     o->usable = sp_server_usable(s, now);
     o->backup = s->conf->backup;
     o->weight = s->conf->weight;
-    o->active = atomic_load_explicit(&s->active, RLX);
-    o->connections = atomic_load_explicit(&s->connections, RLX);
-    o->connect_failures = atomic_load_explicit(&s->connect_failures, RLX);
-    o->check_result = atomic_load_explicit(&s->check_result, RLX);
+    o->active = atomic_load_explicit(&s->state->active, RLX);
+    o->connections = atomic_load_explicit(&s->state->connections, RLX);
+    o->connect_failures = atomic_load_explicit(&s->state->connect_failures, RLX);
+    o->check_result = atomic_load_explicit(&s->state->check_result, RLX);
     o->health_checked = u->conf->health.enabled;
     return 0;
 }

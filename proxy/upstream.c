@@ -20,13 +20,41 @@ int sp_upstream_init(struct sp_upstream *u, const struct sp_upstream_conf *conf)
         return -ENOMEM;
     for (size_t i = 0; i < conf->nservers; i++)
         list[i] = &conf->servers[i];
-    int rc = sp_upstream_init_servers(u, conf, list, conf->nservers);
+    int rc = sp_upstream_init_servers(u, conf, list, NULL, conf->nservers);
     free(list);
     return rc;
 }
 
+static struct sp_server_state *state_new(void)
+{
+    struct sp_server_state *st = malloc(sizeof(*st));
+    if (st == NULL)
+        return NULL;
+    atomic_init(&st->refs, 1);
+    atomic_init(&st->up, true);
+    atomic_init(&st->drained, false);
+    atomic_init(&st->check_result, SP_CHECK_NONE);
+    atomic_init(&st->active, 0);
+    atomic_init(&st->connections, 0);
+    atomic_init(&st->connect_failures, 0);
+    atomic_init(&st->fails, 0);
+    atomic_init(&st->fail_window_start_ms, 0);
+    atomic_init(&st->down_until_ms, 0);
+    /* 0 = usable since start: no slow_start ramp for the first traffic. */
+    atomic_init(&st->up_since_ms, 0);
+    return st;
+}
+
+static void state_unref(struct sp_server_state *st)
+{
+    /* acq_rel: the last holder must see every other thread's writes before freeing. */
+    if (st != NULL && atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel) == 1)
+        free(st);
+}
+
 int sp_upstream_init_servers(struct sp_upstream *u, const struct sp_upstream_conf *conf,
-                             const struct sp_server_conf *const *servers, size_t n)
+                             const struct sp_server_conf *const *servers,
+                             struct sp_server_state *const *states, size_t n)
 {
     memset(u, 0, sizeof(*u));
     u->conf = conf;
@@ -42,38 +70,23 @@ int sp_upstream_init_servers(struct sp_upstream *u, const struct sp_upstream_con
         s->upstream = u;
         s->index = (unsigned)i;
         s->name = servers[i]->address;
-        atomic_init(&s->up, true);
-        atomic_init(&s->drained, false);
-        atomic_init(&s->check_result, SP_CHECK_NONE);
-        atomic_init(&s->active, 0);
-        atomic_init(&s->connections, 0);
-        atomic_init(&s->connect_failures, 0);
-        atomic_init(&s->fails, 0);
-        atomic_init(&s->fail_window_start_ms, 0);
-        atomic_init(&s->down_until_ms, 0);
-        /* 0 = usable since start: no slow_start ramp for the first traffic. */
-        atomic_init(&s->up_since_ms, 0);
+        s->state = states != NULL ? states[i] : NULL;
+        if (s->state != NULL)
+            atomic_fetch_add_explicit(&s->state->refs, 1, memory_order_relaxed);
+        else
+            s->state = state_new();
+        if (s->state == NULL) {
+            sp_upstream_deinit(u);
+            return -ENOMEM;
+        }
     }
     return 0;
 }
 
-void sp_server_carry(struct sp_server *dst, const struct sp_server *src)
-{
-    atomic_store_explicit(&dst->up, atomic_load_explicit(&src->up, RLX), RLX);
-    atomic_store_explicit(&dst->drained, atomic_load_explicit(&src->drained, RLX), RLX);
-    atomic_store_explicit(&dst->check_result, atomic_load_explicit(&src->check_result, RLX), RLX);
-    atomic_store_explicit(&dst->connections, atomic_load_explicit(&src->connections, RLX), RLX);
-    atomic_store_explicit(&dst->connect_failures, atomic_load_explicit(&src->connect_failures, RLX),
-                          RLX);
-    atomic_store_explicit(&dst->fails, atomic_load_explicit(&src->fails, RLX), RLX);
-    atomic_store_explicit(&dst->fail_window_start_ms,
-                          atomic_load_explicit(&src->fail_window_start_ms, RLX), RLX);
-    atomic_store_explicit(&dst->down_until_ms, atomic_load_explicit(&src->down_until_ms, RLX), RLX);
-    atomic_store_explicit(&dst->up_since_ms, atomic_load_explicit(&src->up_since_ms, RLX), RLX);
-}
-
 void sp_upstream_deinit(struct sp_upstream *u)
 {
+    for (size_t i = 0; i < u->nservers; i++)
+        state_unref(u->servers[i].state);
     free(u->servers);
     u->servers = NULL;
     u->nservers = 0;
@@ -90,8 +103,9 @@ uint64_t sp_upstream_now_ms(void)
 
 bool sp_server_usable(const struct sp_server *s, uint64_t now_ms)
 {
-    return atomic_load_explicit(&s->up, RLX) && !atomic_load_explicit(&s->drained, RLX) &&
-           now_ms >= atomic_load_explicit(&s->down_until_ms, RLX);
+    const struct sp_server_state *st = s->state;
+    return atomic_load_explicit(&st->up, RLX) && !atomic_load_explicit(&st->drained, RLX) &&
+           now_ms >= atomic_load_explicit(&st->down_until_ms, RLX);
 }
 
 const char *sp_check_result_str(int result)
@@ -114,10 +128,10 @@ const char *sp_check_result_str(int result)
 
 /* Counts one failure in the current window and returns the count. A window starts at the first
  * failure after a success or after the previous window ran out. */
-static uint32_t count_failure(struct sp_server *s, uint64_t fail_timeout, uint64_t now_ms)
+static uint32_t count_failure(struct sp_server_state *st, uint64_t fail_timeout, uint64_t now_ms)
 {
-    uint64_t start = atomic_load_explicit(&s->fail_window_start_ms, RLX);
-    uint32_t fails = atomic_load_explicit(&s->fails, RLX);
+    uint64_t start = atomic_load_explicit(&st->fail_window_start_ms, RLX);
+    uint32_t fails = atomic_load_explicit(&st->fails, RLX);
     /* Loops cache their clock, so another worker's `now` may be slightly behind ours:
      * now < start is "inside the window", never a huge unsigned difference. */
     bool expired = now_ms >= start && now_ms - start >= fail_timeout;
@@ -126,53 +140,56 @@ static uint32_t count_failure(struct sp_server *s, uint64_t fail_timeout, uint64
         /* Only the thread that moves the window start resets the count; a racing thread
          * counts into the new window instead. A failure counted into the old window just
          * before the reset is lost, which is harmless. */
-        if (atomic_compare_exchange_strong_explicit(&s->fail_window_start_ms, &start, now_ms, RLX,
+        if (atomic_compare_exchange_strong_explicit(&st->fail_window_start_ms, &start, now_ms, RLX,
                                                     RLX)) {
-            atomic_store_explicit(&s->fails, 1, RLX);
+            atomic_store_explicit(&st->fails, 1, RLX);
             return 1;
         }
     }
-    return atomic_fetch_add_explicit(&s->fails, 1, RLX) + 1;
+    return atomic_fetch_add_explicit(&st->fails, 1, RLX) + 1;
 }
 
 void sp_server_connect_failed(struct sp_server *s, uint64_t now_ms)
 {
     const struct sp_upstream_conf *uc = s->upstream->conf;
+    struct sp_server_state *st = s->state;
 
-    atomic_fetch_add_explicit(&s->connect_failures, 1, RLX);
+    atomic_fetch_add_explicit(&st->connect_failures, 1, RLX);
     if (uc->max_fails == 0)
         return;
     /* Connects started before the hold may still fail during it; they say nothing new, and
      * counting them would stretch the hold past fail_timeout. */
-    if (now_ms < atomic_load_explicit(&s->down_until_ms, RLX))
+    if (now_ms < atomic_load_explicit(&st->down_until_ms, RLX))
         return;
 
-    uint32_t fails = count_failure(s, uc->fail_timeout_ms, now_ms);
+    uint32_t fails = count_failure(st, uc->fail_timeout_ms, now_ms);
     if (fails < uc->max_fails)
         return;
     /* The compare-exchange lets exactly one of several racing threads trip the hold. */
-    if (!atomic_compare_exchange_strong_explicit(&s->fails, &fails, 0, RLX, RLX))
+    if (!atomic_compare_exchange_strong_explicit(&st->fails, &fails, 0, RLX, RLX))
         return;
-    atomic_store_explicit(&s->down_until_ms, now_ms + uc->fail_timeout_ms, RLX);
+    atomic_store_explicit(&st->down_until_ms, now_ms + uc->fail_timeout_ms, RLX);
     sp_log_warn("upstream %s: server %s failed %u times, skipped for %llu ms", uc->name, s->name,
                 fails, (unsigned long long)uc->fail_timeout_ms);
 }
 
 void sp_server_connect_ok(struct sp_server *s, uint64_t now_ms)
 {
+    struct sp_server_state *st = s->state;
+
     (void)now_ms;
-    atomic_fetch_add_explicit(&s->connections, 1, RLX);
+    atomic_fetch_add_explicit(&st->connections, 1, RLX);
     /* Read first: a store on every connect would bounce the cache line between workers. */
-    if (atomic_load_explicit(&s->fails, RLX) != 0)
-        atomic_store_explicit(&s->fails, 0, RLX);
+    if (atomic_load_explicit(&st->fails, RLX) != 0)
+        atomic_store_explicit(&st->fails, 0, RLX);
 }
 
 /* When the server last became usable: set_up() records the health transition, and a passive
  * hold that has run out counts as a recovery at down_until without anyone writing it. */
 static uint64_t usable_since(const struct sp_server *s, uint64_t now_ms)
 {
-    uint64_t since = atomic_load_explicit(&s->up_since_ms, RLX);
-    uint64_t down_until = atomic_load_explicit(&s->down_until_ms, RLX);
+    uint64_t since = atomic_load_explicit(&s->state->up_since_ms, RLX);
+    uint64_t down_until = atomic_load_explicit(&s->state->down_until_ms, RLX);
 
     if (down_until > since && now_ms >= down_until)
         since = down_until;
@@ -202,11 +219,11 @@ unsigned sp_server_effective_weight(const struct sp_server *s, uint64_t now_ms)
 bool sp_server_set_up(struct sp_server *s, bool up, uint64_t now_ms)
 {
     /* The health checker is the only writer of `up`, so load-then-store cannot race. */
-    if (atomic_load_explicit(&s->up, RLX) == up)
+    if (atomic_load_explicit(&s->state->up, RLX) == up)
         return false;
     /* up_since first, so a balancer that sees the flag also sees the ramp start (seq_cst). */
     if (up)
-        atomic_store(&s->up_since_ms, now_ms);
-    atomic_store(&s->up, up);
+        atomic_store(&s->state->up_since_ms, now_ms);
+    atomic_store(&s->state->up, up);
     return true;
 }

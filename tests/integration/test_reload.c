@@ -1,7 +1,8 @@
 /* test_reload.c: SIGHUP hot reload as a client sees it: open connections keep flowing while the
  * upstream changes, new connections follow the new servers, an invalid file changes nothing
- * and says where it is wrong, listeners come and go while a kept one never refuses, and the
- * health state of an unchanged server survives the reload. */
+ * and says where it is wrong, listeners come and go while a kept one never refuses, and an
+ * unchanged server stays the same server: its health state, counters, drain and open
+ * connections survive the reload. */
 #include "harness.h"
 
 #include <check.h>
@@ -447,6 +448,177 @@ START_TEST(health_state_kept)
 }
 END_TEST
 
+/* `text` with an admin block on admin_port in front. */
+static void with_admin(char *text, int admin_port)
+{
+    char body[CONF_MAX];
+    snprintf(body, sizeof(body), "%s", text);
+    int n = snprintf(text, CONF_MAX, "admin:\n  listen: 127.0.0.1:%d\n%s", admin_port, body);
+    ck_assert_int_lt(n, CONF_MAX);
+}
+
+/* One sample of a server series in a /metrics text, asserted present. */
+static long long server_sample(const char *metrics, const char *family, int port)
+{
+    char series[160];
+    snprintf(series, sizeof(series), "%s{upstream=\"pool\",server=\"127.0.0.1:%d\"}", family, port);
+    long long v = sph_metric_sample(metrics, series);
+    ck_assert_msg(v >= 0, "no %s in /metrics", series);
+    return v;
+}
+
+/* Clients connecting back to back, each reading its greeting; ok[i] counts greetings of b<i+1>. */
+struct clients {
+    int port;
+    atomic_bool stop;
+    atomic_int ok[NB], failed, last_err;
+};
+
+static void *clients_main(void *arg)
+{
+    struct clients *c = arg;
+    int64_t end = sph_now_ms() + 30000;
+    while (!atomic_load(&c->stop) && sph_now_ms() < end) {
+        int id = name_of(c->port, NULL);
+        if (id > 0) {
+            atomic_fetch_add(&c->ok[id - 1], 1);
+        } else {
+            atomic_fetch_add(&c->failed, 1);
+            atomic_store(&c->last_err, id);
+        }
+    }
+    return NULL;
+}
+
+#define CLIENTS 3
+#define RELOADS 40
+
+static int served(struct clients *c)
+{
+    return atomic_load(&c->ok[0]) + atomic_load(&c->ok[1]) + atomic_load(&c->failed);
+}
+
+struct progress {
+    struct clients *c;
+    int from;
+};
+
+static bool progressed(void *arg)
+{
+    struct progress *g = arg;
+    return served(g->c) > g->from;
+}
+
+/* (6) workers: 2. While clients connect back to back, forty reloads each race a drain or an
+ * enable of b2 sent right behind the SIGHUP. After every reload the server counters have not
+ * gone down and b2's drain state is the one last set; at the end each server has counted at
+ * least the connections its clients were served (a count landing on a superseded runtime's
+ * server would be lost). */
+START_TEST(counters_and_drain_across_reloads)
+{
+    struct sph_backend *b[2] = {name_start(1), name_start(2)};
+    struct sph_proc p;
+    char conf[SPH_PATH_MAX], text[CONF_MAX], path[128];
+    static char metrics[1 << 16];
+    struct lst l = {"main", sph_free_port(AF_INET)};
+    int admin = sph_free_port(AF_INET);
+    render(text, 2, &l, 1, "    retries: 0\n    max_fails: 0\n", b, 2);
+    with_admin(text, admin);
+    start(&p, conf, text, l.port);
+
+    struct clients c = {.port = l.port};
+    pthread_t thr[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++)
+        ck_assert_int_eq(pthread_create(&thr[i], NULL, clients_main, &c), 0);
+    long long prev[2] = {0, 0};
+    for (int i = 0; i < RELOADS; i++) {
+        bool drain = i % 2 == 0;
+        struct progress g = {&c, served(&c)};
+        int reloads = sph_proc_log_count(&p, "reloaded ");
+        ck_assert_int_eq(sph_proc_signal(&p, SIGHUP), 0);
+        snprintf(path, sizeof(path), "/upstreams/pool/servers/127.0.0.1:%d/%s", b[1]->port,
+                 drain ? "drain" : "enable");
+        ck_assert_int_eq(sph_admin_req(admin, "POST", path, NULL, 0), 200);
+        ck_assert_msg(sph_proc_wait_log(&p, "reloaded ", reloads + 1, RELOAD_MS),
+                      "reload %d did not finish", i);
+        /* Traffic between every two reloads, however loaded the machine. */
+        ck_assert_msg(sph_wait_until(progressed, &g, 3000), "no connection around reload %d", i);
+        ck_assert_int_eq(sph_admin_req(admin, "GET", "/metrics", metrics, sizeof(metrics)), 200);
+        for (int k = 0; k < 2; k++) {
+            long long v = server_sample(metrics, "splicer_server_connections_total", b[k]->port);
+            ck_assert_msg(v >= prev[k], "reload %d: b%d connections_total went from %lld to %lld",
+                          i, k + 1, prev[k], v);
+            prev[k] = v;
+        }
+        long long drained = server_sample(metrics, "splicer_server_drained", b[1]->port);
+        ck_assert_msg(drained == drain, "reload %d: b2 %s, but splicer_server_drained is %lld", i,
+                      drain ? "drained" : "enabled", drained);
+    }
+    atomic_store(&c.stop, true);
+    for (int i = 0; i < CLIENTS; i++)
+        pthread_join(thr[i], NULL);
+    int last = atomic_load(&c.last_err);
+    ck_assert_msg(atomic_load(&c.failed) == 0, "%d connections failed (last: %s)",
+                  atomic_load(&c.failed), strerror(-last));
+    ck_assert_int_eq(sph_admin_req(admin, "GET", "/metrics", metrics, sizeof(metrics)), 200);
+    for (int k = 0; k < 2; k++) {
+        long long v = server_sample(metrics, "splicer_server_connections_total", b[k]->port);
+        int served = atomic_load(&c.ok[k]);
+        ck_assert_msg(v >= served, "b%d: splicer counted %lld connections, clients were served %d",
+                      k + 1, v, served);
+    }
+    ck_assert_int_ge(atomic_load(&c.ok[0]) + atomic_load(&c.ok[1]), RELOADS);
+}
+END_TEST
+
+/* (7) least_conn after a reload: connections opened before it still count. With 2 held on b1
+ * and none on b2, the reload leaves the active gauges at 2 and 0, and the next 2 connections go
+ * to b2. */
+START_TEST(active_continues_across_reload)
+{
+    struct sph_backend *b[2] = {name_start(1), name_start(2)};
+    struct sph_proc p;
+    char conf[SPH_PATH_MAX], text[CONF_MAX];
+    static char metrics[1 << 16];
+    struct lst l = {"main", sph_free_port(AF_INET)};
+    int admin = sph_free_port(AF_INET);
+    render(text, 1, &l, 1, "    balance: least_conn\n    retries: 0\n", b, 2);
+    with_admin(text, admin);
+    start(&p, conf, text, l.port);
+
+    int fds[4], ids[4], on_b1 = 0;
+    for (int k = 0; k < 4; k++) {
+        ids[k] = name_of(l.port, &fds[k]);
+        ck_assert_msg(ids[k] > 0, "connection %d: %s", k, strerror(-ids[k]));
+        on_b1 += ids[k] == 1;
+    }
+    ck_assert_int_eq(on_b1, 2);
+    for (int k = 0; k < 4; k++) {
+        if (ids[k] == 2)
+            close(fds[k]);
+    }
+    ck_assert(sph_wait_atomic_ge(&b[1]->closed, 2, 3000));
+    char series[160];
+    snprintf(series, sizeof(series),
+             "splicer_server_active_connections{upstream=\"pool\",server=\"127.0.0.1:%d\"}",
+             b[1]->port);
+    sph_expect_metric(admin, series, 0);
+
+    reload_ok(&p, conf, text);
+    ck_assert_int_eq(sph_admin_req(admin, "GET", "/metrics", metrics, sizeof(metrics)), 200);
+    ck_assert_int_eq(server_sample(metrics, "splicer_server_active_connections", b[0]->port), 2);
+    int more[2];
+    for (int k = 0; k < 2; k++) {
+        more[k] = name_of(l.port, NULL);
+        ck_assert_msg(more[k] == 2, "new connection %d after the reload went to b%d", k, more[k]);
+    }
+    for (int k = 0; k < 4; k++) {
+        if (ids[k] == 1)
+            close(fds[k]);
+    }
+}
+END_TEST
+
 static Suite *reload_suite(void)
 {
     Suite *s = suite_create("reload");
@@ -458,6 +630,8 @@ static Suite *reload_suite(void)
     tcase_add_test(tc, invalid_reload_changes_nothing);
     tcase_add_test(tc, listeners_follow_reload);
     tcase_add_test(tc, health_state_kept);
+    tcase_add_test(tc, counters_and_drain_across_reloads);
+    tcase_add_test(tc, active_continues_across_reload);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -384,7 +384,7 @@ END_TEST
 
 static void set_active(unsigned i, uint32_t active)
 {
-    atomic_store(&P.up.servers[i].active, active);
+    atomic_store(&P.up.servers[i].state->active, active);
 }
 
 START_TEST(lc_picks_least_loaded)
@@ -417,7 +417,7 @@ START_TEST(lc_relative_to_weight)
     for (int k = 0; k < 400; k++) {
         int i = pick(NULL);
         count[i]++;
-        atomic_fetch_add(&P.up.servers[i].active, 1);
+        atomic_fetch_add(&P.up.servers[i].state->active, 1);
     }
     ck_assert_int_eq(count[0], 100);
     ck_assert_int_eq(count[1], 300);

@@ -1,5 +1,6 @@
-/* test_upstream.c: server state shared by the workers: passive checks (max_fails within
- * fail_timeout), the health flag, slow_start's effective weight and atomic counters. */
+/* test_upstream.c: server state shared by the workers and by successive runtimes: passive
+ * checks (max_fails within fail_timeout), the health flag,
+ * slow_start's effective weight, atomic counters and states shared between upstreams. */
 #include "log.h"
 #include "upstream.h"
 
@@ -50,9 +51,9 @@ START_TEST(init_builds_servers)
         ck_assert_ptr_eq(s->upstream, &up);
         ck_assert_uint_eq(s->index, i);
         ck_assert_str_eq(s->name, saddr[i]);
-        ck_assert(atomic_load(&s->up));
+        ck_assert(atomic_load(&s->state->up));
         ck_assert(sp_server_usable(s, T0));
-        ck_assert_uint_eq(atomic_load(&s->active), 0);
+        ck_assert_uint_eq(atomic_load(&s->state->active), 0);
         ck_assert_uint_eq(sp_server_effective_weight(s, T0), 5);
     }
     sp_upstream_deinit(&up);
@@ -106,7 +107,7 @@ START_TEST(passive_table)
     for (int k = 0; k < c->nfails; k++)
         sp_server_connect_failed(s, T0 + c->fail_at[k]);
     ck_assert_msg(sp_server_usable(s, T0 + c->at) == c->usable, "%s", c->what);
-    ck_assert_uint_eq(atomic_load(&s->connect_failures), (uint64_t)c->nfails);
+    ck_assert_uint_eq(atomic_load(&s->state->connect_failures), (uint64_t)c->nfails);
     /* Other servers are untouched. */
     ck_assert(sp_server_usable(&up.servers[1], T0 + c->at));
 }
@@ -122,8 +123,8 @@ START_TEST(success_resets_the_count)
     sp_server_connect_failed(s, T0 + 3);
     sp_server_connect_failed(s, T0 + 4);
     ck_assert(sp_server_usable(s, T0 + 5));
-    ck_assert_uint_eq(atomic_load(&s->connections), 1);
-    ck_assert_uint_eq(atomic_load(&s->connect_failures), 4);
+    ck_assert_uint_eq(atomic_load(&s->state->connections), 1);
+    ck_assert_uint_eq(atomic_load(&s->state->connect_failures), 4);
     sp_server_connect_failed(s, T0 + 5);
     ck_assert(!sp_server_usable(s, T0 + 5));
 }
@@ -153,10 +154,41 @@ START_TEST(failures_during_hold_do_not_extend_it)
         sp_server_connect_failed(s, T0 + 500 + (uint64_t)k);
     ck_assert(!sp_server_usable(s, T0 + 1009));
     ck_assert(sp_server_usable(s, T0 + 1010));
-    ck_assert_uint_eq(atomic_load(&s->connect_failures), 12);
+    ck_assert_uint_eq(atomic_load(&s->state->connect_failures), 12);
     /* After the hold the count starts over: one failure alone does not trip. */
     sp_server_connect_failed(s, T0 + 1100);
     ck_assert(sp_server_usable(s, T0 + 1100));
+}
+END_TEST
+
+/* A second upstream built with some of the first one's states shares them: one write, seen
+ * through both; the others are fresh. Either may be freed first (ASan checks the rest). */
+START_TEST(states_shared_between_upstreams)
+{
+    pool(3, 10000, 0, 1);
+    for (int order = 0; order < 2; order++) {
+        struct sp_upstream a, b;
+        const struct sp_server_conf *list[4];
+        struct sp_server_state *states[4] = {NULL};
+        for (size_t i = 0; i < 4; i++)
+            list[i] = &sconf[i];
+        ck_assert_int_eq(sp_upstream_init_servers(&a, &uconf, list, NULL, 4), 0);
+        states[0] = a.servers[0].state;
+        states[2] = a.servers[2].state;
+        ck_assert_int_eq(sp_upstream_init_servers(&b, &uconf, list, states, 4), 0);
+        ck_assert_ptr_eq(b.servers[0].state, a.servers[0].state);
+        ck_assert_ptr_ne(b.servers[1].state, a.servers[1].state);
+        sp_server_connect_ok(&a.servers[0], T0);
+        atomic_store(&a.servers[2].state->drained, true);
+        ck_assert_uint_eq(atomic_load(&b.servers[0].state->connections), 1);
+        ck_assert(!sp_server_usable(&b.servers[2], T0));
+        ck_assert(sp_server_usable(&b.servers[1], T0));
+        sp_upstream_deinit(order == 0 ? &a : &b);
+        struct sp_upstream *left = order == 0 ? &b : &a;
+        sp_server_connect_ok(&left->servers[0], T0);
+        ck_assert_uint_eq(atomic_load(&left->servers[0].state->connections), 2);
+        sp_upstream_deinit(left);
+    }
 }
 END_TEST
 
@@ -170,7 +202,7 @@ START_TEST(set_up_reports_changes)
     ck_assert(!sp_server_set_up(s, false, T0 + 1));
     ck_assert(sp_server_set_up(s, true, T0 + 2));
     ck_assert(sp_server_usable(s, T0 + 2));
-    ck_assert_uint_eq(atomic_load(&s->up_since_ms), T0 + 2);
+    ck_assert_uint_eq(atomic_load(&s->state->up_since_ms), T0 + 2);
 }
 END_TEST
 
@@ -267,9 +299,10 @@ START_TEST(counters_under_threads)
         pthread_join(th[t], NULL);
     pthread_barrier_destroy(&start_line);
     uint64_t oks = THREADS * ((PER_THREAD + 2) / 3);
-    ck_assert_uint_eq(atomic_load(&s->connections), oks);
-    ck_assert_uint_eq(atomic_load(&s->connect_failures), THREADS * (uint64_t)PER_THREAD - oks);
-    ck_assert_uint_lt(atomic_load(&s->fails), 5);
+    ck_assert_uint_eq(atomic_load(&s->state->connections), oks);
+    ck_assert_uint_eq(atomic_load(&s->state->connect_failures),
+                      THREADS * (uint64_t)PER_THREAD - oks);
+    ck_assert_uint_lt(atomic_load(&s->state->fails), 5);
     ck_assert(sp_server_usable(s, T0 + PER_THREAD + 100));
 }
 END_TEST
@@ -286,6 +319,7 @@ static Suite *upstream_suite(void)
     tcase_add_test(tc, success_resets_the_count);
     tcase_add_test(tc, window_starts_at_first_failure_after_success);
     tcase_add_test(tc, failures_during_hold_do_not_extend_it);
+    tcase_add_test(tc, states_shared_between_upstreams);
     tcase_add_test(tc, set_up_reports_changes);
     tcase_add_loop_test(tc, slow_start_after_health_recovery, 0,
                         sizeof(ramp_cases) / sizeof(ramp_cases[0]));
