@@ -90,6 +90,10 @@ uint64_t sp_upstream_now_ms(void);
  * passive checks. Any thread. */
 bool sp_server_usable(const struct sp_server *s, uint64_t now_ms);
 
+/* True when only a passive hold keeps the server from being usable at now_ms: up and not
+ * drained, but held. The balancer falls back on such servers when nothing else is usable. */
+bool sp_server_held(const struct sp_server *s, uint64_t now_ms);
+
 /* A connect to `s` failed (refused, reset or timed out): counts it, and past max_fails within
  * fail_timeout holds the server down for fail_timeout. The window opens at the first failure
  * (after a success or after the previous window ran out). Failures while the server is held
@@ -97,7 +101,8 @@ bool sp_server_usable(const struct sp_server *s, uint64_t now_ms);
  * the passive state when max_fails is 0. Any worker thread. */
 void sp_server_connect_failed(struct sp_server *s, uint64_t now_ms);
 
-/* A connect to `s` succeeded: counts the connection and clears the passive failure count. */
+/* A connect to `s` succeeded: counts the connection, clears the passive failure count and ends
+ * a passive hold (the server answered, as nginx takes it). */
 void sp_server_connect_ok(struct sp_server *s, uint64_t now_ms);
 
 /* The weight the balancers use now: conf weight, ramped linearly from 1/10 over slow_start

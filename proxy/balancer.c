@@ -98,10 +98,11 @@ void sp_balancer_deinit(struct sp_balancer *b)
 }
 
 /* Fills b->cands with the servers of one tier (primaries or backups) that may take this
- * connection, and returns how many. is_cand[] is rewritten for every server, so entries of
- * the other tier read false. */
+ * connection, and returns how many: the usable ones, or with `held` those that only a passive
+ * hold keeps out. is_cand[] is rewritten for every server, so entries of the other tier read
+ * false. */
 static size_t collect(struct sp_balancer *b, const struct sp_tried *tried, uint64_t now_ms,
-                      bool backup)
+                      bool backup, bool held)
 {
     struct sp_lb_cands *c = b->cands;
     bool *is_cand = c->is_cand;
@@ -111,7 +112,8 @@ static size_t collect(struct sp_balancer *b, const struct sp_tried *tried, uint6
     c->backup = backup;
     for (size_t i = 0; i < b->up->nservers; i++) {
         struct sp_server *s = &b->up->servers[i];
-        bool ok = s->conf->backup == backup && sp_server_usable(s, now_ms) &&
+        bool ok = s->conf->backup == backup &&
+                  (held ? sp_server_held(s, now_ms) : sp_server_usable(s, now_ms)) &&
                   (tried == NULL || !sp_tried_has(tried, (unsigned)i));
 
         is_cand[i] = ok;
@@ -132,8 +134,13 @@ struct sp_server *sp_balancer_pick(struct sp_balancer *b, const struct sp_tried 
     if (b->ops == NULL)
         return NULL;
     /* A tried primary counts as unusable, so retries fall through to the backups only once
-     * every primary has failed this connection. */
-    if (collect(b, tried, now_ms, false) == 0 && collect(b, tried, now_ms, true) == 0)
+     * every primary has failed this connection. Passive holds give way last: when they would
+     * leave no server at all, the held servers are tried rather than refusing the client
+     * (nginx resets the failure state then), so a sole server is used again as soon as it is
+     * back instead of after fail_timeout. Health-check and drain verdicts always stand. */
+    if (collect(b, tried, now_ms, false, false) == 0 &&
+        collect(b, tried, now_ms, true, false) == 0 &&
+        collect(b, tried, now_ms, false, true) == 0 && collect(b, tried, now_ms, true, true) == 0)
         return NULL;
     return b->ops->pick(b, b->cands, client);
 }

@@ -108,6 +108,13 @@ bool sp_server_usable(const struct sp_server *s, uint64_t now_ms)
            now_ms >= atomic_load_explicit(&st->down_until_ms, RLX);
 }
 
+bool sp_server_held(const struct sp_server *s, uint64_t now_ms)
+{
+    const struct sp_server_state *st = s->state;
+    return atomic_load_explicit(&st->up, RLX) && !atomic_load_explicit(&st->drained, RLX) &&
+           now_ms < atomic_load_explicit(&st->down_until_ms, RLX);
+}
+
 const char *sp_check_result_str(int result)
 {
     switch (result) {
@@ -157,8 +164,9 @@ void sp_server_connect_failed(struct sp_server *s, uint64_t now_ms)
     atomic_fetch_add_explicit(&st->connect_failures, 1, RLX);
     if (uc->max_fails == 0)
         return;
-    /* Connects started before the hold may still fail during it; they say nothing new, and
-     * counting them would stretch the hold past fail_timeout. */
+    /* Connects started before the hold, or tried because no other server was usable, may
+     * still fail during it; they say nothing new, and counting them would stretch the hold
+     * past fail_timeout. */
     if (now_ms < atomic_load_explicit(&st->down_until_ms, RLX))
         return;
 
@@ -177,11 +185,17 @@ void sp_server_connect_ok(struct sp_server *s, uint64_t now_ms)
 {
     struct sp_server_state *st = s->state;
 
-    (void)now_ms;
     atomic_fetch_add_explicit(&st->connections, 1, RLX);
     /* Read first: a store on every connect would bounce the cache line between workers. */
     if (atomic_load_explicit(&st->fails, RLX) != 0)
         atomic_store_explicit(&st->fails, 0, RLX);
+    /* A held server that answers (tried because nothing else was usable, or a connect started
+     * before the hold) is back: the hold ends now, and slow_start ramps from here. */
+    uint64_t until = atomic_load_explicit(&st->down_until_ms, RLX);
+    if (until > now_ms &&
+        atomic_compare_exchange_strong_explicit(&st->down_until_ms, &until, now_ms, RLX, RLX))
+        sp_log_info("upstream %s: server %s answered, passive hold ended", s->upstream->conf->name,
+                    s->name);
 }
 
 /* When the server last became usable: set_up() records the health transition, and a passive

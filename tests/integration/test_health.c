@@ -1,6 +1,7 @@
 /* test_health.c: active health checks (connect, send/expect, rise/fall), passive checks
- * (max_fails within fail_timeout), failover to the remaining servers and to backups, least_conn
- * under held connections, and health being process-wide with several workers. Every backend
+ * (max_fails within fail_timeout, and a sole server back at once after its app restarted),
+ * failover to the remaining servers and to backups, least_conn under held connections, and
+ * health being process-wide with several workers. Every backend
  * answers with its name ("b1", or "PONG b1" for the reply kind), so the client sees where each
  * connection landed; the backends' accept counters would also count the health probes. */
 #include "harness.h"
@@ -361,6 +362,40 @@ START_TEST(passive_max_fails)
 }
 END_TEST
 
+/* (6b) Passive checks on the only server: the app restarts, the clients that find it down
+ * trip max_fails, and once it is back the very next client is served, not refused for the rest
+ * of fail_timeout (30 s here): with no other server to fall back on, a hold is not honoured. */
+START_TEST(passive_single_server_recovers)
+{
+    struct sph_backend *b[1];
+    struct sph_proc p;
+    names_start(b, 1);
+    int port = proxy_start(&p, 1,
+                           "    retries: 0\n"
+                           "    max_fails: 2\n"
+                           "    fail_timeout: 30s\n",
+                           b, 1, NULL);
+    ck_assert_int_eq(who(port, NULL), 1);
+    /* Closed on the backend's side first: a socket of it left in FIN_WAIT2 would keep the
+     * restart below from listening on the port again. */
+    ck_assert(sph_wait_atomic_ge(&b[0]->closed, 1, 3000));
+    sph_backend_stop(b[0]);
+    for (int k = 0; k < 2; k++)
+        ck_assert_int_lt(who(port, NULL), 0);
+    char line[160];
+    snprintf(line, sizeof(line), "server 127.0.0.1:%d failed 2 times, skipped for 30000 ms",
+             b[0]->port);
+    expect_log(&p, line, 1000, "after two refused connects");
+
+    ck_assert_int_eq(sph_backend_restart(b[0]), 0);
+    int id = who(port, NULL);
+    ck_assert_msg(id == 1, "first client after the restart: %s",
+                  id < 0 ? strerror(-id) : "a stray answer");
+    for (int k = 0; k < 5; k++)
+        ck_assert_int_eq(who(port, NULL), 1);
+}
+END_TEST
+
 /* (7) least_conn: with K connections held on b1 and none on the others, the next 2K go to b2
  * and b3, K each. */
 #define HELD 4
@@ -448,6 +483,7 @@ static Suite *health_suite(void)
     tcase_add_test(tc, all_down_then_recovery);
     tcase_add_test(tc, backup_while_primaries_down);
     tcase_add_test(tc, passive_max_fails);
+    tcase_add_test(tc, passive_single_server_recovers);
     tcase_add_test(tc, least_conn_avoids_loaded);
     tcase_add_test(tc, health_is_process_wide);
     suite_add_tcase(s, tc);

@@ -156,6 +156,51 @@ START_TEST(never_picks_down_or_held)
 }
 END_TEST
 
+/* Passive holds give way only when nothing else is left: a usable backup still beats held
+ * primaries, held primaries beat held backups, and health-down or drained servers stay out. */
+START_TEST(held_servers_when_nothing_else)
+{
+    const bool backups[] = {false, false, true};
+    pool_init((enum sp_balance)_i, 3, NULL, backups);
+    P.uc.max_fails = 1;
+    P.uc.fail_timeout_ms = 100000;
+    sp_server_connect_failed(&P.up.servers[0], T0 - 1);
+    sp_server_connect_failed(&P.up.servers[1], T0 - 1);
+    for (int k = 0; k < 10; k++)
+        ck_assert_int_eq(pick(NULL), 2);
+    sp_server_connect_failed(&P.up.servers[2], T0 - 1);
+    bool seen[3] = {false};
+    for (int k = 0; k < 20; k++) {
+        int i = pick(NULL);
+        ck_assert_msg(i == 0 || i == 1, "all held: picked %d, want a primary", i);
+        seen[i] = true;
+    }
+    ck_assert(_i == SP_BALANCE_SOURCE_HASH || (seen[0] && seen[1])); /* one client, one server */
+    set_up(0, false);
+    atomic_store(&P.up.servers[1].state->drained, true);
+    for (int k = 0; k < 10; k++)
+        ck_assert_int_eq(pick(NULL), 2);
+    struct sp_tried t;
+    sp_tried_init(&t);
+    sp_tried_add(&t, 2);
+    ck_assert_int_eq(pick(&t), -1);
+}
+END_TEST
+
+/* The sole server, held after a restart of the app: still picked (nginx ignores max_fails for
+ * a single server). */
+START_TEST(sole_held_server_is_picked)
+{
+    pool_init((enum sp_balance)_i, 1, NULL, NULL);
+    P.uc.max_fails = 2;
+    P.uc.fail_timeout_ms = 100000;
+    sp_server_connect_failed(&P.up.servers[0], T0 - 2);
+    sp_server_connect_failed(&P.up.servers[0], T0 - 1);
+    ck_assert(!sp_server_usable(&P.up.servers[0], T0));
+    ck_assert_int_eq(pick(NULL), 0);
+}
+END_TEST
+
 START_TEST(retries_move_on_until_null)
 {
     pool_init((enum sp_balance)_i, 5, NULL, NULL);
@@ -752,6 +797,8 @@ static Suite *balancer_suite(void)
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_loop_test(tc, all_down_gives_null, 0, SP_BALANCE_COUNT);
     tcase_add_loop_test(tc, never_picks_down_or_held, 0, SP_BALANCE_COUNT);
+    tcase_add_loop_test(tc, held_servers_when_nothing_else, 0, SP_BALANCE_COUNT);
+    tcase_add_loop_test(tc, sole_held_server_is_picked, 0, SP_BALANCE_COUNT);
     tcase_add_loop_test(tc, retries_move_on_until_null, 0, SP_BALANCE_COUNT);
     tcase_add_loop_test(tc, tried_beyond_max_may_repeat_the_oldest, 0, SP_BALANCE_COUNT);
     tcase_add_loop_test(tc, backups_only_when_primaries_are_gone, 0, SP_BALANCE_COUNT);

@@ -1,5 +1,5 @@
 /* test_upstream.c: server state shared by the workers and by successive runtimes: passive
- * checks (max_fails within fail_timeout), the health flag,
+ * checks (max_fails within fail_timeout, a hold ended by a success), the health flag,
  * slow_start's effective weight, atomic counters and states shared between upstreams. */
 #include "log.h"
 #include "upstream.h"
@@ -161,6 +161,44 @@ START_TEST(failures_during_hold_do_not_extend_it)
 }
 END_TEST
 
+/* A held server that answers (nothing else was usable, or a connect started before the hold)
+ * is back at once, and slow_start ramps from that moment. */
+START_TEST(success_ends_a_hold)
+{
+    struct sp_server *s = pool(1, 10000, 10000, 100);
+
+    ck_assert(!sp_server_held(s, T0));
+    sp_server_connect_failed(s, T0);
+    ck_assert(!sp_server_usable(s, T0 + 100));
+    ck_assert(sp_server_held(s, T0 + 100));
+    sp_server_connect_ok(s, T0 + 100);
+    ck_assert(sp_server_usable(s, T0 + 100));
+    ck_assert(!sp_server_held(s, T0 + 100));
+    ck_assert_uint_eq(sp_server_effective_weight(s, T0 + 100), 10);
+    ck_assert_uint_eq(sp_server_effective_weight(s, T0 + 10100), 100);
+    /* Outside a hold a success changes nothing of the kind. */
+    sp_server_connect_ok(s, T0 + 20000);
+    ck_assert_uint_eq(sp_server_effective_weight(s, T0 + 20000), 100);
+}
+END_TEST
+
+/* "Held" is the passive hold alone: a health-down or drained server is not held, it is out. */
+START_TEST(held_is_only_the_passive_hold)
+{
+    struct sp_server *s = pool(1, 10000, 0, 1);
+
+    sp_server_connect_failed(s, T0);
+    ck_assert(sp_server_held(s, T0));
+    atomic_store(&s->state->drained, true);
+    ck_assert(!sp_server_held(s, T0));
+    atomic_store(&s->state->drained, false);
+    sp_server_set_up(s, false, T0);
+    ck_assert(!sp_server_held(s, T0));
+    sp_server_set_up(s, true, T0);
+    ck_assert(!sp_server_held(s, T0 + 10000));
+}
+END_TEST
+
 /* A second upstream built with some of the first one's states shares them: one write, seen
  * through both; the others are fresh. Either may be freed first (ASan checks the rest). */
 START_TEST(states_shared_between_upstreams)
@@ -319,6 +357,8 @@ static Suite *upstream_suite(void)
     tcase_add_test(tc, success_resets_the_count);
     tcase_add_test(tc, window_starts_at_first_failure_after_success);
     tcase_add_test(tc, failures_during_hold_do_not_extend_it);
+    tcase_add_test(tc, success_ends_a_hold);
+    tcase_add_test(tc, held_is_only_the_passive_hold);
     tcase_add_test(tc, states_shared_between_upstreams);
     tcase_add_test(tc, set_up_reports_changes);
     tcase_add_loop_test(tc, slow_start_after_health_recovery, 0,
