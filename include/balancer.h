@@ -40,6 +40,14 @@ struct sp_balancer {
 /* Prepares the algorithm configured for `up`. seed varies per worker. Returns 0 or -ENOMEM. */
 int sp_balancer_init(struct sp_balancer *b, struct sp_upstream *up, uint64_t seed);
 
+/* Carries the choice state of `prev` (the balancer of the same upstream in the generation before,
+ * still alive) over to the freshly initialized `b`, so a reload or a DNS change does not reset
+ * it: round_robin keeps the position of every server that stays (matched by shared server
+ * state), least_conn its cursor, and every algorithm its random sequence. Nothing happens when
+ * prev is NULL or runs another algorithm. source_hash has nothing to carry: its ring depends
+ * only on the servers. Owner worker only. */
+void sp_balancer_carry(struct sp_balancer *b, const struct sp_balancer *prev);
+
 /* Frees the algorithm's state. Safe on a zeroed struct. */
 void sp_balancer_deinit(struct sp_balancer *b);
 

@@ -1,5 +1,6 @@
 /* health.h: active health checks. One check per server for the whole process, run on the main
- * thread's loop; results reach every worker through the server's atomic `up` flag.
+ * thread's loop; results reach every worker through the server's atomic `up` flag. A check
+ * belongs to the server, not to a runtime: it carries on across reloads and DNS changes.
  *
  * A check is a TCP connect, optionally followed by sending `send` and waiting for a reply that
  * contains `expect`, all within `timeout`. A server starts up; the first check result sets its
@@ -25,9 +26,19 @@ bool sp_health_record(struct sp_health_state *st, bool ok, unsigned rise, unsign
 struct sp_health;
 
 /* Starts checking every server of every upstream that has a health_check block; the first
- * checks start at once. Returns 0 (with *out NULL when nothing is to be checked) or -errno.
- * Main thread. */
+ * checks start at once. *out is set even when nothing is to be checked, so that a later
+ * runtime can be applied with sp_health_update. Returns 0 or -errno. Main thread. */
 int sp_health_start(uv_loop_t *loop, struct sp_runtime *rt, struct sp_health **out);
+
+/* Switches the checks to `rt`, the successor of the runtime they ran on, which must still be
+ * alive during the call (its servers are matched by the state they share with rt's). A server
+ * that stays keeps its check as it is: the schedule, a check in flight and the rise/fall streak
+ * go on, so a reload or a DNS change neither probes it again at once nor resets its progress.
+ * A new server is checked at once; checks of removed servers stop. Servers of upstreams
+ * without a health_check block lose a verdict earlier checks left (they are up, as unchecked
+ * servers are). Returns 0, or -ENOMEM with some of rt's servers left unchecked (and none of
+ * the old runtime's still referenced). Main thread. */
+int sp_health_update(struct sp_health *h, struct sp_runtime *rt);
 
 /* Stops every check. Handles close asynchronously; the memory goes with the last of them.
  * NULL is a no-op. Main thread. */

@@ -26,6 +26,10 @@ struct sp_balancer_ops {
     int (*init)(struct sp_balancer *b);
     /* Frees b->state. Optional; called only after a successful init. */
     void (*free)(struct sp_balancer *b);
+    /* Takes over what `prev` (same algorithm, an earlier generation's balancer of the same
+     * upstream) learned: map[i] is the index in prev->up of b->up's server i, or -1 for a new
+     * server. Optional; called right after a successful init, on the owner worker. */
+    void (*carry)(struct sp_balancer *b, const struct sp_balancer *prev, const long *map);
     /* Chooses one of c's candidates; never NULL since c->n >= 1. */
     struct sp_server *(*pick)(struct sp_balancer *b, const struct sp_lb_cands *c,
                               const struct sockaddr *client);

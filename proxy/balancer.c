@@ -144,3 +144,31 @@ struct sp_server *sp_balancer_pick(struct sp_balancer *b, const struct sp_tried 
         return NULL;
     return b->ops->pick(b, b->cands, client);
 }
+
+/* Position in `up` of the server sharing state `st`, or -1. */
+static long index_of_state(const struct sp_upstream *up, const struct sp_server_state *st)
+{
+    for (size_t i = 0; i < up->nservers; i++) {
+        if (up->servers[i].state == st)
+            return (long)i;
+    }
+    return -1;
+}
+
+void sp_balancer_carry(struct sp_balancer *b, const struct sp_balancer *prev)
+{
+    if (b->ops == NULL || prev == NULL || prev->ops != b->ops)
+        return;
+    b->rng = prev->rng;
+    if (b->ops->carry == NULL)
+        return;
+    /* map[i]: where server i of the new set was in the old one (-1 if new). Allocation may
+     * fail; the balancer then simply starts fresh, which is what it did before carrying. */
+    long *map = malloc((b->up->nservers + 1) * sizeof(*map));
+    if (map == NULL)
+        return;
+    for (size_t i = 0; i < b->up->nservers; i++)
+        map[i] = index_of_state(prev->up, b->up->servers[i].state);
+    b->ops->carry(b, prev, map);
+    free(map);
+}

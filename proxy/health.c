@@ -28,24 +28,28 @@ enum check_phase {
 
 struct check {
     struct sp_health *health;          /* borrowed: the owner */
-    struct sp_server *server;          /* borrowed from the runtime */
-    const struct sp_health_conf *conf; /* borrowed */
+    struct sp_server *server;          /* borrowed from the runtime in force; moved to the same
+                                          server of its successor by sp_health_update */
+    const struct sp_health_conf *conf; /* borrowed, idem */
     uv_timer_t timer;
     uv_poll_t poll;
     int fd; /* owned while a check is in flight, else -1 */
     enum check_phase phase;
     bool poll_live;
+    bool retired;     /* no longer wanted: freed once its handles have closed */
+    bool taken;       /* scratch of sp_health_update: kept for the new runtime */
+    unsigned handles; /* handles of this check not yet closed (the timer, the poll) */
     struct sp_health_state state;
     size_t got;
     char reply[REPLY_MAX];
 };
 
 struct sp_health {
-    uv_loop_t *loop;      /* borrowed */
-    struct check *checks; /* owned array */
+    uv_loop_t *loop;       /* borrowed */
+    struct check **checks; /* owned array of owned checks, one per checked server */
     size_t nchecks;
-    unsigned open_handles; /* handles not yet closed; freed when it reaches 0 after stop */
-    bool stopping;
+    unsigned retiring; /* retired checks whose handles are still closing */
+    bool stopping;     /* freed when the last retiring check is */
     uint64_t rng;
 };
 
@@ -94,7 +98,10 @@ static void on_handle_closed(uv_handle_t *hd)
     struct sp_health *h = c->health;
     if (hd == (uv_handle_t *)&c->poll)
         c->poll_live = false;
-    if (--h->open_handles == 0 && h->stopping) {
+    if (--c->handles > 0 || !c->retired)
+        return;
+    free(c);
+    if (--h->retiring == 0 && h->stopping) {
         free(h->checks);
         free(h);
     }
@@ -135,7 +142,7 @@ static void finish(struct check *c, int result)
         sp_log_debug("upstream %s: server %s check failed: %s", c->server->upstream->conf->name,
                      c->server->name, why);
     }
-    if (!c->health->stopping)
+    if (!c->retired)
         schedule(c);
 }
 
@@ -245,7 +252,7 @@ static void start_check(struct check *c)
     }
     c->poll.data = c;
     c->poll_live = true;
-    c->health->open_handles++;
+    c->handles++;
     c->phase = PH_CONNECTING;
     uv_poll_start(&c->poll, UV_WRITABLE, on_io);
     uv_timer_start(&c->timer, on_timer, c->conf->timeout_ms, 0);
@@ -270,44 +277,131 @@ static size_t count_checks(const struct sp_runtime *rt)
     return n;
 }
 
+/* A new check of `s`, its first run started at once. */
+static struct check *check_new(struct sp_health *h, struct sp_server *s,
+                               const struct sp_health_conf *conf)
+{
+    struct check *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->health = h;
+    c->server = s;
+    c->conf = conf;
+    c->fd = -1;
+    /* A server the previous runtime knew without checking it (checks newly configured, or
+     * they were off) keeps its state and its first-check-done flag, so it goes on needing
+     * rise/fall results rather than flipping at once. */
+    c->state.up = atomic_load_explicit(&s->state->up, memory_order_relaxed);
+    c->state.checked =
+        atomic_load_explicit(&s->state->check_result, memory_order_relaxed) != SP_CHECK_NONE;
+    uv_timer_init(h->loop, &c->timer);
+    c->timer.data = c;
+    c->handles = 1;
+    start_check(c);
+    return c;
+}
+
+/* Stops c for good; the memory goes with its last handle. */
+static void retire(struct check *c)
+{
+    c->retired = true;
+    c->health->retiring++;
+    end_io(c);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+/* The current check of the server sharing state `st`, marked taken; NULL if none. */
+static struct check *take(struct sp_health *h, const struct sp_server_state *st)
+{
+    for (size_t i = 0; i < h->nchecks; i++) {
+        struct check *c = h->checks[i];
+        if (!c->taken && c->server->state == st) {
+            c->taken = true;
+            return c;
+        }
+    }
+    return NULL;
+}
+
+/* Moves a running check to the same server of the new runtime. Its schedule, an I/O in
+ * flight and its rise/fall streak go on; a check in flight finishes under the new settings,
+ * and a changed interval applies from the check after next unless the check is idle now. */
+static void move(struct check *c, struct sp_server *s, const struct sp_health_conf *conf)
+{
+    bool reschedule = c->phase == PH_IDLE && c->conf->interval_ms != conf->interval_ms;
+    c->server = s;
+    c->conf = conf;
+    if (reschedule)
+        schedule(c);
+}
+
+/* Servers of upstreams without checks: a verdict left by checks an earlier runtime ran would
+ * never be revised, so it is dropped (up, as every unchecked server is). */
+static void forget_verdicts(const struct sp_runtime *rt, uint64_t now)
+{
+    for (size_t i = 0; i < rt->cfg->nupstreams; i++) {
+        const struct sp_upstream *u = &rt->upstreams[i];
+        for (size_t j = 0; !u->conf->health.enabled && j < u->nservers; j++) {
+            struct sp_server *s = &u->servers[j];
+            if (atomic_exchange(&s->state->check_result, SP_CHECK_NONE) != SP_CHECK_NONE &&
+                sp_server_set_up(s, true, now))
+                sp_log_info("upstream %s: server %s up (health checks are off now)", u->conf->name,
+                            s->name);
+        }
+    }
+}
+
+int sp_health_update(struct sp_health *h, struct sp_runtime *rt)
+{
+    /* A reload blocks the loop (it resolves names, for one), so its cached clock may be far
+     * behind: the timeouts of the checks started below would expire at once. */
+    uv_update_time(h->loop);
+    struct check **next = calloc(count_checks(rt) + 1, sizeof(*next));
+    if (next == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < h->nchecks; i++)
+        h->checks[i]->taken = false;
+    size_t k = 0;
+    int rc = 0;
+    for (size_t i = 0; i < rt->cfg->nupstreams && rc == 0; i++) {
+        struct sp_upstream *u = &rt->upstreams[i];
+        for (size_t j = 0; u->conf->health.enabled && j < u->nservers; j++) {
+            struct sp_server *s = &u->servers[j];
+            struct check *c = take(h, s->state);
+            if (c != NULL) {
+                move(c, s, &u->conf->health);
+            } else if ((c = check_new(h, s, &u->conf->health)) == NULL) {
+                rc = -ENOMEM; /* the servers left go unchecked; the rest is consistent */
+                break;
+            }
+            next[k++] = c;
+        }
+    }
+    /* What was not taken checks a server the new runtime does not have (its pointer would
+     * dangle once the old runtime goes). */
+    for (size_t i = 0; i < h->nchecks; i++) {
+        if (!h->checks[i]->taken)
+            retire(h->checks[i]);
+    }
+    free(h->checks);
+    h->checks = next;
+    h->nchecks = k;
+    forget_verdicts(rt, uv_now(h->loop));
+    return rc;
+}
+
 int sp_health_start(uv_loop_t *loop, struct sp_runtime *rt, struct sp_health **out)
 {
     *out = NULL;
-    size_t n = count_checks(rt);
-    if (n == 0)
-        return 0;
     struct sp_health *h = calloc(1, sizeof(*h));
     if (h == NULL)
         return -ENOMEM;
-    h->checks = calloc(n, sizeof(*h->checks));
-    if (h->checks == NULL) {
-        free(h);
-        return -ENOMEM;
-    }
     h->loop = loop;
-    h->nchecks = n;
     h->rng = uv_hrtime() | 1;
-    size_t k = 0;
-    for (size_t i = 0; i < rt->cfg->nupstreams; i++) {
-        struct sp_upstream *u = &rt->upstreams[i];
-        if (!u->conf->health.enabled)
-            continue;
-        for (size_t j = 0; j < u->nservers; j++) {
-            struct check *c = &h->checks[k++];
-            c->health = h;
-            c->server = &u->servers[j];
-            c->conf = &u->conf->health;
-            c->fd = -1;
-            /* A server carried over by a reload keeps its state and its first-check-done
-             * flag, so it goes on needing rise/fall results rather than flipping at once. */
-            c->state.up = atomic_load_explicit(&c->server->state->up, memory_order_relaxed);
-            c->state.checked = atomic_load_explicit(&c->server->state->check_result,
-                                                    memory_order_relaxed) != SP_CHECK_NONE;
-            uv_timer_init(loop, &c->timer);
-            c->timer.data = c;
-            h->open_handles++;
-            start_check(c);
-        }
+    int rc = sp_health_update(h, rt);
+    if (rc != 0) {
+        sp_health_stop(h);
+        return rc;
     }
     *out = h;
     return 0;
@@ -318,9 +412,11 @@ void sp_health_stop(struct sp_health *h)
     if (h == NULL)
         return;
     h->stopping = true;
-    for (size_t i = 0; i < h->nchecks; i++) {
-        struct check *c = &h->checks[i];
-        end_io(c);
-        uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    for (size_t i = 0; i < h->nchecks; i++)
+        retire(h->checks[i]);
+    h->nchecks = 0;
+    if (h->retiring == 0) {
+        free(h->checks);
+        free(h);
     }
 }

@@ -26,6 +26,20 @@ static void lc_free(struct sp_balancer *b)
     b->state = NULL;
 }
 
+/* The cursor moves to the same server in the new set; when that server is gone it stays at
+ * "before index 0", as in a fresh balancer. The load itself needs no carrying: `active` lives
+ * in the shared server state and already counts every generation's connections. */
+static void lc_carry(struct sp_balancer *b, const struct sp_balancer *prev, const long *map)
+{
+    unsigned *last = b->state;
+    const unsigned *old = prev->state;
+
+    for (size_t i = 0; i < b->up->nservers; i++) {
+        if (map[i] >= 0 && (unsigned)map[i] == *old)
+            *last = (unsigned)i;
+    }
+}
+
 /* Position in c->srv of the first candidate after server index `last`, wrapping to 0. */
 static size_t first_after(const struct sp_lb_cands *c, unsigned last)
 {
@@ -64,5 +78,6 @@ const struct sp_balancer_ops sp_lb_least_conn = {
     .name = "least_conn",
     .init = lc_init,
     .free = lc_free,
+    .carry = lc_carry,
     .pick = lc_pick,
 };

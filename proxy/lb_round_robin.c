@@ -21,6 +21,19 @@ static void rr_free(struct sp_balancer *b)
     b->state = NULL;
 }
 
+/* A server that stays keeps its `current`, so the rotation goes on where it was; a new one
+ * starts at 0 like every server of a fresh balancer. */
+static void rr_carry(struct sp_balancer *b, const struct sp_balancer *prev, const long *map)
+{
+    int64_t *current = b->state;
+    const int64_t *old = prev->state;
+
+    for (size_t i = 0; i < b->up->nservers; i++) {
+        if (map[i] >= 0)
+            current[i] = old[map[i]];
+    }
+}
+
 static struct sp_server *rr_pick(struct sp_balancer *b, const struct sp_lb_cands *c,
                                  const struct sockaddr *client)
 {
@@ -47,5 +60,6 @@ const struct sp_balancer_ops sp_lb_round_robin = {
     .name = "round_robin",
     .init = rr_init,
     .free = rr_free,
+    .carry = rr_carry,
     .pick = rr_pick,
 };

@@ -310,7 +310,9 @@ static void record_reload(struct server *srv, bool ok, const char *error)
     uv_mutex_unlock(&srv->lock);
 }
 
-/* Publishes `rt` (reference taken over) to every worker with its new sockets. */
+/* Publishes `rt` (reference taken over) to every worker with its new sockets. Nothing is
+ * copied from the old runtime: rt shares its servers' state, so whatever the workers, the
+ * admin endpoint and the checks write through the old one until they switch is not lost. */
 static void publish(struct server *srv, struct sp_runtime *rt, int **sets)
 {
     for (unsigned i = 0; i < srv->nworkers; i++) {
@@ -318,14 +320,13 @@ static void publish(struct server *srv, struct sp_runtime *rt, int **sets)
         sets[i] = NULL;
     }
     free(sets);
-    sp_health_stop(srv->health);
-    srv->health = NULL;
     uv_mutex_lock(&srv->lock);
     struct sp_runtime *old = srv->rt;
     srv->rt = rt;
     uv_mutex_unlock(&srv->lock);
-    if (sp_health_start(&srv->loop, rt, &srv->health) != 0)
-        sp_log_error("reload: cannot start health checks");
+    /* While `old` is still alive: the checks find their servers in rt through it. */
+    if (srv->health != NULL && sp_health_update(srv->health, rt) != 0)
+        sp_log_error("reload: out of memory; some servers are not health-checked");
     if (!same_admin(&old->cfg->admin, &rt->cfg->admin)) {
         sp_admin_stop(srv->admin);
         srv->admin = NULL;
@@ -352,7 +353,8 @@ static void start_resolver(struct server *srv)
 }
 
 /* A name resolves differently: the same config with the new servers becomes the next
- * generation. Servers that stay keep their state; removed ones finish their connections. */
+ * generation. Servers that stay share their state, health check and balancer position with the
+ * new generation; removed ones finish their connections. */
 static void on_dns_change(void *arg)
 {
     struct server *srv = arg;

@@ -38,7 +38,18 @@ static void gen_retire(struct sp_wgen *g)
         gen_free(g);
 }
 
-/* Takes over the reference `rt`. Returns NULL (having dropped it) when out of memory. */
+/* The balancer of upstream `name` in generation g, or NULL. */
+static const struct sp_balancer *gen_balancer(const struct sp_wgen *g, const char *name)
+{
+    for (size_t i = 0; g != NULL && i < g->nbalancers; i++) {
+        if (strcmp(g->balancers[i].up->conf->name, name) == 0)
+            return &g->balancers[i];
+    }
+    return NULL;
+}
+
+/* Takes over the reference `rt`. Each balancer goes on from the current generation's balancer
+ * of the same upstream. Returns NULL (having dropped it) when out of memory. */
 static struct sp_wgen *gen_new(struct sp_worker *w, struct sp_runtime *rt)
 {
     struct sp_wgen *g = calloc(1, sizeof(*g));
@@ -60,6 +71,7 @@ static struct sp_wgen *gen_new(struct sp_worker *w, struct sp_runtime *rt)
             return NULL;
         }
         g->nbalancers++;
+        sp_balancer_carry(&g->balancers[i], gen_balancer(w->gen, rt->upstreams[i].conf->name));
     }
     return g;
 }

@@ -2,7 +2,8 @@
  * upstream changes, new connections follow the new servers, an invalid file changes nothing
  * and says where it is wrong, listeners come and go while a kept one never refuses, and an
  * unchanged server stays the same server: its health state, counters, drain and open
- * connections survive the reload. */
+ * connections survive the reload, its health check is not restarted and round_robin goes on
+ * where it was. */
 #include "harness.h"
 
 #include <check.h>
@@ -619,6 +620,59 @@ START_TEST(active_continues_across_reload)
 }
 END_TEST
 
+/* (8) round_robin keeps its place across reloads: with a reload between every two connections,
+ * six connections still go b1 b2 b3 b1 b2 b3 (a fresh balancer would start at b1 each time). */
+START_TEST(round_robin_continues_across_reloads)
+{
+    struct sph_backend *b[NB] = {name_start(1), name_start(2), name_start(3)};
+    struct sph_proc p;
+    char conf[SPH_PATH_MAX], text[CONF_MAX];
+    struct lst l = {"main", sph_free_port(AF_INET)};
+    render(text, 1, &l, 1, "    retries: 0\n", b, NB);
+    start(&p, conf, text, l.port);
+    for (int k = 0; k < 2 * NB; k++) {
+        int id = name_of(l.port, NULL);
+        ck_assert_msg(id == 1 + k % NB, "connection %d went to b%d, want b%d", k, id, 1 + k % NB);
+        reload_ok(&p, conf, text);
+    }
+}
+END_TEST
+
+/* (9) Reloads that change the server set do not restart the health checks of the servers that
+ * stay: over eight reloads in about a second, b1 (checked every 2 s) sees at most the probes
+ * its own schedule makes, not one more per reload. */
+START_TEST(health_checks_not_restarted)
+{
+    struct sph_backend *b[2] = {name_start(1), name_start(2)};
+    struct sph_proc p;
+    char conf[SPH_PATH_MAX], text[CONF_MAX];
+    const char *opts = "    retries: 0\n"
+                       "    health_check:\n"
+                       "      interval: 2s\n"
+                       "      timeout: 200ms\n";
+    struct lst l = {"main", sph_free_port(AF_INET)};
+    render(text, 1, &l, 1, opts, b, 1);
+    start(&p, conf, text, l.port);
+    ck_assert(sph_wait_atomic_ge(&b[0]->accepted, 1, 2000)); /* the first check */
+    sph_sleep_ms(100);
+
+    int64_t t0 = sph_now_ms();
+    int a0 = atomic_load(&b[0]->accepted);
+    for (int i = 0; i < 8; i++) {
+        render(text, 1, &l, 1, opts, b, i % 2 == 0 ? 2 : 1);
+        reload_ok(&p, conf, text);
+        sph_sleep_ms(100);
+    }
+    int probes = atomic_load(&b[0]->accepted) - a0;
+    int64_t took = sph_now_ms() - t0;
+    /* Its schedule allows one probe per 2 s started, and one more for the edges. */
+    int allowed = (int)(took / 2000) + 2;
+    ck_assert_msg(probes <= allowed, "b1 probed %d times in %lld ms of reloads (at most %d)",
+                  probes, (long long)took, allowed);
+    ck_assert_int_eq(name_of(l.port, NULL), 1);
+}
+END_TEST
+
 static Suite *reload_suite(void)
 {
     Suite *s = suite_create("reload");
@@ -632,6 +686,8 @@ static Suite *reload_suite(void)
     tcase_add_test(tc, health_state_kept);
     tcase_add_test(tc, counters_and_drain_across_reloads);
     tcase_add_test(tc, active_continues_across_reload);
+    tcase_add_test(tc, round_robin_continues_across_reloads);
+    tcase_add_test(tc, health_checks_not_restarted);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -65,6 +65,34 @@ static void pool_free(struct pool *p)
     p->ready = false;
 }
 
+/* q: the next generation of p for servers ids (NULL: 1..n): servers that p has too share
+ * their state, as a runtime's successor does, and q's balancer carries p's over. */
+static void pool_successor(struct pool *q, const struct pool *p, size_t n, const unsigned *ids)
+{
+    memset(q, 0, sizeof(*q));
+    const struct sp_server_conf *list[MAXS];
+    struct sp_server_state *states[MAXS];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(q->addr[i], sizeof(q->addr[i]), "10.0.0.%u:80",
+                 ids != NULL ? ids[i] : 1 + (unsigned)i);
+        q->sc[i].address = q->addr[i];
+        q->sc[i].weight = 1;
+        list[i] = &q->sc[i];
+        states[i] = NULL;
+        for (size_t j = 0; j < p->up.nservers; j++) {
+            if (strcmp(p->addr[j], q->addr[i]) == 0)
+                states[i] = p->up.servers[j].state;
+        }
+    }
+    q->uc = p->uc;
+    q->uc.servers = q->sc;
+    q->uc.nservers = n;
+    ck_assert_int_eq(sp_upstream_init_servers(&q->up, &q->uc, list, states, n), 0);
+    ck_assert_int_eq(sp_balancer_init(&q->b, &q->up, 7), 0);
+    sp_balancer_carry(&q->b, &p->b);
+    q->ready = true;
+}
+
 static void teardown(void)
 {
     pool_free(&P);
@@ -425,6 +453,35 @@ START_TEST(rr_slow_start_gets_less)
 }
 END_TEST
 
+/* A successor generation (a reload, a DNS answer with one more address) goes on with the
+ * rotation: after b1 b2 of {b1,b2,b3}, {b1,b2,b3,b4} serves b3 and the new b4 next, not b1. */
+START_TEST(rr_carries_across_generations)
+{
+    pool_init(SP_BALANCE_ROUND_ROBIN, 3, NULL, NULL);
+    ck_assert_int_eq(pick(NULL), 0);
+    ck_assert_int_eq(pick(NULL), 1);
+    struct pool q;
+    pool_successor(&q, &P, 4, NULL);
+    ck_assert_int_eq(pick_in(&q, NULL, NULL), 2);
+    ck_assert_int_eq(pick_in(&q, NULL, NULL), 3);
+    /* Then a full round of all four, each once. */
+    bool seen[4] = {false};
+    for (int k = 0; k < 4; k++) {
+        int i = pick_in(&q, NULL, NULL);
+        ck_assert_msg(!seen[i], "server %d twice in one round", i);
+        seen[i] = true;
+    }
+    /* Servers are matched by state, not position: reordered, the rotation still goes on. */
+    const unsigned rev[] = {4, 3, 2, 1};
+    struct pool r;
+    pick_in(&q, NULL, NULL); /* b1 */
+    pool_successor(&r, &q, 4, rev);
+    ck_assert_int_eq(rev[pick_in(&r, NULL, NULL)], 2);
+    pool_free(&r);
+    pool_free(&q);
+}
+END_TEST
+
 /* ---- least_conn ---- */
 
 static void set_active(unsigned i, uint32_t active)
@@ -485,6 +542,20 @@ START_TEST(lc_ties_rotate)
     sp_tried_add(&t, 1);
     for (int k = 0; k < 4; k++)
         ck_assert_int_eq(pick(&t), k % 2 == 0 ? 0 : 2);
+}
+END_TEST
+
+/* The tie rotation goes on in the next generation from the server picked last. */
+START_TEST(lc_carries_cursor)
+{
+    pool_init(SP_BALANCE_LEAST_CONN, 3, NULL, NULL);
+    ck_assert_int_eq(pick(NULL), 0);
+    ck_assert_int_eq(pick(NULL), 1);
+    struct pool q;
+    pool_successor(&q, &P, 3, NULL);
+    ck_assert_int_eq(pick_in(&q, NULL, NULL), 2);
+    ck_assert_int_eq(pick_in(&q, NULL, NULL), 0);
+    pool_free(&q);
 }
 END_TEST
 
@@ -813,6 +884,7 @@ static Suite *balancer_suite(void)
     tcase_add_test(tc, rr_equal_weights_rotate);
     tcase_add_loop_test(tc, rr_distribution, 0, sizeof(rr_cases) / sizeof(rr_cases[0]));
     tcase_add_test(tc, rr_slow_start_gets_less);
+    tcase_add_test(tc, rr_carries_across_generations);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("least_conn");
@@ -820,6 +892,7 @@ static Suite *balancer_suite(void)
     tcase_add_test(tc, lc_picks_least_loaded);
     tcase_add_test(tc, lc_relative_to_weight);
     tcase_add_test(tc, lc_ties_rotate);
+    tcase_add_test(tc, lc_carries_cursor);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("source_hash");
