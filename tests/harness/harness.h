@@ -10,6 +10,7 @@
 #ifndef SPLICER_HARNESS_H
 #define SPLICER_HARNESS_H
 
+#include <check.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -301,6 +302,57 @@ int sph_http_raw(int port, const void *req, size_t len, char *reply, size_t cap)
  * escapes, numbers, nesting up to 64 levels), with only whitespace around it; with object,
  * the value must be an object. */
 bool sph_json_valid(const char *text, size_t len, bool object);
+
+/* ---- what the host offers, and test groups that need it (run.c) ----
+ * A test that cannot run here is reported as skipped, never passed: the cases that need
+ * something of the host (IPv6, root, a program) form a group of their own, registered by
+ * tests/CMakeLists.txt as its own ctest entry, whose main() checks the need first and exits
+ * SPH_SKIP with one line saying what is missing. */
+
+#define SPH_SKIP 77 /* the exit code ctest reads as "skipped" (SKIP_RETURN_CODE) */
+
+/* True when a TCP socket can be bound to [::1]:0. A host with IPv6 off
+ * (net.ipv6.conf.all.disable_ipv6=1, as in a default Docker container) has no ::1, and the
+ * bind fails. why (may be NULL) gets the reason when false. */
+bool sph_have_ipv6(char *why, size_t cap);
+
+/* True when the process is root as the kernel's pipe accounting sees it: effective uid 0 with
+ * CAP_SYS_RESOURCE or CAP_SYS_ADMIN, so no per-user pipe limit (fs.pipe-user-pages-soft)
+ * shrinks its pipes. A default container's root has neither capability and is limited like any
+ * user. why (may be NULL) gets the reason when false. */
+bool sph_have_root(char *why, size_t cap);
+
+/* The path of program `name`: from $PATH, then /usr/local/sbin, /usr/sbin and /sbin, which an
+ * ordinary user's PATH lacks although Debian installs haproxy there. NULL when not found. The
+ * string lives until exit. Main thread only. */
+const char *sph_tool(const char *name);
+
+enum sph_need {
+    SPH_NEED_IPV6 = 1u << 0, /* sph_have_ipv6 */
+    SPH_NEED_ROOT = 1u << 1, /* sph_have_root */
+};
+
+#define SPH_TOOLS_MAX 4
+
+/* A set of test cases with the same needs: one ctest entry, `<kind>.<suite>` for the main group
+ * (name NULL) and `<kind>.<suite>.<name>` for the others (splicer_test(... GROUPS name) in
+ * tests/CMakeLists.txt), which run the test binary with the name as its argument. */
+struct sph_group {
+    const char *name;                 /* NULL: the main group; else the argument selecting it */
+    unsigned needs;                   /* SPH_NEED_* */
+    const char *tools[SPH_TOOLS_MAX]; /* programs the cases run (sph_tool), NULL-terminated */
+    void (*add)(Suite *s);            /* adds the group's TCases to s */
+};
+
+/* The main() of a test binary with groups; suite is the name of its main ctest entry
+ * ("integration.relay"), which also names the Check suites and the SKIP lines. No argument runs
+ * the main group, a group's name runs that group, "all" runs every group (by hand; ctest runs
+ * one group per entry). A group whose needs are not met is not run: it prints
+ * "SKIP <suite>[.<group>]: <what is missing>". Returns EXIT_FAILURE when a case failed, else
+ * EXIT_SUCCESS when some group ran, else SPH_SKIP; 2 (with a usage line) for an unknown
+ * argument. */
+int sph_main(int argc, char **argv, const char *suite, const struct sph_group *groups,
+             size_t ngroups);
 
 /* ---- teardown ---- */
 

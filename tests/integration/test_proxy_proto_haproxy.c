@@ -3,7 +3,8 @@
  * addresses it read from them on to a backend with `send-proxy` (v1), which is us again: the
  * line that arrives says what haproxy understood. The other direction (haproxy's headers through
  * our decoder) is tests/unit/test_proxy_proto.c on captured bytes. Skipped (exit 77) when
- * haproxy is not installed (Debian: apt-get install haproxy). */
+ * haproxy is not installed (Debian: apt-get install haproxy; found in /usr/sbin also when that
+ * is not in PATH). */
 #include "common.h"
 #include "harness.h"
 #include "proxy_proto.h"
@@ -25,11 +26,6 @@ static pid_t hap_pid = -1;
 static int front_port, back_fd = -1;
 static char cfg_path[SPH_PATH_MAX];
 
-static bool have_haproxy(void)
-{
-    return system("command -v haproxy >/dev/null 2>&1") == 0;
-}
-
 /* Unchecked fixture (runs in the parent): haproxy and the backend socket live across tests. */
 static void start_haproxy(void)
 {
@@ -47,6 +43,8 @@ static void start_haproxy(void)
                                       "backend be\n  server s1 127.0.0.1:%d send-proxy\n",
                                       front_port, back_port),
                      0);
+    const char *haproxy = sph_tool("haproxy");
+    ck_assert_ptr_nonnull(haproxy);
     hap_pid = fork();
     ck_assert_int_ge(hap_pid, 0);
     if (hap_pid == 0) {
@@ -54,7 +52,7 @@ static void start_haproxy(void)
         dup2(devnull, 0);
         dup2(devnull, 1);
         dup2(devnull, 2);
-        execlp("haproxy", "haproxy", "-f", cfg_path, "-db", (char *)NULL);
+        execl(haproxy, "haproxy", "-f", cfg_path, "-db", (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 100 && !sph_port_listening(front_port); i++)
@@ -173,21 +171,20 @@ START_TEST(haproxy_refuses_garbage)
 }
 END_TEST
 
-int main(void)
+static void add_main(Suite *s)
 {
-    if (!have_haproxy()) {
-        printf("haproxy is not installed: skipped\n");
-        return 77;
-    }
-    Suite *s = suite_create("proxy_proto_haproxy");
     TCase *tc = tcase_create("interop");
     tcase_add_unchecked_fixture(tc, start_haproxy, stop_haproxy);
     tcase_add_loop_test(tc, haproxy_accepts, 0, SP_ARRAY_LEN(cases));
     tcase_add_test(tc, haproxy_refuses_garbage);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+static const struct sph_group groups[] = {
+    {.name = NULL, .tools = {"haproxy"}, .add = add_main},
+};
+
+int main(int argc, char **argv)
+{
+    return sph_main(argc, argv, "integration.proxy_proto_haproxy", groups, SP_ARRAY_LEN(groups));
 }

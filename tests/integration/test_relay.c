@@ -1,6 +1,8 @@
 /* test_relay.c: bytes through the real proxy: large transfers intact in splice and copy mode,
- * many concurrent streams, half-close both ways, RST in both directions, IPv4/IPv6 mixes, and
- * a slow reader or a stalled upstream that must not make splicer buffer (flat RSS). */
+ * many concurrent streams, half-close both ways, RST in both directions, a slow reader or a
+ * stalled upstream that must not make splicer buffer (flat RSS), and IPv4/IPv6 mixes (group
+ * "ipv6": ctest entry integration.relay.ipv6, skipped on a host without IPv6). */
+#include "common.h"
 #include "harness.h"
 
 #include <check.h>
@@ -289,7 +291,8 @@ START_TEST(client_abort)
 }
 END_TEST
 
-/* _i = 0: [::1] listener in front of an IPv4 backend; 1: IPv4 listener, [::1] backend. */
+/* Group ipv6. _i = 0: [::1] listener in front of an IPv4 backend; 1: IPv4 listener, [::1]
+ * backend. */
 START_TEST(mixed_families)
 {
     int lfam = _i == 0 ? AF_INET6 : AF_INET;
@@ -386,9 +389,8 @@ START_TEST(stalled_upstream_bounded)
 }
 END_TEST
 
-static Suite *relay_suite(void)
+static void add_main(Suite *s)
 {
-    Suite *s = suite_create("relay");
     TCase *tc = tcase_create("relay");
     tcase_add_unchecked_fixture(tc, sph_suite_setup, sph_suite_teardown);
     tcase_add_checked_fixture(tc, NULL, teardown);
@@ -399,18 +401,26 @@ static Suite *relay_suite(void)
     tcase_add_test(tc, halfclose_server_first);
     tcase_add_test(tc, upstream_reset);
     tcase_add_test(tc, client_abort);
-    tcase_add_loop_test(tc, mixed_families, 0, 2);
     tcase_add_test(tc, slow_reader_flat_rss);
     tcase_add_loop_test(tc, stalled_upstream_bounded, 0, 2);
     suite_add_tcase(s, tc);
-    return s;
 }
 
-int main(void)
+static void add_ipv6(Suite *s)
 {
-    SRunner *sr = srunner_create(relay_suite());
-    srunner_run_all(sr, CK_ENV);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    TCase *tc = tcase_create("ipv6");
+    tcase_add_unchecked_fixture(tc, sph_suite_setup, sph_suite_teardown);
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_loop_test(tc, mixed_families, 0, 2);
+    suite_add_tcase(s, tc);
+}
+
+static const struct sph_group groups[] = {
+    {.name = NULL, .add = add_main},
+    {.name = "ipv6", .needs = SPH_NEED_IPV6, .add = add_ipv6},
+};
+
+int main(int argc, char **argv)
+{
+    return sph_main(argc, argv, "integration.relay", groups, SP_ARRAY_LEN(groups));
 }

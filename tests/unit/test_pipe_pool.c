@@ -1,5 +1,9 @@
 /* test_pipe_pool.c: pipes are reused only when empty, the idle cap holds, nothing leaks, and a
- * refused F_SETPIPE_SZ (as for any non-root process) still yields a working, smaller pipe. */
+ * refused F_SETPIPE_SZ (as for any non-root process) still yields a working, smaller pipe. The
+ * cases where root gets the full size form group "root" (ctest entry unit.pipe_pool.root,
+ * skipped when not root). */
+#include "common.h"
+#include "harness.h"
 #include "pipe_pool.h"
 
 #include <check.h>
@@ -41,10 +45,9 @@ START_TEST(reuses_empty_pipes)
 }
 END_TEST
 
+/* Group root (an unprivileged process is covered by shrinks_when_refused). */
 START_TEST(grants_the_requested_size_to_root)
 {
-    if (geteuid() != 0)
-        return; /* unprivileged: covered by shrinks_when_refused */
     struct sp_pipe_pool pool;
     sp_pipe_pool_init(&pool, 1024 * 1024, 4);
     struct sp_pipe *p = sp_pipe_pool_get(&pool);
@@ -139,11 +142,10 @@ START_TEST(shrinks_when_refused)
 END_TEST
 
 /* A refusal must not shrink pipes for good: after a while the pool asks for the full size
- * again. Here the earlier refusal is simulated (try_size lowered by hand); root is granted. */
+ * again. Here the earlier refusal is simulated (try_size lowered by hand); root is granted.
+ * Group root. */
 START_TEST(asks_for_full_size_again)
 {
-    if (geteuid() != 0)
-        return;
     struct sp_pipe_pool pool;
     sp_pipe_pool_init(&pool, 1024 * 1024, 0);
     pool.try_size = 4096;
@@ -321,17 +323,14 @@ START_TEST(budget_limit_lowered)
 }
 END_TEST
 
-static Suite *suite(void)
+static void add_main(Suite *s)
 {
-    Suite *s = suite_create("pipe_pool");
     TCase *tc = tcase_create("pool");
     tcase_add_test(tc, reuses_empty_pipes);
-    tcase_add_test(tc, grants_the_requested_size_to_root);
     tcase_add_test(tc, keeps_at_most_max_free);
     tcase_add_test(tc, kill_never_reuses);
     tcase_add_test(tc, prefill_respects_cap);
     tcase_add_test(tc, shrinks_when_refused);
-    tcase_add_test(tc, asks_for_full_size_again);
     tcase_add_test(tc, reports_fd_exhaustion);
     suite_add_tcase(s, tc);
     TCase *budget = tcase_create("budget");
@@ -340,14 +339,22 @@ static Suite *suite(void)
     tcase_add_test(budget, budget_counts_idle_pipes);
     tcase_add_test(budget, budget_limit_lowered);
     suite_add_tcase(s, budget);
-    return s;
 }
 
-int main(void)
+static void add_root(Suite *s)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    TCase *tc = tcase_create("root");
+    tcase_add_test(tc, grants_the_requested_size_to_root);
+    tcase_add_test(tc, asks_for_full_size_again);
+    suite_add_tcase(s, tc);
+}
+
+static const struct sph_group groups[] = {
+    {.name = NULL, .add = add_main},
+    {.name = "root", .needs = SPH_NEED_ROOT, .add = add_root},
+};
+
+int main(int argc, char **argv)
+{
+    return sph_main(argc, argv, "unit.pipe_pool", groups, SP_ARRAY_LEN(groups));
 }
