@@ -9,15 +9,18 @@ LOG_DIR=${TEST_LOG_DIR:-$PWD/build-logs}
 JOBS=${TEST_JOBS:-2}
 
 # Real peers for the tests that would otherwise be skipped: prometheus (promtool validates the
-# /metrics exposition; a real server scrapes it), haproxy (PROXY protocol interop) and openssl
-# (TLS backends and clients for SNI routing). clang-format checks the formatting below.
-scripts/deps.sh prometheus clang-format haproxy openssl
+# /metrics exposition; a real server scrapes it), haproxy (PROXY protocol interop), openssl and
+# curl (TLS backends and clients for SNI routing). clang-format checks the formatting below.
+scripts/deps.sh prometheus clang-format haproxy openssl curl
 mkdir -p "$LOG_DIR"
 
 results=()   # one "name: OK|FAILED|..." line per stage, for the summary
+declare -A skip_why skip_in # skipped ctest entry -> its reason, and the builds that skipped it
+skip_order=()
 failures=0
 passed=0
 failed=0
+skipped=0
 
 record() {
     results+=("$(printf '%-22s %s' "$1" "$2")")
@@ -67,22 +70,49 @@ build_and_test() {
     local log=$LOG_DIR/ctest-$name.log rc=0
     ctest --test-dir "$dir" --output-on-failure --no-tests=error 2>&1 | tee "$log" ||
         rc=$?
-    # "100% tests passed, 0 tests failed out of 12"
-    local line p=0 f=0 total
+    # "100% tests passed, 0 tests failed out of 12": ctest counts a skipped entry as passed, so
+    # the skipped ones (listed under "The following tests did not run:") are taken out.
+    local line p=0 f=0 s=0 total
     line=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1 ||
         true)
+    local names=()
+    mapfile -t names < <(sed -nE 's/^[[:space:]]+[0-9]+ - (.*) \(Skipped\)$/\1/p' "$log")
+    s=${#names[@]}
     if [[ -n $line ]]; then
         total=${line##* out of }
         f=$(sed -E 's/.* ([0-9]+) tests? failed.*/\1/' <<<"$line")
-        p=$((total - f))
+        p=$((total - f - s))
     fi
     passed=$((passed + p))
     failed=$((failed + f))
+    skipped=$((skipped + s))
+    local n
+    for n in "${names[@]}"; do
+        if [[ -z ${skip_in[$n]:-} ]]; then
+            skip_order+=("$n")
+            skip_in[$n]=$name
+            skip_why[$n]=$(skip_reason "$dir" "$n")
+        else
+            skip_in[$n]+=", $name"
+        fi
+    done
     if ((rc == 0)); then
-        record "$name tests" "OK ($p passed)"
+        record "$name tests" "OK ($p passed, $s skipped)"
     else
-        record "$name tests" "FAILED ($f of $((p + f)) failed, rc $rc)"
+        record "$name tests" "FAILED ($f of $((p + f)) failed, $s skipped, rc $rc)"
     fi
+}
+
+# skip_reason DIR NAME: the first line the skipped ctest entry NAME printed (the reason), less
+# a leading "SKIP NAME:" or "SKIP:".
+skip_reason() {
+    awk -v want="$2" '
+        /^[0-9]+\/[0-9]+ Test: / { cur = $3; out = 0; next }
+        cur == want && /^Output:$/ { out = 1; next }
+        out == 1 && /^-+$/ { out = 2; next }
+        out == 2 && /^<end of output>$/ { exit }
+        out == 2 && NF > 0 { sub(/^SKIP[^:]*: */, ""); print; exit }
+    ' "$1/Testing/Temporary/LastTest.log" 2>/dev/null || true
 }
 
 format_check
@@ -93,6 +123,12 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 
 banner summary
 printf '%s\n' "${results[@]}"
+if ((${#skip_order[@]} > 0)); then
+    echo "skipped (could not run here; not counted as passed):"
+    for n in "${skip_order[@]}"; do
+        printf '  %s (%s): %s\n' "$n" "${skip_in[$n]}" "${skip_why[$n]}"
+    done
+fi
 echo "ctest logs: $LOG_DIR"
 if ((failures > 0)); then
     echo "test.sh: FAILED ($failures stage(s))"
@@ -100,5 +136,5 @@ else
     echo "test.sh: all OK"
 fi
 # Last, and in this exact shape, so that CI can read the totals of both ctest runs.
-echo "tests: $passed passed, $failed failed"
+echo "tests: $passed passed, $failed failed, $skipped skipped"
 ((failures == 0))
