@@ -7,7 +7,7 @@ set -euo pipefail
 bin=${SPLICER_BIN:?SPLICER_BIN must name the splicer binary}
 backend=${SP_BACKEND_BIN:?SP_BACKEND_BIN must name the sp-backend binary}
 if ! command -v prometheus >/dev/null 2>&1; then
-    echo "prometheus is not installed: skipped"
+    echo "SKIP: prometheus is not installed (Debian package: prometheus)"
     exit 77
 fi
 
