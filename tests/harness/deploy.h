@@ -22,6 +22,7 @@
 
 #define SPH_MALFORMED(l) "splicer_listener_malformed_total{listener=\"" l "\"}"
 #define SPH_DENIED(l)    "splicer_listener_denied_total{listener=\"" l "\"}"
+#define SPH_UNTRUSTED(l) "splicer_listener_untrusted_proxy_total{listener=\"" l "\"}"
 
 /* ---- other programs ---- */
 

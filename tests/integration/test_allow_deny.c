@@ -32,7 +32,9 @@ static void filter_start(struct sph_px *x, int family, const char *rules, bool p
                  "    servers:\n"
                  "      - address: 127.0.0.1:%d\n",
                  sph_addr(laddr, family, port), rules,
-                 pp ? "    accept_proxy_protocol: true\n" : "", echo->port);
+                 pp ? "    accept_proxy_protocol: true\n    proxy_protocol_from: [127.0.0.1]\n"
+                    : "",
+                 echo->port);
 }
 
 static const struct {

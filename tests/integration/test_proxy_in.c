@@ -9,7 +9,9 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,7 @@
     "    listen: 127.0.0.1:%d\n"                                                                   \
     "    upstream: pool\n"                                                                         \
     "    accept_proxy_protocol: true\n"                                                            \
+    "    proxy_protocol_from: [127.0.0.1]\n"                                                       \
     "    proxy_protocol_timeout: 300ms\n"                                                          \
     "upstreams:\n"                                                                                 \
     "  pool:\n"                                                                                    \
@@ -188,6 +191,127 @@ START_TEST(haproxy_in_front)
 }
 END_TEST
 
+/* A client socket bound to loopback address `src` (127.0.0.0/8 is all loopback) before it
+ * connects to 127.0.0.1:port; returns it non-blocking, like sph_connect. */
+static int connect_from(const char *src, int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    ck_assert_int_eq(inet_pton(AF_INET, src, &a.sin_addr), 1);
+    ck_assert_msg(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "bind %s: %s", src,
+                  strerror(errno));
+    a.sin_port = htons((uint16_t)port);
+    ck_assert_int_eq(inet_pton(AF_INET, "127.0.0.1", &a.sin_addr), 1);
+    ck_assert_msg(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "connect: %s",
+                  strerror(errno));
+    ck_assert_int_eq(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+    return fd;
+}
+
+/* True when one line of stderr contains `a`. */
+static bool log_has(const struct sph_px *x, const char *a)
+{
+    char *err = sph_proc_stderr(&x->proc);
+    bool found = strstr(err, a) != NULL;
+    free(err);
+    return found;
+}
+
+/* Only the peers in proxy_protocol_from may send a PROXY header (issue 9.5). A client at
+ * 127.0.0.1 that claims to be 10.9.9.9 (which allow lets in) is closed before anything is read:
+ * no server is contacted, it is counted and logged, and it is neither denied nor malformed. The
+ * load balancer at 127.0.0.2 is served with the client address of its header. (Fails before
+ * proxy_protocol_from: the key is unknown; without it, the forged header was admitted, logged as
+ * 10.9.9.9 and relayed.) */
+START_TEST(pp_untrusted_peer)
+{
+    struct sph_backend *echo = sph_echo_backend();
+    struct sph_px x;
+    int port = sph_free_port(AF_INET);
+    sph_px_start(&x, port,
+                 "listeners:\n"
+                 "  main:\n"
+                 "    listen: 127.0.0.1:%d\n"
+                 "    upstream: pool\n"
+                 "    accept_proxy_protocol: true\n"
+                 "    allow: [10.0.0.0/8]\n"
+                 "    proxy_protocol_from: [127.0.0.2/32]\n"
+                 "upstreams:\n"
+                 "  pool:\n"
+                 "    servers:\n"
+                 "      - address: 127.0.0.1:%d\n",
+                 port, echo->port);
+    static const char forged[] = "PROXY TCP4 10.9.9.9 198.51.100.1 4711 443\r\nhello\n";
+    sph_expect_refused(AF_INET, port, forged, sizeof(forged) - 1);
+    sph_expect_metric(x.admin, SPH_UNTRUSTED("main"), 1);
+    ck_assert(sph_proc_wait_log(&x.proc, "from 127.0.0.1:", 1, SPH_IO_MS));
+    ck_assert(log_has(&x, "not in proxy_protocol_from"));
+    sph_sleep_ms(100);
+    ck_assert_int_eq(atomic_load(&echo->accepted), 0);
+    ck_assert(!log_has(&x, "\"client\":\"10.9.9.9"));
+
+    int fd = connect_from("127.0.0.2", port);
+    ck_assert_int_eq(sph_write_all(fd, forged, sizeof(forged) - 1, SPH_IO_MS), 0);
+    char back[7] = "";
+    ck_assert_int_eq(sph_read_exact(fd, back, 6, SPH_IO_MS), 6);
+    ck_assert_str_eq(back, "hello\n");
+    close(fd);
+    sph_expect_access(&x, "10.9.9.9:4711", "client_fin");
+    ck_assert_int_eq(atomic_load(&echo->accepted), 1);
+    sph_expect_metric(x.admin, SPH_UNTRUSTED("main"), 1);
+    sph_expect_metric(x.admin, SPH_DENIED("main"), 0);
+    sph_expect_metric(x.admin, SPH_MALFORMED("main"), 0);
+    sph_expect_metric(x.admin, "splicer_listener_rejected_total{listener=\"main\"}", 0);
+}
+END_TEST
+
+#define TRUST_CONF                                                                                 \
+    "workers: 2\n"                                                                                 \
+    "admin:\n"                                                                                     \
+    "  listen: 127.0.0.1:%d\n"                                                                     \
+    "listeners:\n"                                                                                 \
+    "  main:\n"                                                                                    \
+    "    listen: 127.0.0.1:%d\n"                                                                   \
+    "    upstream: pool\n"                                                                         \
+    "    accept_proxy_protocol: true\n"                                                            \
+    "    proxy_protocol_from: [%s]\n"                                                              \
+    "upstreams:\n"                                                                                 \
+    "  pool:\n"                                                                                    \
+    "    servers:\n"                                                                               \
+    "      - address: 127.0.0.1:%d\n"
+
+/* A SIGHUP that changes proxy_protocol_from applies to the next connections, on every worker of
+ * the listener it keeps: 127.0.0.1, refused before, is served after it is added. */
+START_TEST(pp_trust_reload)
+{
+    struct sph_backend *echo = sph_echo_backend();
+    int port = sph_free_port(AF_INET), admin = sph_free_port(AF_INET);
+    char conf[SPH_PATH_MAX];
+    ck_assert_int_eq(sph_config_write(conf, TRUST_CONF, admin, port, "127.0.0.2", echo->port), 0);
+    struct sph_proc p;
+    ck_assert_int_eq(sph_splicer_start(&p, conf, port, 10000), 0);
+    static const char hdr[] = "PROXY TCP4 203.0.113.7 198.51.100.1 4711 443\r\n";
+    for (int i = 0; i < 4; i++)
+        sph_expect_refused(AF_INET, port, hdr, sizeof(hdr) - 1);
+    sph_expect_metric(admin, SPH_UNTRUSTED("main"), 4);
+
+    ck_assert_int_eq(
+        sph_config_rewrite(conf, TRUST_CONF, admin, port, "127.0.0.2, 127.0.0.1/32", echo->port),
+        0);
+    ck_assert_int_eq(sph_proc_signal_wait_log(&p, SIGHUP, "reloaded ", SPH_IO_MS), 0);
+    for (int i = 0; i < 4; i++) {
+        int fd = sph_connect(AF_INET, port, SPH_IO_MS);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(sph_write_all(fd, hdr, sizeof(hdr) - 1, SPH_IO_MS), 0);
+        sph_expect_echo(fd, "trusted now\n");
+        close(fd);
+    }
+    sph_expect_metric(admin, SPH_UNTRUSTED("main"), 4);
+    ck_assert_int_eq(atomic_load(&echo->accepted), 4);
+}
+END_TEST
+
 static void add_main(Suite *s)
 {
     TCase *tc = tcase_create("accepted");
@@ -202,6 +326,8 @@ static void add_main(Suite *s)
     tcase_add_checked_fixture(tc, NULL, sph_deploy_teardown);
     tcase_add_loop_test(tc, pp_malformed, 0, SP_ARRAY_LEN(bad_headers));
     tcase_add_test(tc, pp_timeout);
+    tcase_add_test(tc, pp_untrusted_peer);
+    tcase_add_test(tc, pp_trust_reload);
     suite_add_tcase(s, tc);
 }
 

@@ -117,6 +117,7 @@ END_TEST
     "    listen: 127.0.0.1:%d\n"                                                                   \
     "    upstream: next\n"                                                                         \
     "    accept_proxy_protocol: true\n"                                                            \
+    "    proxy_protocol_from: [127.0.0.1]\n"                                                       \
     "upstreams:\n"                                                                                 \
     "  next:\n"                                                                                    \
     "    proxy_protocol: %s\n"                                                                     \

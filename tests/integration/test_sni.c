@@ -174,7 +174,7 @@ START_TEST(sni_after_proxy_header)
     size_t n = fixture("openssl_sni.bin", buf + h, sizeof(buf) - h);
     struct sinks s;
     struct sph_px x;
-    sinks_start(&s, &x, "    accept_proxy_protocol: true\n");
+    sinks_start(&s, &x, "    accept_proxy_protocol: true\n    proxy_protocol_from: [127.0.0.1]\n");
     int fd = sph_connect(AF_INET, x.port, SPH_IO_MS);
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(sph_write_all(fd, buf, h + n, SPH_IO_MS), 0);
