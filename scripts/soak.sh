@@ -897,7 +897,6 @@ if ((!SPLICER_DIED)); then
     END_POOL_IDLE=$(msum 'splicer_pipe_pool_pipes{state="idle"}')
     END_POOL_USED=$(msum 'splicer_pipe_pool_pipes{state="in_use"}')
     END_FDS=$(quiet_fd_counts)
-    END_RSS=$(rss_kib)
     # Access log lines per listener, against its connection counter (listeners of the base config)
     ALOG_DIFF=$(awk 'FNR == NR { if ($1 ~ /^splicer_listener_connections_total\{/) {
                     l = $1; sub(/.*listener="/, "", l); sub(/".*/, "", l); want[l] = $NF }; next }
@@ -907,7 +906,7 @@ if ((!SPLICER_DIED)); then
     ALOG_LINES=$(wc -l <"$D/access.log")
     IDLE_ENDS=$(grep -c '"end":"idle_timeout"' "$D/access.log" || true)
     IDLE_BY=$(grep '"end":"idle_timeout"' "$D/access.log" | sed 's/.*"listener":"\([^"]*\)".*/\1/' |
-        sort | uniq -c | awk '{ printf "%s%s %d", NR > 1 ? ", " : "", $2, $1 }' || true)
+        sort | uniq -c | awk '{ printf "%s%s %d", (NR > 1 ? ", " : ""), $2, $1 }' || true)
     kill -TERM "$SPID"
     for ((i = 0; i < 100; i++)); do
         kill -0 "$SPID" 2>/dev/null || break
@@ -983,8 +982,8 @@ if ((!SPLICER_DIED)); then
     check $((END_POOL_USED == 0 && e_pipes - b_pipes == 2 * (pool_end - BASE_POOL) && END_POOL_IDLE <= 2 * 16)) \
         "pipes back to baseline" \
         "pipe fds $b_pipes -> $e_pipes; pool $BASE_POOL -> $END_POOL_IDLE idle + $END_POOL_USED in use (cap 2x16)"
-    check $([[ $SPLICER_RC == 0 ]] && echo 1 || echo 0) "clean exit on SIGTERM" "exit status $SPLICER_RC"
-    check $([[ -z $ALOG_DIFF ]] && echo 1 || echo 0) "access log: a line per connection" \
+    check "$([[ $SPLICER_RC == 0 ]] && echo 1 || echo 0)" "clean exit on SIGTERM" "exit status $SPLICER_RC"
+    check "$([[ -z $ALOG_DIFF ]] && echo 1 || echo 0)" "access log: a line per connection" \
         "$ALOG_LINES lines${ALOG_DIFF:+; listener:lines/connections differ: $ALOG_DIFF}"
     check $((IDLE_ENDS == 0)) "no session outlives its client" \
         "$IDLE_ENDS sessions ended by idle_timeout${IDLE_BY:+ ($IDLE_BY)}; every client is active or gone"
