@@ -249,7 +249,8 @@ write_config() { # [invalid]: the YAML for the current flags
     ((v % 2 == 0)) && echo_servers+=("${PORT[echo3]}")
     ((F_RESETTER)) && echo_servers+=("${PORT[resetter]}")
     cat <<EOF
-# soak.sh variant $v, resetter $F_RESETTER
+# soak.sh variant $v, resetter $F_RESETTER (max_connections: 400 each keeps 7 listeners within
+# a 20000-descriptor limit)
 workers: 2
 shutdown_timeout: 5s
 pipe_pool_max: 16
@@ -260,29 +261,34 @@ admin:
 listeners:
   bulk:
     listen: 127.0.0.1:$P_BULK
+    max_connections: 400
     upstream: echo_pool
     connect_timeout: 1s
     idle_timeout: 20s
   idle:
     listen: 127.0.0.1:$P_IDLE
+    max_connections: 400
     upstream: echo_pool
     connect_timeout: 1s
     idle_timeout: 120s
     relay: auto
   web:
     listen: 127.0.0.1:$P_WEB
+    max_connections: 400
     upstream: web_pool
     connect_timeout: 1s
     idle_timeout: 20s
     relay: ${relays[v % 3]}
   redis:
     listen: 127.0.0.1:$P_REDIS
+    max_connections: 400
     upstream: redis_pool
     connect_timeout: 1s
     idle_timeout: 20s
     relay: auto
   pp:
     listen: 127.0.0.1:$P_PP
+    max_connections: 400
     upstream: pp_pool
     connect_timeout: 1s
     idle_timeout: 20s
@@ -290,6 +296,7 @@ listeners:
 $( ((PP_FROM)) && echo "    proxy_protocol_from: [127.0.0.0/8]")
   sni:
     listen: 127.0.0.1:$P_SNI
+    max_connections: 400
     connect_timeout: 1s
     idle_timeout: 20s
     routes:
@@ -302,7 +309,7 @@ $( ((PP_FROM)) && echo "    proxy_protocol_from: [127.0.0.0/8]")
       - sni: ["*.example.org"]
         upstream: hello_org
     upstream: tls_default
-$( ((v % 3 == 1)) && printf '  extra:\n    listen: 127.0.0.1:%s\n    upstream: echo_pool\n' "$P_EXTRA")
+$( ((v % 3 == 1)) && printf '  extra:\n    listen: 127.0.0.1:%s\n    max_connections: 400\n    upstream: echo_pool\n' "$P_EXTRA")
 upstreams:
   echo_pool:
     fail_timeout: 3s
