@@ -34,7 +34,7 @@ declare -A SOURCES=(
     [proxy_proto]="proxy/proxy_proto.c proxy/inspect.c"
     [tls_sni]="proxy/tls_sni.c proxy/inspect.c"
     [scalars]="proxy/parse.c proxy/cidr.c"
-    [config]="proxy/config.c proxy/config_yaml.c proxy/config_deploy.c proxy/config_admin.c"
+    [config]="$(echo proxy/config*.c)"
     [accesslog]="proxy/accesslog.c"
 )
 # Input size caps: a little over the largest input each parser reads.
