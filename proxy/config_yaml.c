@@ -199,16 +199,23 @@ static int check_single_document(struct sp_cfg_walk *w, yaml_parser_t *p)
     return rc;
 }
 
-/* Refuses the first alias (`*name`) with its position. libyaml's document shares an aliased
- * node rather than copying it, but the walk then builds the node's contents once per use: a
- * mapping aliased by every listener, whose `allow` list holds aliased entries, made a 95 KB file
- * cost 623 MiB and 3.6 s (listeners x entries). Without aliases the document is a tree and the
- * walk is linear in the file. A syntax error stops the scan; the loader reports it in full. */
+/* The deepest a valid configuration nests is 6 (listeners > name > routes > item > sni > name);
+ * libyaml allows 1,000 levels and spends some kilobytes on each, so 184 bytes of '{' cost 350 KB
+ * (found by fuzz_config). Past this depth the file cannot be a configuration. */
+#define SP_CFG_MAX_DEPTH 32
+
+/* Scans the events once before the document is built, refusing the first alias (`*name`) and
+ * the first collection nested deeper than SP_CFG_MAX_DEPTH, with their positions. libyaml's
+ * document shares an aliased node rather than copying it, but the walk then builds the node's
+ * contents once per use: a mapping aliased by every listener, whose `allow` list holds aliased
+ * entries, made a 95 KB file cost 623 MiB and 3.6 s (listeners x entries). Without aliases the
+ * document is a tree and the walk is linear in the file. A syntax error stops the scan; the
+ * loader reports it in full. */
 static int refuse_aliases(struct sp_cfg_walk *w)
 {
     yaml_parser_t p;
     yaml_event_t ev;
-    int rc = 0;
+    int rc = 0, depth = 0;
 
     if (!yaml_parser_initialize(&p))
         return sp_cfg_oom(w);
@@ -221,6 +228,13 @@ static int refuse_aliases(struct sp_cfg_walk *w)
                              "without its text, so a small file could expand into a huge "
                              "configuration (write the value out)",
                              (const char *)ev.data.alias.anchor);
+        else if ((type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT) &&
+                 ++depth > SP_CFG_MAX_DEPTH)
+            rc = sp_cfg_fail(w, ev.start_mark,
+                             "nested more than %d levels deep: no configuration key is",
+                             SP_CFG_MAX_DEPTH);
+        else if (type == YAML_SEQUENCE_END_EVENT || type == YAML_MAPPING_END_EVENT)
+            depth--;
         yaml_event_delete(&ev);
         if (type == YAML_STREAM_END_EVENT)
             break;

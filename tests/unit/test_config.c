@@ -560,6 +560,9 @@ static const struct {
     {"workers: &w 1\nshutdown_timeout: *w\n" LISTENERS UPSTREAMS, 0,
      "mem:2:19: YAML alias '*w' is not supported: an alias repeats a value without its text, so "
      "a small file could expand into a huge configuration (write the value out)"},
+    /* fuzz_config: each level of nesting costs libyaml kilobytes */
+    {"a: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n", 0,
+     "mem:1:35: nested more than 32 levels deep: no configuration key is"},
     {"workers: 1\n# caf\xc3\n", 0, "mem:2:7: YAML error: invalid trailing UTF-8 octet (#xA)"},
     {"workers: 1\x00\n", 12, "mem:1:11: YAML error: control characters are not allowed (#x0)"},
     {"admin:\n" LISTENERS UPSTREAMS, 0,
