@@ -92,6 +92,14 @@ static int proxy_start(struct sph_proc *p, int workers, const char *pool_opts,
         char *err = sph_proc_stderr(p);
         ck_abort_msg("splicer did not start listening (%s); stderr:\n%s", strerror(-rc), err);
     }
+    /* Servers start up and the tests expect the down line of `fall` failures: a backend stopped
+     * before its first check would be logged as "first check: ..." instead. The listener opens
+     * before the checks start, so wait for each server's first probe (on a slow build, such as
+     * TSan, it comes well after the listener). */
+    for (int i = 0; strstr(pool_opts, "health_check:") != NULL && i < n; i++) {
+        ck_assert_msg(sph_wait_atomic_ge(&b[i]->accepted, 1, START_MS),
+                      "no health check reached b%d within %d ms", i + 1, START_MS);
+    }
     return port;
 }
 

@@ -423,6 +423,9 @@ START_TEST(health_state_kept)
              b[1]->port);
     snprintf(up, sizeof(up), "server 127.0.0.1:%d down -> up (ok; 3 consecutive successes)",
              b[1]->port);
+    /* Stopped before its first check, b2 would be logged as "first check: ..." instead; the
+     * listener opens before the checks start (well before on a slow build, such as TSan). */
+    ck_assert_msg(sph_wait_atomic_ge(&b[1]->accepted, 1, START_MS), "b2 never checked");
     sph_backend_stop(b[1]);
     ck_assert_msg(sph_proc_wait_log(&p, down, 1, 2 * 440 + 100 + 1000), "b2 not marked down");
 
