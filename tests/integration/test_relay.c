@@ -1,7 +1,10 @@
 /* test_relay.c: bytes through the real proxy: large transfers intact in splice and copy mode,
  * many concurrent streams, half-close both ways, RST in both directions, a slow reader or a
  * stalled upstream that must not make splicer buffer (flat RSS), and IPv4/IPv6 mixes (group
- * "ipv6": ctest entry integration.relay.ipv6, skipped on a host without IPv6). */
+ * "ipv6": ctest entry integration.relay.ipv6, skipped on a host without IPv6). Group "workers2"
+ * (integration.relay.workers2) runs the concurrent, half-close, reset and copy cases with
+ * `workers: 2`, so that sessions of both workers share the process (the ThreadSanitizer stage of
+ * scripts/test.sh runs it). */
 #include "common.h"
 #include "harness.h"
 
@@ -28,9 +31,25 @@ struct proxy {
     int family, port;
 };
 
+/* `workers:` of every splicer the cases start: 1, or 2 in group workers2 (set by its unchecked
+ * fixture in Check's parent, so the forked cases inherit it). */
+static int workers = 1;
+
 static void teardown(void)
 {
     sph_cleanup();
+}
+
+static void workers2_setup(void)
+{
+    workers = 2;
+    sph_suite_setup();
+}
+
+static void workers2_teardown(void)
+{
+    sph_suite_teardown();
+    workers = 1;
 }
 
 /* Starts splicer with one listener (listen_family, relay mode) in front of one server. */
@@ -42,7 +61,7 @@ static void proxy_start(struct proxy *px, const char *relay, int listen_family,
     px->port = sph_free_port(listen_family);
     ck_assert_int_gt(px->port, 0);
     int rc = sph_config_write(px->conf,
-                              "workers: 1\n"
+                              "workers: %d\n"
                               "shutdown_timeout: 2s\n"
                               "log_level: info\n"
                               "relay: %s\n"
@@ -56,7 +75,7 @@ static void proxy_start(struct proxy *px, const char *relay, int listen_family,
                               "  pool:\n"
                               "    servers:\n"
                               "      - address: \"%s\"\n",
-                              relay, sph_addr(laddr, listen_family, px->port),
+                              workers, relay, sph_addr(laddr, listen_family, px->port),
                               sph_addr(saddr, be->family, be->port));
     ck_assert_int_eq(rc, 0);
     rc = sph_splicer_start(&px->proc, px->conf, px->port, START_MS);
@@ -415,9 +434,26 @@ static void add_ipv6(Suite *s)
     suite_add_tcase(s, tc);
 }
 
+/* With 64 concurrent streams both workers carry sessions at once; the others check that a
+ * session on either worker ends as it does with one. */
+static void add_workers2(Suite *s)
+{
+    TCase *tc = tcase_create("workers2");
+    tcase_add_unchecked_fixture(tc, workers2_setup, workers2_teardown);
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_test(tc, concurrent);
+    tcase_add_test(tc, big_copy);
+    tcase_add_test(tc, halfclose_client_first);
+    tcase_add_test(tc, halfclose_server_first);
+    tcase_add_test(tc, upstream_reset);
+    tcase_add_test(tc, client_abort);
+    suite_add_tcase(s, tc);
+}
+
 static const struct sph_group groups[] = {
     {.name = NULL, .add = add_main},
     {.name = "ipv6", .needs = SPH_NEED_IPV6, .add = add_ipv6},
+    {.name = "workers2", .add = add_workers2},
 };
 
 int main(int argc, char **argv)
