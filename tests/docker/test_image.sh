@@ -2,8 +2,9 @@
 # test_image.sh (ctest docker.image): builds the container images from docker/Dockerfile, runs
 # splicer as a sidecar in front of an sp-backend container, moves data through it with checksums,
 # and checks that `docker stop` ends it with exit code 0.
-# Without a reachable Docker daemon (or without python3) it exits 77, which ctest reports as
-# skipped. It never starts a daemon itself: start one by hand (see README, "Container").
+# Without a reachable Docker daemon, without python3, without the Dockerfile's base image (not
+# here and not pullable) or without the Debian mirror during the build, it exits 77, which ctest
+# reports as skipped. It never starts a daemon itself: start one by hand (see README, "Container").
 #
 # Env: SPLICER_SOURCE_DIR  repository root (default: two levels above this script)
 #      SPLICER_TEST_TAG    tag of the images it builds (default: test)
@@ -45,6 +46,21 @@ cleanup() {
 trap cleanup EXIT
 
 # --- build -------------------------------------------------------------------------------------
+# The Dockerfile's base images (all but scratch and its own stages) must be here or pullable: a
+# machine without registry access cannot have them until docker/base-image.sh builds them, which
+# is a missing prerequisite, not a defect of the image.
+mapfile -t bases < <(awk 'toupper($1) == "FROM" { print $2 }' "$src/docker/Dockerfile" | sort -u)
+stages=" $(awk 'toupper($1) == "FROM" && toupper($3) == "AS" { printf "%s ", $4 }' \
+    "$src/docker/Dockerfile")"
+for b in "${bases[@]}"; do
+    [[ $b == scratch || $stages == *" $b "* ]] && continue
+    docker image inspect "$b" >/dev/null 2>&1 && continue
+    log "base image $b is not here: docker pull $b"
+    timeout 300 docker pull -q "$b" >/dev/null 2>&1 ||
+        skip "base image $b is not here and cannot be pulled (no registry access?);" \
+            "build it with docker/base-image.sh"
+done
+
 for target in splicer backend; do
     t=$image
     [[ $target == backend ]] && t=$backend_image
@@ -52,9 +68,11 @@ for target in splicer backend; do
     if ! timeout 1200 docker build -q -f "$src/docker/Dockerfile" --target "$target" -t "$t" \
         "$src" >"$tmp/build.log" 2>&1; then
         cat "$tmp/build.log" >&2
-        if ! docker image inspect debian:bookworm-slim >/dev/null 2>&1; then
-            echo "hint: without registry access, build the base first: docker/base-image.sh" >&2
-        fi
+        # The build stage installs its compilers with apt-get: a mirror the build cannot reach
+        # is the machine's lack, not the image's.
+        why=$(grep -m 1 -E "Temporary failure resolving|Could not resolve|Failed to fetch|Unable to connect|Could not connect" \
+            "$tmp/build.log" || true)
+        [[ -z $why ]] || skip "docker build cannot reach the Debian mirror: $why"
         fail "docker build of $target failed"
     fi
 done
