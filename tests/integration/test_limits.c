@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define START_MS 10000
@@ -388,20 +390,28 @@ END_TEST
 
 /* What the kernel holds in the pipes of process `pid`: the capacity of each distinct pipe
  * (F_GETPIPE_SZ) and the bytes queued in it (FIONREAD), read by opening /proc/PID/fd/N, which
- * reaches the same pipe without touching its contents. Needs the right to open another
- * process's descriptors (same user, or root). */
-static void proc_pipes(pid_t pid, long long *capacity, long long *queued)
+ * reaches the same pipe without touching its contents. Returns 0 or -errno; no assertion, as it
+ * also runs in a forked child. */
+static int proc_pipes_scan(pid_t pid, long long out[2])
 {
     char dir[64], path[384], link[64];
     unsigned long seen[1024];
     size_t nseen = 0;
-    *capacity = *queued = 0;
+    out[0] = out[1] = 0;
     snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
     DIR *d = opendir(dir);
-    ck_assert_ptr_nonnull(d);
+    if (d == NULL)
+        return -errno;
+    int rc = 0;
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
         snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
         ssize_t n = readlink(path, link, sizeof(link) - 1);
+        if (n == -1 && (errno == EACCES || errno == EPERM)) {
+            rc = -errno; /* unreadable: report it rather than count zero bytes */
+            break;
+        }
         unsigned long ino;
         if (n <= 0 || (link[n] = '\0', sscanf(link, "pipe:[%lu]", &ino)) != 1)
             continue;
@@ -416,12 +426,49 @@ static void proc_pipes(pid_t pid, long long *capacity, long long *queued)
             continue; /* closed meanwhile */
         int size = fcntl(fd, F_GETPIPE_SZ), q = 0;
         if (size > 0)
-            *capacity += size;
+            out[0] += size;
         if (ioctl(fd, FIONREAD, &q) == 0)
-            *queued += q;
+            out[1] += q;
         close(fd);
     }
     closedir(d);
+    return rc;
+}
+
+/* proc_pipes_scan as the owner of `pid`. Opening another user's /proc/PID/fd/N takes
+ * CAP_SYS_PTRACE, which root in a container usually lacks: when splicer runs as another user
+ * (the *_unprivileged entries), a child takes that user's ids, as ptrace permits, and scans. */
+static void proc_pipes(pid_t pid, long long *capacity, long long *queued)
+{
+    char dir[64];
+    struct stat st;
+    long long res[3] = {0, 0, -EIO}; /* capacity, queued, rc */
+    snprintf(dir, sizeof(dir), "/proc/%d", (int)pid);
+    ck_assert_int_eq(stat(dir, &st), 0);
+    if (st.st_uid == geteuid()) {
+        res[2] = proc_pipes_scan(pid, res);
+    } else {
+        int fds[2];
+        ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
+        pid_t child = fork();
+        ck_assert_int_ge(child, 0);
+        if (child == 0) {
+            res[2] = setgroups(0, NULL) == 0 && setgid(st.st_gid) == 0 && setuid(st.st_uid) == 0
+                         ? proc_pipes_scan(pid, res)
+                         : -errno;
+            _exit(write(fds[1], res, sizeof(res)) == (ssize_t)sizeof(res) ? 0 : 1);
+        }
+        close(fds[1]);
+        ssize_t n = read(fds[0], res, sizeof(res));
+        close(fds[0]);
+        waitpid(child, NULL, 0);
+        if (n != (ssize_t)sizeof(res))
+            res[2] = -EIO;
+    }
+    ck_assert_msg(res[2] == 0, "cannot read the pipes of splicer (pid %d, uid %u) from uid %u: %s",
+                  (int)pid, (unsigned)st.st_uid, (unsigned)geteuid(), strerror((int)-res[2]));
+    *capacity = res[0];
+    *queued = res[1];
 }
 
 /* A client whose receive buffer is a few KiB, so what the server sends piles up in splicer. */
