@@ -54,7 +54,7 @@ for mode in "${modes[@]}"; do
         printf '%-5s %-34s exit %d, %d s\n' "$mode" "$cmd" "$rc" $((SECONDS - start))
         ((rc == 0)) || status=1
     done
-    sed -n '/^==== summary ====/,$p' "$log"
+    sed -n '/^==== summary ====/,/^tests: /p' "$log"
     grep -E '^(connection [0-9]+ ->|answers:)' "$log" || true
     echo "full log: $log"
     docker rm -f "$c" >/dev/null

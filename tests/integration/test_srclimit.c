@@ -614,7 +614,9 @@ static int private_ipv6(char *why, size_t cap)
 {
     static const char *const addrs[] = {"fd00:1::1", "fd00:1::2", "fd00:1::3", "fd00:2::1"};
     if (unshare(CLONE_NEWNET) != 0) {
-        snprintf(why, cap, "unshare(CLONE_NEWNET): %s (needs root)", strerror(errno));
+        snprintf(why, cap,
+                 "unshare(CLONE_NEWNET): %s (needs root with CAP_SYS_ADMIN; a container?)",
+                 strerror(errno));
         return -errno;
     }
     int s4 = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
