@@ -172,6 +172,10 @@ static void kill_and_wait_down(const struct sph_proc *p, struct sph_backend *b)
 {
     char line[160];
     down_line(line, sizeof(line), b->port);
+    /* splicer listens before its first checks have run: stopped sooner, the server goes down on
+     * its first check, a different line. A second probe starts only once the first has ended. */
+    ck_assert_msg(sph_wait_atomic_ge(&b->accepted, 2, FALL_MS + RISE_MS),
+                  "backend %s: no second health probe", b->name);
     sph_backend_stop(b);
     expect_log(p, line, FALL_MS, "after stopping a backend");
 }
