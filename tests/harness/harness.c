@@ -949,6 +949,11 @@ int sph_backend_start(struct sph_backend *b)
     return fd < 0 ? fd : backend_run(b, fd);
 }
 
+int sph_backend_start_fd(struct sph_backend *b, int lfd)
+{
+    return backend_run(b, lfd);
+}
+
 int sph_backend_restart(struct sph_backend *b)
 {
     if (b->running)

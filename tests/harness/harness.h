@@ -195,6 +195,10 @@ struct sph_backend *sph_backend_new(enum sph_kind kind, int family);
  * Returns 0 or -errno. */
 int sph_backend_start(struct sph_backend *b);
 
+/* Starts b on lfd, a socket already listening (owned from here on): one bound elsewhere than
+ * loopback, or in another network namespace (tests/faults). Returns 0 or -errno (lfd closed). */
+int sph_backend_start_fd(struct sph_backend *b, int lfd);
+
 /* Closes the listener (new connects are refused), shuts down open connections, joins every
  * thread. Idempotent. */
 void sph_backend_stop(struct sph_backend *b);
