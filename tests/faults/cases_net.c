@@ -15,15 +15,15 @@
 
 /* One listener, main on FX_PROXY_IP:FX_PORT, to the upstream pool; `extra` goes under the
  * listener, `servers` (formatted server lines) under the pool, after `pool_opts`. */
-#define CONF_HEAD                                                                                \
-    "workers: 1\n"                                                                               \
-    "shutdown_timeout: 1s\n"                                                                     \
-    "access_log: stderr\n"                                                                       \
-    "admin:\n"                                                                                   \
-    "  listen: 127.0.0.1:9000\n"                                                                 \
-    "listeners:\n"                                                                               \
-    "  main:\n"                                                                                  \
-    "    listen: " FX_PROXY_IP ":8000\n"                                                         \
+#define CONF_HEAD                                                                                  \
+    "workers: 1\n"                                                                                 \
+    "shutdown_timeout: 1s\n"                                                                       \
+    "access_log: stderr\n"                                                                         \
+    "admin:\n"                                                                                     \
+    "  listen: 127.0.0.1:9000\n"                                                                   \
+    "listeners:\n"                                                                                 \
+    "  main:\n"                                                                                    \
+    "    listen: " FX_PROXY_IP ":8000\n"                                                           \
     "    upstream: pool\n"
 
 #define SERVER(port) "      - address: " FX_SERVER_IP ":" #port "\n"
@@ -138,15 +138,14 @@ START_TEST(blackhole)
     /* s1 first: its weight makes round_robin pick it nearly every time; max_fails 0 keeps
      * passive checks from taking it out, so each client meets the blackhole. */
     struct sph_proc p;
-    fx_splicer(&p,
-               CONF_HEAD "    connect_timeout: 1s\n"
-                         "upstreams:\n"
-                         "  pool:\n"
-                         "    retries: 1\n"
-                         "    max_fails: 0\n"
-                         "    servers:\n"
-                         "      - address: " FX_SERVER_IP ":8001\n"
-                         "        weight: 100\n" SERVER(8002));
+    fx_splicer(&p, CONF_HEAD "    connect_timeout: 1s\n"
+                             "upstreams:\n"
+                             "  pool:\n"
+                             "    retries: 1\n"
+                             "    max_fails: 0\n"
+                             "    servers:\n"
+                             "      - address: " FX_SERVER_IP ":8001\n"
+                             "        weight: 100\n" SERVER(8002));
     struct fx_baseline base;
     fx_baseline(&p, &base);
     char name[32];
@@ -275,7 +274,7 @@ void fx_add_reset(Suite *s)
 
 /* ---- 4. slow_client ---------------------------------------------------------------------- */
 
-#define SLOW_LEN     (8 * MIB)
+#define SLOW_LEN      (8 * MIB)
 #define RSS_GROWTH_KB 4096
 
 struct run_arg {

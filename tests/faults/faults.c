@@ -250,35 +250,66 @@ static long long worker_sessions(void)
     return fx_metric("splicer_worker_active_connections{worker=\"0\"}");
 }
 
+/* Descriptors of pid that are pipes, and the others. */
+static void count_fds(pid_t pid, int *pipes, int *others)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    *pipes = *others = 0;
+    DIR *d = opendir(path);
+    ck_assert_msg(d != NULL, "%s: %s", path, strerror(errno));
+    struct dirent *e;
+    for (int i = 0; i < 1000000 && (e = readdir(d)) != NULL; i++) {
+        if (e->d_name[0] == '.')
+            continue;
+        char link[600], target[64] = "";
+        snprintf(link, sizeof(link), "%s/%s", path, e->d_name);
+        ssize_t n = readlink(link, target, sizeof(target) - 1);
+        target[n > 0 ? n : 0] = '\0';
+        if (strncmp(target, "pipe:", 5) == 0)
+            (*pipes)++;
+        else
+            (*others)++;
+    }
+    closedir(d);
+}
+
+#define IDLE "splicer_pipe_pool_pipes{state=\"idle\"}"
+
 void fx_baseline(const struct sph_proc *p, struct fx_baseline *b)
 {
     ck_assert_int_eq(worker_sessions(), 0);
     ck_assert_int_eq(fx_metric(IN_USE), 0);
-    b->fds = sph_proc_fd_count(p->pid);
-    ck_assert_int_gt(b->fds, 0);
+    int pipes;
+    count_fds(p->pid, &pipes, &b->fds);
+    b->other_pipes = pipes - 2 * (int)fx_metric(IDLE);
     b->pipe_mem = fx_metric(PIPE_MEM);
 }
 
 void fx_expect_no_leak(const struct sph_proc *p, const struct fx_baseline *b, int timeout_ms)
 {
     int64_t end = sph_now_ms() + timeout_ms;
-    long long sessions, in_use, mem;
-    int fds;
+    long long sessions, in_use, mem, idle;
+    int fds, pipes;
     for (;;) {
         sessions = worker_sessions();
         in_use = fx_metric(IN_USE);
         mem = fx_metric(PIPE_MEM);
-        fds = sph_proc_fd_count(p->pid);
-        /* Idle pipes the pool keeps are two descriptors each and were there before, or not:
-         * count what is not an idle pipe. */
-        if ((sessions == 0 && in_use == 0 && fds == b->fds && mem <= b->pipe_mem) ||
+        idle = fx_metric(IDLE);
+        count_fds(p->pid, &pipes, &fds);
+        if ((sessions == 0 && in_use == 0 && fds == b->fds && pipes - 2 * idle == b->other_pipes &&
+             mem <= b->pipe_mem) ||
             sph_now_ms() >= end)
             break;
         sph_sleep_ms(100);
     }
     ck_assert_msg(sessions == 0, "%lld sessions still open", sessions);
     ck_assert_msg(in_use == 0, "%lld pipes still lent to sessions", in_use);
-    ck_assert_msg(fds == b->fds, "splicer has %d descriptors, %d before the case", fds, b->fds);
+    ck_assert_msg(fds == b->fds, "splicer has %d descriptors other than pipes, %d before the case",
+                  fds, b->fds);
+    ck_assert_msg(pipes - 2 * idle == b->other_pipes,
+                  "splicer has %d pipe descriptors for %lld idle pipes (%d others before)", pipes,
+                  idle, b->other_pipes);
     ck_assert_msg(mem <= b->pipe_mem, "pipe memory %lld, %lld before the case", mem, b->pipe_mem);
 }
 

@@ -88,15 +88,18 @@ long long fx_metric(const char *series);
 
 /* What should come back to its value before a case: fd count, open sessions, pipes in use. */
 struct fx_baseline {
-    int fds;
+    int fds;         /* descriptors that are not pipes */
+    int other_pipes; /* pipe descriptors beyond the pools' idle pipes (two each) */
     long long pipe_mem;
 };
 
 /* Reads the baseline once the process is idle (no session open, no pipe in use). Asserts. */
 void fx_baseline(const struct sph_proc *p, struct fx_baseline *b);
 
-/* Asserts, within timeout_ms, that no session is open, no pipe is lent, the fd count is back to
- * the baseline and the pipe memory is no more than it was (idle pipes pooled). */
+/* Asserts, within timeout_ms, that no session is open, no pipe is lent, the descriptors other
+ * than pooled idle pipes are back to the baseline and the pipe memory is no more than it was.
+ * (A pipe that held bytes when its session ended is closed, not pooled, so the pool may hold
+ * fewer idle pipes than before.) */
 void fx_expect_no_leak(const struct sph_proc *p, const struct fx_baseline *b, int timeout_ms);
 
 /* /status as text (malloc'd), or asserts. */
@@ -117,11 +120,11 @@ struct fx_duplex {
     bool reset_after;
     pthread_t thr;
     atomic_bool stop;
-    atomic_int done;          /* connections finished */
-    atomic_ullong up_bytes;   /* last connection: bytes read */
-    atomic_ullong up_sum;     /* ... their sph_sum_value */
-    atomic_ullong down_sent;  /* ... bytes written so far */
-    atomic_int err;           /* last connection: 0 or -errno */
+    atomic_int done;         /* connections finished */
+    atomic_ullong up_bytes;  /* last connection: bytes read */
+    atomic_ullong up_sum;    /* ... their sph_sum_value */
+    atomic_ullong down_sent; /* ... bytes written so far */
+    atomic_int err;          /* last connection: 0 or -errno */
 };
 void fx_duplex_start(struct fx_duplex *d, int port, uint64_t down, uint64_t down_seed);
 void fx_duplex_stop(struct fx_duplex *d);

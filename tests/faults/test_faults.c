@@ -6,7 +6,10 @@
 #include <stdlib.h>
 
 #define NEEDS SPH_NEED_ROOT
-#define TOOLS {"ip", "iptables", "tc", NULL}
+#define TOOLS                                                                                      \
+    {                                                                                              \
+        "ip", "iptables", "tc", NULL                                                               \
+    }
 
 static const struct sph_group groups[] = {
     {"loss", NEEDS, TOOLS, fx_add_loss},
