@@ -192,8 +192,36 @@ void fx_add_frozen(Suite *s)
 #define STUCK_IDLE_MS 2000
 #define ECHO_LEN      (16 * MIB)
 
-/* Writes until the peer has taken nothing for 500 ms; returns the bytes written. */
-static uint64_t push_until_stuck(int fd)
+/* Watches a byte counter on /metrics every 20 ms and notes when it last changed: when the
+ * session last delivered a byte, from splicer's side (idle_timeout counts from there). */
+struct watch {
+    const char *series;
+    pthread_t thr;
+    atomic_bool stop;
+    atomic_llong changed_at; /* ms; the change happened at this time or before */
+};
+
+static void *watch_main(void *arg)
+{
+    struct watch *w = arg;
+    long long prev = -1;
+    char *body = malloc(256 * 1024);
+    while (body != NULL && !atomic_load(&w->stop)) {
+        if (sph_http(FX_ADMIN_PORT, "GET", "/metrics", body, 256 * 1024) == 200) {
+            long long v = sph_metric_sample(body, w->series);
+            if (v != prev)
+                atomic_store(&w->changed_at, sph_now_ms());
+            prev = v;
+        }
+        sph_sleep_ms(20);
+    }
+    free(body);
+    return NULL;
+}
+
+/* Writes until the peer has taken nothing for 500 ms; returns the bytes written, and in *last
+ * when the last of them was taken. */
+static uint64_t push_until_stuck(int fd, int64_t *last_out)
 {
     char buf[64 * 1024];
     memset(buf, 'x', sizeof(buf));
@@ -208,6 +236,7 @@ static uint64_t push_until_stuck(int fd)
             sph_sleep_ms(10);
         }
     }
+    *last_out = last;
     return total;
 }
 
@@ -258,7 +287,10 @@ START_TEST(stuck_peers)
     ck_assert_int_ge(up, 0);
     int down = fx_connect(8100, 0, 5000);
     ck_assert_int_ge(down, 0);
-    uint64_t pushed = push_until_stuck(up);
+    struct watch w = {.series = "splicer_bytes_total{listener=\"main\",direction=\"upstream\"}"};
+    ck_assert_int_eq(pthread_create(&w.thr, NULL, watch_main, &w), 0);
+    int64_t last_push;
+    uint64_t pushed = push_until_stuck(up, &last_push);
     /* The download fills every buffer on its way; wait until the source is held back. */
     uint64_t sent = 0;
     for (int i = 0; i < 50; i++) {
@@ -294,9 +326,22 @@ START_TEST(stuck_peers)
     ck_assert_int_lt(c.mismatch_at, 0);
     ck_assert_uint_eq(c.down_sum, fx_pattern_sum(11, ECHO_LEN));
 
-    /* The stuck ones end by idle_timeout. */
+    /* The stuck ones end by idle_timeout: the upload idle_timeout after splicer delivered its
+     * last byte to the server (the client's last send comes later: splicer's kernel goes on
+     * taking bytes into its receive buffer after splicer stopped reading). */
     rc = sph_wait_closed(up, STUCK_IDLE_MS + 5000);
+    int64_t closed_at = sph_now_ms();
+    atomic_store(&w.stop, true);
+    pthread_join(w.thr, NULL);
+    int64_t idle_for = closed_at - atomic_load(&w.changed_at);
     ck_assert_msg(rc == 0 || rc == -ECONNRESET, "upload session: %s", strerror(-rc));
+    printf("stuck_peers: the upload session closed %lld ms after splicer's last byte to the "
+           "server, %lld ms after the client's last send\n",
+           (long long)idle_for, (long long)(closed_at - last_push));
+    /* Less a little: splicer stamps a move with its event loop's clock, read when the loop
+     * iteration began. */
+    ck_assert_int_ge(idle_for, STUCK_IDLE_MS - 100);
+    ck_assert_int_le(idle_for, STUCK_IDLE_MS + 3000);
     ck_assert(sph_proc_wait_log(&p, "\"end\":\"idle_timeout\"", 2, STUCK_IDLE_MS + 5000));
     int64_t took = sph_now_ms() - stuck_at;
     printf("stuck_peers: both stuck sessions ended by idle_timeout %lld ms after they stuck\n",
