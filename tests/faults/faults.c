@@ -241,6 +241,29 @@ char *fx_status(void)
     return body;
 }
 
+bool fx_sanitized(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+    char *maps = sph_read_file(path);
+    bool yes = maps != NULL && (strstr(maps, "libasan") != NULL || strstr(maps, "libtsan"));
+    free(maps);
+    return yes;
+}
+
+void fx_expect_rss(pid_t pid, long rss0, long rss, long limit_kb)
+{
+    if (fx_sanitized(pid)) {
+        printf("RSS grew by %ld KiB (a sanitizer build: reported, not judged; the bound is %ld "
+               "KiB)\n",
+               rss - rss0, limit_kb);
+        fflush(stdout);
+        return;
+    }
+    ck_assert_msg(rss - rss0 < limit_kb, "RSS grew by %ld KiB (from %ld), bound %ld KiB",
+                  rss - rss0, rss0, limit_kb);
+}
+
 #define SESSIONS "splicer_listener_active_connections{listener=\"main\"}"
 #define IN_USE   "splicer_pipe_pool_pipes{state=\"in_use\"}"
 #define PIPE_MEM "splicer_pipe_memory_bytes"

@@ -102,6 +102,14 @@ void fx_baseline(const struct sph_proc *p, struct fx_baseline *b);
  * fewer idle pipes than before.) */
 void fx_expect_no_leak(const struct sph_proc *p, const struct fx_baseline *b, int timeout_ms);
 
+/* True when splicer runs under ASan or TSan (their runtime is mapped): its RSS then follows the
+ * sanitizer's quarantine and shadow memory, not splicer's own allocations, so RSS bounds are
+ * reported and not judged (as scripts/soak.sh does). */
+bool fx_sanitized(pid_t pid);
+
+/* Asserts RSS growth under limit_kb, unless fx_sanitized (then only prints it). */
+void fx_expect_rss(pid_t pid, long rss0, long rss, long limit_kb);
+
 /* /status as text (malloc'd), or asserts. */
 char *fx_status(void);
 
