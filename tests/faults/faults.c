@@ -334,6 +334,9 @@ void fx_expect_no_leak(const struct sph_proc *p, const struct fx_baseline *b, in
                   "splicer has %d pipe descriptors for %lld idle pipes (%d others before)", pipes,
                   idle, b->other_pipes);
     ck_assert_msg(mem <= b->pipe_mem, "pipe memory %lld, %lld before the case", mem, b->pipe_mem);
+    /* And no sanitizer report (a UBSan one does not stop the process unless told to). */
+    ck_assert_int_eq(sph_proc_log_count(p, "Sanitizer"), 0);
+    ck_assert_int_eq(sph_proc_log_count(p, "runtime error:"), 0);
 }
 
 int fx_log_ends(const struct sph_proc *p, const char *end)

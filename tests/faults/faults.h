@@ -99,7 +99,7 @@ void fx_baseline(const struct sph_proc *p, struct fx_baseline *b);
 /* Asserts, within timeout_ms, that no session is open, no pipe is lent, the descriptors other
  * than pooled idle pipes are back to the baseline and the pipe memory is no more than it was.
  * (A pipe that held bytes when its session ended is closed, not pooled, so the pool may hold
- * fewer idle pipes than before.) */
+ * fewer idle pipes than before.) Also asserts that splicer's stderr holds no sanitizer report. */
 void fx_expect_no_leak(const struct sph_proc *p, const struct fx_baseline *b, int timeout_ms);
 
 /* True when splicer runs under ASan or TSan (their runtime is mapped): its RSS then follows the
