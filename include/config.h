@@ -55,6 +55,22 @@ struct sp_server_conf {
     struct sp_conf_mark mark;
 };
 
+/* One accepted range of HTTP status codes (a single code has lo == hi). */
+struct sp_status_range {
+    unsigned lo, hi; /* 100..599, lo <= hi */
+};
+
+#define SP_HTTP_STATUS_RANGES_MAX 16
+
+/* health_check.http: an HTTP/1.1 GET instead of send/expect; off when the block is absent. */
+struct sp_health_http_conf {
+    bool enabled;
+    char *path; /* owned; starts with '/', default "/" */
+    char *host; /* owned; NULL: the server's address as written */
+    struct sp_status_range expect[SP_HTTP_STATUS_RANGES_MAX]; /* default 200-399 */
+    size_t nexpect;
+};
+
 struct sp_health_conf {
     bool enabled;         /* true when a health_check block is present */
     uint64_t interval_ms; /* default 2s */
@@ -65,6 +81,7 @@ struct sp_health_conf {
     size_t send_len;
     char *expect; /* owned, NULL when absent */
     size_t expect_len;
+    struct sp_health_http_conf http; /* excludes send/expect */
 };
 
 struct sp_upstream_conf {

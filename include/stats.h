@@ -51,8 +51,9 @@ struct sp_stats_server {
     uint64_t active;
     uint64_t connections;
     uint64_t connect_failures;
-    int check_result;    /* enum sp_check_result or -errno (see upstream.h) */
-    bool health_checked; /* the upstream has a health_check block */
+    int check_result;           /* enum sp_check_result or -errno (see upstream.h) */
+    bool health_checked;        /* the upstream has a health_check block */
+    unsigned check_http_status; /* status code of the last http check's reply; 0: none */
 };
 
 /* One worker thread: how the kernel spread connections over the SO_REUSEPORT sockets. */
@@ -65,6 +66,7 @@ struct sp_stats_upstream {
     char *name;          /* owned */
     const char *balance; /* static string */
     size_t nservers;
+    const char *check; /* static: "off", "tcp" (connect, send/expect) or "http"; NULL: "off" */
 };
 
 struct sp_stats {

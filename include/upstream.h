@@ -21,6 +21,7 @@ struct sp_server_state {
     _Atomic bool up;                   /* active health state (true without health checks) */
     _Atomic bool drained;              /* by the admin endpoint: no new connections */
     _Atomic int check_result;          /* last active check: enum sp_check_result or -errno */
+    _Atomic int check_http_status;     /* status code of the last http check's reply, else 0 */
     _Atomic uint32_t active;           /* proxied connections open now, under any runtime */
     _Atomic uint64_t connections;      /* proxied connections established, ever */
     _Atomic uint64_t connect_failures; /* refused or timed-out connects, ever */
@@ -52,11 +53,24 @@ enum sp_check_result {
     SP_CHECK_TIMEOUT = 2,
     SP_CHECK_BAD_REPLY = 3, /* reply without `expect` */
     SP_CHECK_CLOSED = 4,    /* closed before the expected reply */
+    SP_CHECK_NOT_HTTP = 5,  /* http check: the reply does not start with a status line */
+    /* http check: a status outside expect_status; the code is result - SP_CHECK_HTTP_STATUS */
+    SP_CHECK_HTTP_STATUS = 1000,
 };
 
+/* The result of an http check answered with `status` outside expect_status. */
+static inline int sp_check_http_status(unsigned status)
+{
+    return SP_CHECK_HTTP_STATUS + (int)status;
+}
+
 /* Short text for a check_result value ("ok", "timeout", "connection refused", ...). The
- * pointer is static. */
+ * pointer is static; an HTTP status reads "unexpected status" here (see sp_check_result_text). */
 const char *sp_check_result_str(int result);
+
+/* As sp_check_result_str, with an HTTP status spelt out ("status 503") in buf (16 bytes are
+ * enough). Returns buf or a static string. */
+const char *sp_check_result_text(int result, char *buf, size_t cap);
 
 struct sp_upstream {
     const struct sp_upstream_conf *conf; /* borrowed from the config snapshot */

@@ -6,6 +6,7 @@
 #include "common.h"
 #include "config_admin.h"
 #include "config_deploy.h"
+#include "config_health.h"
 #include "config_limits.h"
 #include "config_yaml.h"
 #include "parse.h"
@@ -225,51 +226,6 @@ static int p_servers(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_n
 
 /* ---- upstreams -------------------------------------------------------------------------- */
 
-static const struct sp_cfg_field health_fields[] = {
-    {.key = "interval",
-     .parse = sp_cfg_parse_duration,
-     .off = offsetof(struct sp_health_conf, interval_ms),
-     .min = 1},
-    {.key = "timeout",
-     .parse = sp_cfg_parse_duration,
-     .off = offsetof(struct sp_health_conf, timeout_ms),
-     .min = 1},
-    {.key = "rise",
-     .parse = sp_cfg_parse_uint,
-     .off = offsetof(struct sp_health_conf, rise),
-     .min = 1,
-     .max = 100},
-    {.key = "fall",
-     .parse = sp_cfg_parse_uint,
-     .off = offsetof(struct sp_health_conf, fall),
-     .min = 1,
-     .max = 100},
-    {.key = "send",
-     .parse = sp_cfg_parse_bytes,
-     .off = offsetof(struct sp_health_conf, send),
-     .off2 = offsetof(struct sp_health_conf, send_len)},
-    {.key = "expect",
-     .parse = sp_cfg_parse_bytes,
-     .off = offsetof(struct sp_health_conf, expect),
-     .off2 = offsetof(struct sp_health_conf, expect_len)},
-};
-
-static int p_health(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
-                    void *obj, const char *what)
-{
-    struct sp_upstream_conf *up = obj;
-    char where[128];
-    (void)f;
-
-    int rc = sp_cfg_expect(w, val, YAML_MAPPING_NODE, what);
-    if (rc != 0)
-        return rc;
-    up->health.enabled = true;
-    snprintf(where, sizeof(where), "health_check of upstream '%.64s'", up->name);
-    return sp_cfg_walk_map(w, val, health_fields, SP_ARRAY_LEN(health_fields), &up->health, where,
-                           val->start_mark);
-}
-
 static const struct sp_cfg_field upstream_fields[] = {
     {.key = "balance",
      .parse = sp_cfg_parse_enum,
@@ -289,7 +245,7 @@ static const struct sp_cfg_field upstream_fields[] = {
     {.key = "slow_start",
      .parse = sp_cfg_parse_duration,
      .off = offsetof(struct sp_upstream_conf, slow_start_ms)},
-    {.key = "health_check", .parse = p_health},
+    {.key = "health_check", .parse = sp_cfg_parse_health},
     {.key = "proxy_protocol",
      .parse = sp_cfg_parse_enum,
      .off = offsetof(struct sp_upstream_conf, proxy_protocol),
@@ -866,8 +822,7 @@ static void upstream_free(struct sp_upstream_conf *u)
         free(u->servers[i].host);
     }
     free(u->servers);
-    free(u->health.send);
-    free(u->health.expect);
+    sp_cfg_health_free(&u->health);
 }
 
 void sp_config_free(struct sp_config *cfg)

@@ -4,10 +4,14 @@
  *     ^                            |                                              |
  *     +----- result recorded <-----+-- refused / timeout / EOF / wrong reply -----+
  *
+ * An http check sends a GET as its probe and reads only the reply's status line: a code in
+ * expect_status is a success, another code or anything that is not a status line a failure.
+ *
  * One uv_timer per check serves both as the interval timer (IDLE) and the timeout (in flight).
  * The poll handle is closed after every check because the next one uses a new socket. */
 #include "health.h"
 
+#include "health_http.h"
 #include "log.h"
 #include "proxy_proto.h"
 #include "sock.h"
@@ -40,6 +44,7 @@ struct check {
     bool taken;       /* scratch of sp_health_update: kept for the new runtime */
     unsigned handles; /* handles of this check not yet closed (the timer, the poll) */
     struct sp_health_state state;
+    unsigned http_status; /* of the reply to the check in flight; 0 until a status line came */
     size_t got;
     char reply[REPLY_MAX];
 };
@@ -124,8 +129,11 @@ static void finish(struct check *c, int result)
 {
     end_io(c);
     bool ok = result == SP_CHECK_OK;
-    const char *why = sp_check_result_str(result);
+    char text[32];
+    const char *why = sp_check_result_text(result, text, sizeof(text));
     atomic_store_explicit(&c->server->state->check_result, result, memory_order_relaxed);
+    atomic_store_explicit(&c->server->state->check_http_status, (int)c->http_status,
+                          memory_order_relaxed);
     const struct sp_health_conf *hc = c->conf;
     bool first = !c->state.checked;
     unsigned streak = c->state.streak + 1;
@@ -163,10 +171,23 @@ static int send_local_header(struct check *c)
     return sent == n ? 0 : (sent == -1 ? -errno : -EAGAIN);
 }
 
+/* The GET of an http check. Like any probe it fits the socket buffer of a fresh connection. */
+static int send_http_request(struct check *c)
+{
+    char req[SP_HEALTH_HTTP_REQ_MAX];
+    int n = sp_health_http_request(&c->conf->http, c->server->conf->address, req, sizeof(req));
+    if (n < 0)
+        return n;
+    ssize_t sent = send(c->fd, req, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return sent == n ? 0 : (sent == -1 ? -errno : -EAGAIN);
+}
+
 static void send_probe(struct check *c)
 {
     const struct sp_health_conf *hc = c->conf;
     int rc = send_local_header(c);
+    if (rc == 0 && hc->http.enabled)
+        rc = send_http_request(c);
     if (rc != 0) {
         finish(c, rc);
         return;
@@ -179,7 +200,7 @@ static void send_probe(struct check *c)
             return;
         }
     }
-    if (hc->expect == NULL) {
+    if (hc->expect == NULL && !hc->http.enabled) {
         finish(c, SP_CHECK_OK);
         return;
     }
@@ -199,10 +220,23 @@ static void read_reply(struct check *c)
         return;
     }
     if (n == 0) {
-        finish(c, SP_CHECK_CLOSED);
+        /* Half a status line and then EOF is no HTTP reply. */
+        finish(c, hc->http.enabled && c->got > 0 ? SP_CHECK_NOT_HTTP : SP_CHECK_CLOSED);
         return;
     }
     c->got += (size_t)n;
+    if (hc->http.enabled) {
+        unsigned status;
+        int st = sp_health_http_status(c->reply, c->got, &status);
+        if (st > 0)
+            c->http_status = status;
+        if (st < 0)
+            finish(c, SP_CHECK_NOT_HTTP);
+        else if (st > 0)
+            finish(c, sp_health_http_expected(&hc->http, status) ? SP_CHECK_OK
+                                                                 : sp_check_http_status(status));
+        return;
+    }
     if (memmem(c->reply, c->got, hc->expect, hc->expect_len) != NULL)
         finish(c, SP_CHECK_OK);
     else if (c->got == sizeof(c->reply))
@@ -240,6 +274,7 @@ static void start_check(struct check *c)
         return;
     }
     const struct sp_server_conf *sc = c->server->conf;
+    c->http_status = 0;
     int rc = sp_sock_connect((const struct sockaddr *)&sc->addr, sc->addrlen, &c->fd);
     if (rc != 0 && rc != -EINPROGRESS) {
         finish(c, rc);

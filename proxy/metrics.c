@@ -74,6 +74,8 @@ enum scope {
       "Proxied connections established to the server.")                                            \
     X(S_CONNECT_FAILURES, SERVER, "counter", "splicer_server_connect_failures_total",              \
       "Connects to the server that were refused or timed out.")                                    \
+    X(S_CHECK_HTTP_STATUS, SERVER, "gauge", "splicer_server_check_http_status",                    \
+      "Status code of the reply to the server's last HTTP health check; 0 when it had none.")      \
     X(W_CONNECTIONS, WORKER, "counter", "splicer_worker_connections_total",                        \
       "Client connections accepted by the worker thread (the kernel spreads them over the "        \
       "workers' SO_REUSEPORT sockets).")                                                           \
@@ -239,6 +241,8 @@ static uint64_t server_value(enum family_id id, const struct sp_stats_server *s)
         return s->connections;
     case M_S_CONNECT_FAILURES:
         return s->connect_failures;
+    case M_S_CHECK_HTTP_STATUS:
+        return s->check_http_status;
     default:
         abort();
     }
@@ -567,8 +571,14 @@ static int status_server(struct sp_strbuf *sb, const struct sp_stats_server *s)
                                s->up ? "up" : "down", json_bool(s->usable), json_bool(s->drained),
                                s->weight, json_bool(s->backup), s->active, s->connections,
                                s->connect_failures, json_bool(s->health_checked));
+    char text[32];
     if (rc == 0)
-        rc = json_kstr(sb, false, "last_check", sp_check_result_str(s->check_result));
+        rc = json_kstr(sb, false, "last_check",
+                       sp_check_result_text(s->check_result, text, sizeof(text)));
+    if (rc == 0 && s->check_http_status != 0)
+        rc = sp_strbuf_appendf(sb, ",\"last_check_http_status\":%u", s->check_http_status);
+    else if (rc == 0)
+        rc = sp_strbuf_puts(sb, ",\"last_check_http_status\":null");
     return rc;
 }
 
@@ -585,6 +595,8 @@ static int status_upstreams(struct sp_strbuf *sb, const struct sp_stats *st)
             rc = json_kstr(sb, true, "name", u->name);
         if (rc == 0)
             rc = json_kstr(sb, false, "balance", u->balance);
+        if (rc == 0)
+            rc = json_kstr(sb, false, "health_check", u->check != NULL ? u->check : "off");
         if (rc == 0)
             rc = sp_strbuf_puts(sb, ",\"servers\":[");
         for (size_t j = 0; rc == 0 && j < u->nservers && k < st->nservers; j++, k++) {

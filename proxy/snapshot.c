@@ -79,6 +79,7 @@ static int fill_server(struct sp_stats_server *o, const struct sp_upstream *u,
     o->connections = atomic_load_explicit(&s->state->connections, RLX);
     o->connect_failures = atomic_load_explicit(&s->state->connect_failures, RLX);
     o->check_result = atomic_load_explicit(&s->state->check_result, RLX);
+    o->check_http_status = (unsigned)atomic_load_explicit(&s->state->check_http_status, RLX);
     o->health_checked = u->conf->health.enabled;
     return 0;
 }
@@ -101,6 +102,8 @@ static int fill_upstreams(struct sp_stats *st, const struct sp_runtime *rt)
             return -ENOMEM;
         st->upstreams[i].balance = sp_balance_name(u->conf->balance);
         st->upstreams[i].nservers = u->nservers;
+        const struct sp_health_conf *hc = &u->conf->health;
+        st->upstreams[i].check = !hc->enabled ? "off" : hc->http.enabled ? "http" : "tcp";
         for (size_t j = 0; j < u->nservers; j++) {
             if (fill_server(&st->servers[st->nservers], u, &u->servers[j], now) != 0)
                 return -ENOMEM;

@@ -5,6 +5,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -34,6 +35,7 @@ static struct sp_server_state *state_new(void)
     atomic_init(&st->up, true);
     atomic_init(&st->drained, false);
     atomic_init(&st->check_result, SP_CHECK_NONE);
+    atomic_init(&st->check_http_status, 0);
     atomic_init(&st->active, 0);
     atomic_init(&st->connections, 0);
     atomic_init(&st->connect_failures, 0);
@@ -128,9 +130,22 @@ const char *sp_check_result_str(int result)
         return "unexpected reply";
     case SP_CHECK_CLOSED:
         return "closed before reply";
+    case SP_CHECK_NOT_HTTP:
+        return "not HTTP";
     default:
+        if (result > SP_CHECK_HTTP_STATUS && result < SP_CHECK_HTTP_STATUS + 1000)
+            return "unexpected status";
         return result < 0 ? strerror(-result) : "unknown";
     }
+}
+
+const char *sp_check_result_text(int result, char *buf, size_t cap)
+{
+    if (result > SP_CHECK_HTTP_STATUS && result < SP_CHECK_HTTP_STATUS + 1000) {
+        snprintf(buf, cap, "status %d", result - SP_CHECK_HTTP_STATUS);
+        return buf;
+    }
+    return sp_check_result_str(result);
 }
 
 /* Counts one failure in the current window and returns the count. A window starts at the first

@@ -55,11 +55,11 @@ static struct sp_stats *sample_stats(const char *listener, const char *server)
                                                   .src_untracked = 12};
     st->nupstreams = 1;
     st->upstreams = calloc(1, sizeof(*st->upstreams));
-    st->upstreams[0] = (struct sp_stats_upstream){dup_str("pool"), "round_robin", 2};
+    st->upstreams[0] = (struct sp_stats_upstream){dup_str("pool"), "round_robin", 2, "http"};
     st->nservers = 2;
     st->servers = calloc(2, sizeof(*st->servers));
     st->servers[0] = (struct sp_stats_server){
-        dup_str("pool"), dup_str("127.0.0.1:9001"), true, true, false, false, 1, 2, 7, 0, 1, true};
+        dup_str("pool"), dup_str("127.0.0.1:9001"), true, true, false, false, 1, 2, 7, 0, 1, true, 204};
     st->servers[1] = (struct sp_stats_server){dup_str("pool"),
                                               dup_str(server),
                                               false,
@@ -71,7 +71,8 @@ static struct sp_stats *sample_stats(const char *listener, const char *server)
                                               3,
                                               4,
                                               -ECONNREFUSED,
-                                              true};
+                                              true,
+                                              0};
     st->splice_bytes = 5000;
     st->copy_bytes = 60;
     st->copy_fallbacks = 1;
@@ -201,6 +202,11 @@ static const char want_prom[] =
     "# TYPE splicer_server_connect_failures_total counter\n"
     "splicer_server_connect_failures_total{upstream=\"pool\",server=\"127.0.0.1:9001\"} 0\n"
     "splicer_server_connect_failures_total{upstream=\"pool\",server=\"[::1]:9002\"} 4\n"
+    "# HELP splicer_server_check_http_status Status code of the reply to the server's last HTTP "
+    "health check; 0 when it had none.\n"
+    "# TYPE splicer_server_check_http_status gauge\n"
+    "splicer_server_check_http_status{upstream=\"pool\",server=\"127.0.0.1:9001\"} 204\n"
+    "splicer_server_check_http_status{upstream=\"pool\",server=\"[::1]:9002\"} 0\n"
     "# HELP splicer_worker_connections_total Client connections accepted by the worker thread (the "
     "kernel spreads them over the workers' SO_REUSEPORT sockets).\n"
     "# TYPE splicer_worker_connections_total counter\n"
@@ -296,6 +302,7 @@ static const struct {
     {"splicer_server_connections_total", "counter"},
     {"splicer_server_active_connections", "gauge"},
     {"splicer_server_connect_failures_total", "counter"},
+    {"splicer_server_check_http_status", "gauge"},
     {"splicer_listener_connections_total", "counter"},
     {"splicer_listener_active_connections", "gauge"},
     {"splicer_bytes_total", "counter"},
@@ -483,14 +490,14 @@ static const char want_status[] =
     "\"bad_header\":5,\"per_source_connections\":10,\"per_source_rate\":11},"
     "\"limits\":{\"per_source_connections\":100,\"per_source_rate\":\"50/s\","
     "\"source_prefix_v4\":24,\"source_prefix_v6\":64,\"tracked_sources\":65536,\"sources\":13,"
-    "\"untracked\":12}}],\"upstreams\":[{\"name\":\"pool\",\"balance\":\"round_robin\",\"servers\":"
+    "\"untracked\":12}}],\"upstreams\":[{\"name\":\"pool\",\"balance\":\"round_robin\",\"health_check\":\"http\",\"servers\":"
     "["
     "{"
     "\"address\":\"127.0.0.1:9001\",\"state\":\"up\",\"usable\":true,\"drained\":false,\"weight\":"
     "1,\"backup\":false,\"active\":2,\"connections\":7,\"connect_failures\":0,\"health_checked\":"
-    "true,\"last_check\":\"ok\"},{\"address\":\"[::1]:9002\",\"state\":\"down\",\"usable\":false,"
+    "true,\"last_check\":\"ok\",\"last_check_http_status\":204},{\"address\":\"[::1]:9002\",\"state\":\"down\",\"usable\":false,"
     "\"drained\":true,\"weight\":3,\"backup\":true,\"active\":0,\"connections\":3,\"connect_"
-    "failures\":4,\"health_checked\":true,\"last_check\":\"Connection refused\"}]}]}\n";
+    "failures\":4,\"health_checked\":true,\"last_check\":\"Connection refused\",\"last_check_http_status\":null}]}]}\n";
 
 START_TEST(status_exact_and_valid)
 {
