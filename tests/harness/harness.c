@@ -628,6 +628,7 @@ void sph_cleanup(void)
     reg.npids = 0;
     for (size_t i = 0; i < reg.nbackends; i++) {
         sph_backend_stop(reg.backends[i]);
+        pthread_mutex_destroy(&reg.backends[i]->http_lock);
         free(reg.backends[i]);
         reg.backends[i] = NULL;
     }
@@ -809,6 +810,56 @@ static void do_reply(struct sph_backend *b, int fd, char *buf)
     do_sink(b, fd, buf, &sum);
 }
 
+void sph_backend_http_req(struct sph_backend *b, char *out, size_t cap)
+{
+    pthread_mutex_lock(&b->http_lock);
+    snprintf(out, cap, "%s", b->http_req);
+    pthread_mutex_unlock(&b->http_lock);
+}
+
+static const char *http_reason(int code)
+{
+    return code == 200   ? "OK"
+           : code == 503 ? "Service Unavailable"
+           : code == 404 ? "Not Found"
+                         : "X";
+}
+
+static void do_http(struct sph_backend *b, int fd, char *buf)
+{
+    size_t got = 0;
+    while (got < 4096) {
+        ssize_t n = bread(b, fd, buf + got, 4096 - got);
+        if (n <= 0) {
+            note_end(b, n);
+            return;
+        }
+        atomic_fetch_add(&b->bytes_in, (unsigned long long)n);
+        got += (size_t)n;
+        buf[got] = '\0';
+        if (strstr(buf, "\r\n\r\n") != NULL)
+            break;
+    }
+    pthread_mutex_lock(&b->http_lock);
+    snprintf(b->http_req, sizeof(b->http_req), "%s", buf);
+    pthread_mutex_unlock(&b->http_lock);
+    int code = atomic_load(&b->http_status);
+    char reply[256];
+    int len;
+    if (code == SPH_HTTP_SILENT) {
+        do_stall(b, fd);
+        return;
+    }
+    if (code == SPH_HTTP_GARBAGE)
+        len = snprintf(reply, sizeof(reply), "garbage from %s\r\n", b->name);
+    else
+        len = snprintf(reply, sizeof(reply),
+                       "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
+                       code, http_reason(code), strlen(b->name) + 1, b->name);
+    if (bwrite_all(b, fd, reply, (size_t)len) == 0)
+        shutdown(fd, SHUT_WR);
+}
+
 static void *conn_main(void *arg)
 {
     struct sph_conn_slot *s = arg;
@@ -844,6 +895,9 @@ static void *conn_main(void *arg)
             break;
         case SPH_REPLY:
             do_reply(b, s->fd, buf);
+            break;
+        case SPH_HTTP:
+            do_http(b, s->fd, buf);
             break;
         default:
             do_stall(b, s->fd);
@@ -922,6 +976,8 @@ struct sph_backend *sph_backend_new(enum sph_kind kind, int family)
     b->family = family;
     b->lfd = -1;
     b->seed = 1;
+    atomic_init(&b->http_status, 200);
+    pthread_mutex_init(&b->http_lock, NULL);
     for (size_t i = 0; i < SPH_MAX_CONNS; i++)
         b->slots[i].fd = -1;
     return b;

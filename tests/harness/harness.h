@@ -149,8 +149,13 @@ enum sph_kind {
     SPH_REPLY,     /* wait for the first bytes, write `reply`, shutdown(SHUT_WR), read to EOF:
                     * a fixed answer to any request (a health probe, or a client asking whom
                     * it reached) */
+    SPH_HTTP,      /* read a request head (to the blank line), keep it in http_req, answer as
+                    * http_status says and close: an HTTP server for health checks */
     SPH_KIND_COUNT
 };
+
+#define SPH_HTTP_GARBAGE 0
+#define SPH_HTTP_SILENT  (-1)
 
 struct sph_backend;
 
@@ -172,6 +177,11 @@ struct sph_backend {
     size_t slow_chunk;         /* SPH_SLOW */
     int slow_delay_ms;         /* SPH_SLOW */
     char reply[32];            /* SPH_REPLY */
+    /* SPH_HTTP: > 0 answers "HTTP/1.1 <code>" with the name as body, SPH_HTTP_GARBAGE a line
+     * that is not HTTP, SPH_HTTP_SILENT nothing (the peer times out). Changed at any time. */
+    atomic_int http_status;
+    pthread_mutex_t http_lock; /* guards http_req */
+    char http_req[512];        /* the head of the last request, NUL-terminated */
     pthread_t thr;
     bool running;
     atomic_bool stop;
@@ -190,6 +200,9 @@ struct sph_backend {
  * threads outlive any test function's stack). Set name/source/slow fields, then start it.
  * NULL when out of memory or slots. */
 struct sph_backend *sph_backend_new(enum sph_kind kind, int family);
+
+/* A copy of the head of the last request an SPH_HTTP backend read ("" before any). */
+void sph_backend_http_req(struct sph_backend *b, char *out, size_t cap);
 
 /* Binds loopback port 0 of b->family, listens, starts the accept thread; b->port is set.
  * Returns 0 or -errno. */
