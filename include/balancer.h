@@ -54,9 +54,10 @@ void sp_balancer_deinit(struct sp_balancer *b);
 /* Picks a server for a connection from `client` (may be NULL), skipping servers in `tried`
  * (may be NULL) and servers not usable at now_ms. Backups are considered only when no primary
  * is usable (tried primaries count as unusable for that connection). Returns NULL when no
- * server can be had. source_hash uses only the client's IP (an IPv4-mapped IPv6 address as
- * the IPv4 one); a NULL client maps like any other fixed key. Never allocates. Owner worker
- * only. */
+ * server can be had; with all_down: fail_open and every server down by health checks, the
+ * servers not drained are picked from as if they were up. source_hash uses only the client's IP (an
+ * IPv4-mapped IPv6 address as the IPv4 one); a NULL client maps like any other fixed key. Never
+ * allocates. Owner worker only. */
 struct sp_server *sp_balancer_pick(struct sp_balancer *b, const struct sp_tried *tried,
                                    const struct sockaddr *client, uint64_t now_ms);
 

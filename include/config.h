@@ -37,6 +37,13 @@ enum sp_pp_send {
     SP_PP_SEND_COUNT
 };
 
+/* upstream all_down: what to do when health checks mark every server down. */
+enum sp_all_down {
+    SP_ALL_DOWN_REJECT = 0, /* default: refuse the clients */
+    SP_ALL_DOWN_FAIL_OPEN,  /* balance over all servers as if they were up */
+    SP_ALL_DOWN_COUNT
+};
+
 /* One configured position in the file, for messages about a value after parsing. */
 struct sp_conf_mark {
     int line; /* 1-based */
@@ -92,9 +99,11 @@ struct sp_upstream_conf {
     uint64_t fail_timeout_ms; /* default 10s */
     uint64_t slow_start_ms;   /* default 0 (off) */
     struct sp_health_conf health;
-    enum sp_pp_send proxy_protocol; /* default off */
-    uint64_t dns_refresh_ms;        /* default 5s, >0: re-resolution period of named servers */
-    struct sp_server_conf *servers; /* owned array, at least one */
+    enum sp_all_down all_down;         /* default reject */
+    struct sp_conf_mark all_down_mark; /* its value; line 0 when absent */
+    enum sp_pp_send proxy_protocol;    /* default off */
+    uint64_t dns_refresh_ms;           /* default 5s, >0: re-resolution period of named servers */
+    struct sp_server_conf *servers;    /* owned array, at least one */
     size_t nservers;
     struct sp_conf_mark mark;
 };
@@ -213,6 +222,7 @@ void sp_config_free(struct sp_config *cfg);
 
 const char *sp_balance_name(enum sp_balance b);
 const char *sp_relay_mode_name(enum sp_relay_mode m);
-const char *sp_pp_send_name(enum sp_pp_send v); /* "off", "v1", "v2" */
+const char *sp_pp_send_name(enum sp_pp_send v);   /* "off", "v1", "v2" */
+const char *sp_all_down_name(enum sp_all_down v); /* "reject", "fail_open" */
 
 #endif

@@ -12,6 +12,15 @@
 int sp_cfg_parse_health(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
                         void *obj, const char *what);
 
+/* `all_down` of the upstream obj: reject | fail_open, with its position kept for the
+ * cross-check. */
+int sp_cfg_parse_all_down(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
+                          void *obj, const char *what);
+
+/* Once the whole upstream is parsed: fail_open without a health_check block is an error (no
+ * server would ever be marked down). */
+int sp_cfg_check_all_down(struct sp_cfg_walk *w, const struct sp_upstream_conf *up);
+
 /* Frees what sp_cfg_parse_health allocated. */
 void sp_cfg_health_free(struct sp_health_conf *hc);
 

@@ -40,6 +40,11 @@ int sp_health_start(uv_loop_t *loop, struct sp_runtime *rt, struct sp_health **o
  * the old runtime's still referenced). Main thread. */
 int sp_health_update(struct sp_health *h, struct sp_runtime *rt);
 
+/* Logs, for each upstream of rt that old (its predecessor, still alive) has too, a change of
+ * the all-down state that the reload brought (a server added or removed, checks turned off).
+ * Call after sp_health_update. Main thread. */
+void sp_health_log_all_down(const struct sp_runtime *old, const struct sp_runtime *rt);
+
 /* Stops every check. Handles close asynchronously; the memory goes with the last of them.
  * NULL is a no-op. Main thread. */
 void sp_health_stop(struct sp_health *h);

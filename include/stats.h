@@ -67,6 +67,8 @@ struct sp_stats_upstream {
     const char *balance; /* static string */
     size_t nservers;
     const char *check; /* static: "off", "tcp" (connect, send/expect) or "http"; NULL: "off" */
+    bool all_down;     /* health checks mark every server down (sp_upstream_all_down) */
+    bool fail_open;    /* all_down: fail_open (else reject) */
 };
 
 struct sp_stats {

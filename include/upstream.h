@@ -125,6 +125,18 @@ void sp_server_connect_ok(struct sp_server *s, uint64_t now_ms);
  * else weight. Never 0. Any thread. */
 unsigned sp_server_effective_weight(const struct sp_server *s, uint64_t now_ms);
 
+/* As sp_server_usable (held false) or sp_server_held (held true) for a server taken to be up
+ * whatever its health state: what all_down: fail_open balances over. Any thread. */
+bool sp_server_usable_as_up(const struct sp_server *s, uint64_t now_ms, bool held);
+
+/* True when health checks mark every server of u down, backups included: u has a health_check
+ * block and at least one server, and none is up. Any thread. */
+bool sp_upstream_all_down(const struct sp_upstream *u);
+
+/* Logs the warning for u entering (all_down true) or leaving the all-down state, with what its
+ * all_down policy does about it. */
+void sp_upstream_log_all_down(const struct sp_upstream *u, bool all_down);
+
 /* Sets the active health state; returns true when it changed. Health checker only. */
 bool sp_server_set_up(struct sp_server *s, bool up, uint64_t now_ms);
 

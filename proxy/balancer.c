@@ -102,7 +102,7 @@ void sp_balancer_deinit(struct sp_balancer *b)
  * hold keeps out. is_cand[] is rewritten for every server, so entries of the other tier read
  * false. */
 static size_t collect(struct sp_balancer *b, const struct sp_tried *tried, uint64_t now_ms,
-                      bool backup, bool held)
+                      bool backup, bool held, bool as_up)
 {
     struct sp_lb_cands *c = b->cands;
     bool *is_cand = c->is_cand;
@@ -113,7 +113,9 @@ static size_t collect(struct sp_balancer *b, const struct sp_tried *tried, uint6
     for (size_t i = 0; i < b->up->nservers; i++) {
         struct sp_server *s = &b->up->servers[i];
         bool ok = s->conf->backup == backup &&
-                  (held ? sp_server_held(s, now_ms) : sp_server_usable(s, now_ms)) &&
+                  (as_up  ? sp_server_usable_as_up(s, now_ms, held)
+                   : held ? sp_server_held(s, now_ms)
+                          : sp_server_usable(s, now_ms)) &&
                   (tried == NULL || !sp_tried_has(tried, (unsigned)i));
 
         is_cand[i] = ok;
@@ -138,11 +140,21 @@ struct sp_server *sp_balancer_pick(struct sp_balancer *b, const struct sp_tried 
      * leave no server at all, the held servers are tried rather than refusing the client
      * (nginx resets the failure state then), so a sole server is used again as soon as it is
      * back instead of after fail_timeout. Health-check and drain verdicts always stand. */
-    if (collect(b, tried, now_ms, false, false) == 0 &&
-        collect(b, tried, now_ms, true, false) == 0 &&
-        collect(b, tried, now_ms, false, true) == 0 && collect(b, tried, now_ms, true, true) == 0)
-        return NULL;
-    return b->ops->pick(b, b->cands, client);
+    for (int as_up = 0; as_up < 2; as_up++) {
+        if (collect(b, tried, now_ms, false, false, as_up) != 0 ||
+            collect(b, tried, now_ms, true, false, as_up) != 0 ||
+            collect(b, tried, now_ms, false, true, as_up) != 0 ||
+            collect(b, tried, now_ms, true, true, as_up) != 0)
+            return b->ops->pick(b, b->cands, client);
+        /* all_down: fail_open, Envoy's panic mode: when the health checks have every server
+         * down, their verdict is more likely wrong than every server dead, so the servers are
+         * balanced over as if they were up (in the same order: primaries, backups, holds).
+         * Drains still stand. Only reached when nothing is usable, so never on a healthy
+         * pool's path. */
+        if (b->up->conf->all_down != SP_ALL_DOWN_FAIL_OPEN || !sp_upstream_all_down(b->up))
+            break;
+    }
+    return NULL;
 }
 
 /* Position in `up` of the server sharing state `st`, or -1. */

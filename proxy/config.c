@@ -246,6 +246,7 @@ static const struct sp_cfg_field upstream_fields[] = {
      .parse = sp_cfg_parse_duration,
      .off = offsetof(struct sp_upstream_conf, slow_start_ms)},
     {.key = "health_check", .parse = sp_cfg_parse_health},
+    {.key = "all_down", .parse = sp_cfg_parse_all_down},
     {.key = "proxy_protocol",
      .parse = sp_cfg_parse_enum,
      .off = offsetof(struct sp_upstream_conf, proxy_protocol),
@@ -720,6 +721,8 @@ static int resolve(struct build *b)
     size_t first, dup;
 
     int rc = sort_upstreams(b);
+    for (size_t i = 0; i < cfg->nupstreams && rc == 0; i++)
+        rc = sp_cfg_check_all_down(&b->walk, &cfg->upstreams[i]);
     if (rc != 0)
         return rc;
     for (size_t i = 0; i < cfg->nlisteners; i++) {

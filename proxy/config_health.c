@@ -222,6 +222,38 @@ int sp_cfg_parse_health(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yam
     return rc != 0 ? rc : check_exclusive(w, val, where);
 }
 
+static const char *const all_down_names[SP_ALL_DOWN_COUNT + 1] = {"reject", "fail_open", NULL};
+
+_Static_assert(sizeof(enum sp_all_down) == sizeof(unsigned), "enum sp_all_down size");
+
+const char *sp_all_down_name(enum sp_all_down v)
+{
+    return (unsigned)v < SP_ALL_DOWN_COUNT ? all_down_names[v] : "unknown";
+}
+
+int sp_cfg_parse_all_down(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
+                          void *obj, const char *what)
+{
+    struct sp_upstream_conf *up = obj;
+    struct sp_cfg_field enum_field = *f;
+    enum_field.off = offsetof(struct sp_upstream_conf, all_down);
+    enum_field.names = all_down_names;
+    up->all_down_mark =
+        (struct sp_conf_mark){(int)val->start_mark.line + 1, (int)val->start_mark.column + 1};
+    return sp_cfg_parse_enum(w, &enum_field, val, obj, what);
+}
+
+int sp_cfg_check_all_down(struct sp_cfg_walk *w, const struct sp_upstream_conf *up)
+{
+    if (up->all_down != SP_ALL_DOWN_FAIL_OPEN || up->health.enabled)
+        return 0;
+    yaml_mark_t m = {0, (size_t)up->all_down_mark.line - 1, (size_t)up->all_down_mark.col - 1};
+    return sp_cfg_fail(w, m,
+                       "all_down: fail_open in upstream '%.64s' needs a health_check block "
+                       "(without active checks no server is ever marked down)",
+                       up->name);
+}
+
 void sp_cfg_health_free(struct sp_health_conf *hc)
 {
     free(hc->send);

@@ -124,6 +124,40 @@ static void end_io(struct check *c)
     c->phase = PH_IDLE;
 }
 
+/* s has just gone `up` or down: the one change that can take its upstream into the all-down
+ * state (the last server up went down) or out of it (the first came back). */
+static void note_all_down(const struct sp_server *s, bool up)
+{
+    const struct sp_upstream *u = s->upstream;
+    if (!up) {
+        if (sp_upstream_all_down(u))
+            sp_upstream_log_all_down(u, true);
+        return;
+    }
+    for (size_t i = 0; i < u->nservers; i++) {
+        if (&u->servers[i] != s &&
+            atomic_load_explicit(&u->servers[i].state->up, memory_order_relaxed))
+            return;
+    }
+    sp_upstream_log_all_down(u, false);
+}
+
+void sp_health_log_all_down(const struct sp_runtime *old, const struct sp_runtime *rt)
+{
+    for (size_t i = 0; i < rt->cfg->nupstreams; i++) {
+        const struct sp_upstream *u = &rt->upstreams[i];
+        for (size_t j = 0; j < old->cfg->nupstreams; j++) {
+            const struct sp_upstream *o = &old->upstreams[j];
+            if (strcmp(o->conf->name, u->conf->name) != 0)
+                continue;
+            bool now = sp_upstream_all_down(u);
+            if (now != sp_upstream_all_down(o))
+                sp_upstream_log_all_down(u, now);
+            break;
+        }
+    }
+}
+
 /* result: SP_CHECK_OK, another enum sp_check_result, or the -errno that failed the check. */
 static void finish(struct check *c, int result)
 {
@@ -138,7 +172,7 @@ static void finish(struct check *c, int result)
     bool first = !c->state.checked;
     unsigned streak = c->state.streak + 1;
     if (sp_health_record(&c->state, ok, hc->rise, hc->fall)) {
-        sp_server_set_up(c->server, c->state.up, uv_now(c->health->loop));
+        bool changed = sp_server_set_up(c->server, c->state.up, uv_now(c->health->loop));
         if (first)
             sp_log_info("upstream %s: server %s up -> down (first check: %s)",
                         c->server->upstream->conf->name, c->server->name, why);
@@ -146,6 +180,8 @@ static void finish(struct check *c, int result)
             sp_log_info("upstream %s: server %s %s -> %s (%s; %u consecutive %s)",
                         c->server->upstream->conf->name, c->server->name, ok ? "down" : "up",
                         ok ? "up" : "down", why, streak, ok ? "successes" : "failures");
+        if (changed)
+            note_all_down(c->server, c->state.up);
     } else if (!ok) {
         sp_log_debug("upstream %s: server %s check failed: %s", c->server->upstream->conf->name,
                      c->server->name, why);

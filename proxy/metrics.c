@@ -15,6 +15,7 @@
 enum scope {
     PROCESS,  /* one unlabelled sample, from the stats */
     LISTENER, /* one sample per listener: {listener} */
+    UPSTREAM, /* one sample per upstream: {upstream} */
     SERVER,   /* one sample per server: {upstream,server} */
     WORKER,   /* one sample per worker thread: {worker} */
     SPECIAL,  /* fixed label sets, written by special_samples() */
@@ -61,6 +62,8 @@ enum scope {
     X(BYTES, SPECIAL, "counter", "splicer_bytes_total",                                            \
       "Bytes relayed for the listener's clients; upstream is client to server, downstream is "     \
       "server to client.")                                                                         \
+    X(U_ALL_DOWN, UPSTREAM, "gauge", "splicer_upstream_all_down",                                  \
+      "1 when health checks mark every server of the upstream down, backups included, else 0.")    \
     X(S_UP, SERVER, "gauge", "splicer_server_up",                                                  \
       "1 when active health checks consider the server up (always without checks), else 0.")       \
     X(S_USABLE, SERVER, "gauge", "splicer_server_usable",                                          \
@@ -352,6 +355,11 @@ static int family_samples(struct sp_strbuf *sb, enum family_id id, const struct 
                         listener_value(id, l));
         }
         return rc;
+    case UPSTREAM:
+        for (size_t i = 0; rc == 0 && i < st->nupstreams; i++)
+            rc = sample(sb, f->name, (const char *[]){"upstream", st->upstreams[i].name, NULL},
+                        st->upstreams[i].all_down);
+        return rc;
     case SERVER:
         for (size_t i = 0; rc == 0 && i < st->nservers; i++) {
             const struct sp_stats_server *s = &st->servers[i];
@@ -597,6 +605,9 @@ static int status_upstreams(struct sp_strbuf *sb, const struct sp_stats *st)
             rc = json_kstr(sb, false, "balance", u->balance);
         if (rc == 0)
             rc = json_kstr(sb, false, "health_check", u->check != NULL ? u->check : "off");
+        if (rc == 0)
+            rc = sp_strbuf_appendf(sb, ",\"all_down\":%s,\"all_down_policy\":\"%s\"",
+                                   json_bool(u->all_down), u->fail_open ? "fail_open" : "reject");
         if (rc == 0)
             rc = sp_strbuf_puts(sb, ",\"servers\":[");
         for (size_t j = 0; rc == 0 && j < u->nservers && k < st->nservers; j++, k++) {

@@ -327,6 +327,7 @@ static void publish(struct server *srv, struct sp_runtime *rt, int **sets)
     /* While `old` is still alive: the checks find their servers in rt through it. */
     if (srv->health != NULL && sp_health_update(srv->health, rt) != 0)
         sp_log_error("reload: out of memory; some servers are not health-checked");
+    sp_health_log_all_down(old, rt);
     if (!same_admin(&old->cfg->admin, &rt->cfg->admin)) {
         sp_admin_stop(srv->admin);
         srv->admin = NULL;

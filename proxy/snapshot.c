@@ -104,6 +104,8 @@ static int fill_upstreams(struct sp_stats *st, const struct sp_runtime *rt)
         st->upstreams[i].nservers = u->nservers;
         const struct sp_health_conf *hc = &u->conf->health;
         st->upstreams[i].check = !hc->enabled ? "off" : hc->http.enabled ? "http" : "tcp";
+        st->upstreams[i].all_down = sp_upstream_all_down(u);
+        st->upstreams[i].fail_open = u->conf->all_down == SP_ALL_DOWN_FAIL_OPEN;
         for (size_t j = 0; j < u->nservers; j++) {
             if (fill_server(&st->servers[st->nservers], u, &u->servers[j], now) != 0)
                 return -ENOMEM;

@@ -117,6 +117,39 @@ bool sp_server_held(const struct sp_server *s, uint64_t now_ms)
            now_ms < atomic_load_explicit(&st->down_until_ms, RLX);
 }
 
+bool sp_server_usable_as_up(const struct sp_server *s, uint64_t now_ms, bool held)
+{
+    const struct sp_server_state *st = s->state;
+    if (atomic_load_explicit(&st->drained, RLX))
+        return false;
+    bool in_hold = now_ms < atomic_load_explicit(&st->down_until_ms, RLX);
+    return held == in_hold;
+}
+
+bool sp_upstream_all_down(const struct sp_upstream *u)
+{
+    if (!u->conf->health.enabled || u->nservers == 0)
+        return false;
+    for (size_t i = 0; i < u->nservers; i++) {
+        if (atomic_load_explicit(&u->servers[i].state->up, RLX))
+            return false;
+    }
+    return true;
+}
+
+void sp_upstream_log_all_down(const struct sp_upstream *u, bool all_down)
+{
+    const char *name = u->conf->name;
+    if (!all_down)
+        sp_log_warn("upstream %s: a server is up again, no longer all down", name);
+    else if (u->conf->all_down == SP_ALL_DOWN_FAIL_OPEN)
+        sp_log_warn("upstream %s: every server is down; balancing over all %zu anyway "
+                    "(all_down: fail_open)",
+                    name, u->nservers);
+    else
+        sp_log_warn("upstream %s: every server is down; refusing clients (all_down: reject)", name);
+}
+
 const char *sp_check_result_str(int result)
 {
     switch (result) {

@@ -161,6 +161,50 @@ START_TEST(all_down_gives_null)
 }
 END_TEST
 
+/* all_down: fail_open: with every server down by health checks, every server but a drained one
+ * is picked as if up, primaries before backups; one server back ends it. reject (the default)
+ * and an upstream without checks give NULL as before. */
+START_TEST(all_down_fail_open)
+{
+    bool backups[4] = {false, false, false, true};
+    pool_init((enum sp_balance)_i, 4, NULL, backups);
+    P.uc.health.enabled = true;
+    for (unsigned i = 0; i < 4; i++)
+        set_up(i, false);
+    ck_assert(sp_upstream_all_down(&P.up));
+    ck_assert_int_eq(pick(NULL), -1); /* reject */
+    P.uc.all_down = SP_ALL_DOWN_FAIL_OPEN;
+    atomic_store(&P.up.servers[2].state->drained, true);
+    bool seen[4] = {false};
+    for (int k = 0; k < 60; k++) {
+        int i = pick(NULL);
+        ck_assert_msg(i == 0 || i == 1, "picked %d: not a primary that is not drained", i);
+        seen[i] = true;
+    }
+    ck_assert(seen[0] || seen[1]);
+    if (_i != SP_BALANCE_SOURCE_HASH) /* one client: one server */
+        ck_assert(seen[0] && seen[1]);
+    /* Tried primaries give way to the backup, as for up servers. */
+    struct sp_tried t;
+    sp_tried_init(&t);
+    sp_tried_add(&t, 0);
+    sp_tried_add(&t, 1);
+    ck_assert_int_eq(pick(&t), 3);
+    sp_tried_add(&t, 3);
+    ck_assert_int_eq(pick(&t), -1);
+    /* One server up: not all down, the others' verdict stands again. */
+    set_up(1, true);
+    ck_assert(!sp_upstream_all_down(&P.up));
+    for (int k = 0; k < 10; k++)
+        ck_assert_int_eq(pick(NULL), 1);
+    /* Without health checks an upstream is never all down. */
+    set_up(1, false);
+    P.uc.health.enabled = false;
+    ck_assert(!sp_upstream_all_down(&P.up));
+    ck_assert_int_eq(pick(NULL), -1);
+}
+END_TEST
+
 START_TEST(never_picks_down_or_held)
 {
     const unsigned w[] = {1, 5, 1, 3};
@@ -867,6 +911,7 @@ static Suite *balancer_suite(void)
     tc = tcase_create("all_modes");
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_loop_test(tc, all_down_gives_null, 0, SP_BALANCE_COUNT);
+    tcase_add_loop_test(tc, all_down_fail_open, 0, SP_BALANCE_COUNT);
     tcase_add_loop_test(tc, never_picks_down_or_held, 0, SP_BALANCE_COUNT);
     tcase_add_loop_test(tc, held_servers_when_nothing_else, 0, SP_BALANCE_COUNT);
     tcase_add_loop_test(tc, sole_held_server_is_picked, 0, SP_BALANCE_COUNT);

@@ -144,6 +144,49 @@ START_TEST(bad_value)
 }
 END_TEST
 
+START_TEST(all_down)
+{
+    struct sp_config *cfg = load(HEAD "      interval: 1s\n");
+    ck_assert_int_eq(cfg->upstreams[0].all_down, SP_ALL_DOWN_REJECT);
+    sp_config_free(cfg);
+    cfg = load(HEAD "      interval: 1s\n    all_down: fail_open\n");
+    ck_assert_int_eq(cfg->upstreams[0].all_down, SP_ALL_DOWN_FAIL_OPEN);
+    ck_assert_str_eq(sp_all_down_name(cfg->upstreams[0].all_down), "fail_open");
+    sp_config_free(cfg);
+    cfg = load("listeners:\n  web:\n    listen: 127.0.0.1:8080\n    upstream: pool\n"
+               "upstreams:\n  pool:\n    all_down: reject\n"
+               "    servers:\n      - address: 127.0.0.1:9001\n");
+    ck_assert_int_eq(cfg->upstreams[0].all_down, SP_ALL_DOWN_REJECT);
+    sp_config_free(cfg);
+}
+END_TEST
+
+static const struct {
+    const char *text;
+    const char *msg;
+} bad_all_down[] = {
+    {"listeners:\n  web:\n    listen: 127.0.0.1:8080\n    upstream: pool\n"
+     "upstreams:\n  pool:\n    all_down: fail_open\n"
+     "    servers:\n      - address: 127.0.0.1:9001\n",
+     "mem:7:15: all_down: fail_open in upstream 'pool' needs a health_check block (without "
+     "active checks no server is ever marked down)"},
+    {HEAD "      interval: 1s\n    all_down: open\n",
+     "mem:11:15: invalid value 'open' for 'all_down' in upstream 'pool' (expected one of: "
+     "reject, fail_open)"},
+    {HEAD "      interval: 1s\n    all_down:\n",
+     "mem:11:14: missing value for 'all_down' in upstream 'pool'"},
+};
+
+START_TEST(all_down_bad)
+{
+    struct sp_config *cfg = NULL;
+    struct sp_config_error err;
+    const char *t = bad_all_down[_i].text;
+    ck_assert_int_eq(sp_config_load_string("mem", t, strlen(t), &cfg, &err), -EINVAL);
+    ck_assert_str_eq(err.text, bad_all_down[_i].msg);
+}
+END_TEST
+
 static Suite *config_health_suite(void)
 {
     Suite *s = suite_create("config_health");
@@ -152,6 +195,8 @@ static Suite *config_health_suite(void)
     tcase_add_test(tc, http_defaults);
     tcase_add_test(tc, http_status_forms);
     tcase_add_loop_test(tc, bad_value, 0, (int)SP_ARRAY_LEN(bad));
+    tcase_add_test(tc, all_down);
+    tcase_add_loop_test(tc, all_down_bad, 0, (int)SP_ARRAY_LEN(bad_all_down));
     suite_add_tcase(s, tc);
     return s;
 }

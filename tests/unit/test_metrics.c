@@ -55,11 +55,23 @@ static struct sp_stats *sample_stats(const char *listener, const char *server)
                                                   .src_untracked = 12};
     st->nupstreams = 1;
     st->upstreams = calloc(1, sizeof(*st->upstreams));
-    st->upstreams[0] = (struct sp_stats_upstream){dup_str("pool"), "round_robin", 2, "http"};
+    st->upstreams[0] =
+        (struct sp_stats_upstream){dup_str("pool"), "round_robin", 2, "http", true, true};
     st->nservers = 2;
     st->servers = calloc(2, sizeof(*st->servers));
-    st->servers[0] = (struct sp_stats_server){
-        dup_str("pool"), dup_str("127.0.0.1:9001"), true, true, false, false, 1, 2, 7, 0, 1, true, 204};
+    st->servers[0] = (struct sp_stats_server){dup_str("pool"),
+                                              dup_str("127.0.0.1:9001"),
+                                              true,
+                                              true,
+                                              false,
+                                              false,
+                                              1,
+                                              2,
+                                              7,
+                                              0,
+                                              1,
+                                              true,
+                                              204};
     st->servers[1] = (struct sp_stats_server){dup_str("pool"),
                                               dup_str(server),
                                               false,
@@ -174,6 +186,10 @@ static const char want_prom[] =
     "# TYPE splicer_bytes_total counter\n"
     "splicer_bytes_total{listener=\"web\",direction=\"upstream\"} 100\n"
     "splicer_bytes_total{listener=\"web\",direction=\"downstream\"} 2000\n"
+    "# HELP splicer_upstream_all_down 1 when health checks mark every server of the upstream "
+    "down, backups included, else 0.\n"
+    "# TYPE splicer_upstream_all_down gauge\n"
+    "splicer_upstream_all_down{upstream=\"pool\"} 1\n"
     "# HELP splicer_server_up 1 when active health checks consider the server up (always without "
     "checks), else 0.\n"
     "# TYPE splicer_server_up gauge\n"
@@ -303,6 +319,7 @@ static const struct {
     {"splicer_server_active_connections", "gauge"},
     {"splicer_server_connect_failures_total", "counter"},
     {"splicer_server_check_http_status", "gauge"},
+    {"splicer_upstream_all_down", "gauge"},
     {"splicer_listener_connections_total", "counter"},
     {"splicer_listener_active_connections", "gauge"},
     {"splicer_bytes_total", "counter"},
@@ -490,14 +507,17 @@ static const char want_status[] =
     "\"bad_header\":5,\"per_source_connections\":10,\"per_source_rate\":11},"
     "\"limits\":{\"per_source_connections\":100,\"per_source_rate\":\"50/s\","
     "\"source_prefix_v4\":24,\"source_prefix_v6\":64,\"tracked_sources\":65536,\"sources\":13,"
-    "\"untracked\":12}}],\"upstreams\":[{\"name\":\"pool\",\"balance\":\"round_robin\",\"health_check\":\"http\",\"servers\":"
+    "\"untracked\":12}}],\"upstreams\":[{\"name\":\"pool\",\"balance\":\"round_robin\",\"health_"
+    "check\":\"http\",\"all_down\":true,\"all_down_policy\":\"fail_open\",\"servers\":"
     "["
     "{"
     "\"address\":\"127.0.0.1:9001\",\"state\":\"up\",\"usable\":true,\"drained\":false,\"weight\":"
     "1,\"backup\":false,\"active\":2,\"connections\":7,\"connect_failures\":0,\"health_checked\":"
-    "true,\"last_check\":\"ok\",\"last_check_http_status\":204},{\"address\":\"[::1]:9002\",\"state\":\"down\",\"usable\":false,"
+    "true,\"last_check\":\"ok\",\"last_check_http_status\":204},{\"address\":\"[::1]:9002\","
+    "\"state\":\"down\",\"usable\":false,"
     "\"drained\":true,\"weight\":3,\"backup\":true,\"active\":0,\"connections\":3,\"connect_"
-    "failures\":4,\"health_checked\":true,\"last_check\":\"Connection refused\",\"last_check_http_status\":null}]}]}\n";
+    "failures\":4,\"health_checked\":true,\"last_check\":\"Connection "
+    "refused\",\"last_check_http_status\":null}]}]}\n";
 
 START_TEST(status_exact_and_valid)
 {
