@@ -89,6 +89,10 @@ struct sp_health_conf {
     char *expect; /* owned, NULL when absent */
     size_t expect_len;
     struct sp_health_http_conf http; /* excludes send/expect */
+    /* flap damping (health_flap.h): off while flap_max is 0 */
+    unsigned flap_max;       /* 1..100; default 0 */
+    uint64_t flap_window_ms; /* default 60s, > 0 */
+    uint64_t flap_hold_ms;   /* default 30s, > 0 */
 };
 
 struct sp_upstream_conf {

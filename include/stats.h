@@ -54,6 +54,8 @@ struct sp_stats_server {
     int check_result;           /* enum sp_check_result or -errno (see upstream.h) */
     bool health_checked;        /* the upstream has a health_check block */
     unsigned check_http_status; /* status code of the last http check's reply; 0: none */
+    uint64_t flaps;             /* up/down changes of the health verdict */
+    bool flap_held;             /* kept down by flap damping */
 };
 
 /* One worker thread: how the kernel spread connections over the SO_REUSEPORT sockets. */

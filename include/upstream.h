@@ -22,6 +22,8 @@ struct sp_server_state {
     _Atomic bool drained;              /* by the admin endpoint: no new connections */
     _Atomic int check_result;          /* last active check: enum sp_check_result or -errno */
     _Atomic int check_http_status;     /* status code of the last http check's reply, else 0 */
+    _Atomic bool flap_held;            /* kept down by flap damping (health checker writes) */
+    _Atomic uint64_t flaps;            /* up/down changes of the health verdict, ever */
     _Atomic uint32_t active;           /* proxied connections open now, under any runtime */
     _Atomic uint64_t connections;      /* proxied connections established, ever */
     _Atomic uint64_t connect_failures; /* refused or timed-out connects, ever */

@@ -271,6 +271,8 @@ static void upstream_defaults(void *entry)
     u->health.timeout_ms = 1000;
     u->health.rise = 2;
     u->health.fall = 3;
+    u->health.flap_window_ms = 60 * 1000;
+    u->health.flap_hold_ms = 30 * 1000;
     u->proxy_protocol = SP_PP_SEND_OFF;
     u->dns_refresh_ms = 5000;
 }

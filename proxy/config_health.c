@@ -3,6 +3,7 @@
  * and messages. */
 #include "config_health.h"
 #include "common.h"
+#include "health_flap.h"
 #include "parse.h"
 
 #include <errno.h>
@@ -180,7 +181,40 @@ static const struct sp_cfg_field health_fields[] = {
      .off = offsetof(struct sp_health_conf, expect),
      .off2 = offsetof(struct sp_health_conf, expect_len)},
     {.key = "http", .parse = p_http},
+    {.key = "flap_window",
+     .parse = sp_cfg_parse_duration,
+     .off = offsetof(struct sp_health_conf, flap_window_ms),
+     .min = 1},
+    {.key = "flap_max",
+     .parse = sp_cfg_parse_uint,
+     .off = offsetof(struct sp_health_conf, flap_max),
+     .min = 1,
+     .max = SP_FLAP_MAX_MAX},
+    {.key = "flap_hold",
+     .parse = sp_cfg_parse_duration,
+     .off = offsetof(struct sp_health_conf, flap_hold_ms),
+     .min = 1},
 };
+
+/* flap_window and flap_hold tune a damping that only flap_max turns on: alone they would do
+ * nothing, silently. */
+static int check_flap(struct sp_cfg_walk *w, yaml_node_t *map, const struct sp_health_conf *hc,
+                      const char *where)
+{
+    if (hc->flap_max != 0)
+        return 0;
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
+        const yaml_node_t *k = sp_cfg_node(w, p->key);
+        const char *key = (const char *)k->data.scalar.value;
+        if (strcmp(key, "flap_window") == 0 || strcmp(key, "flap_hold") == 0)
+            return sp_cfg_fail(w, k->start_mark,
+                               "'%s' in %s has no effect without flap_max (set flap_max to turn "
+                               "flap damping on)",
+                               key, where);
+    }
+    return 0;
+}
 
 /* http writes its own request and judges the reply by its status: a send/expect beside it
  * would be ignored, so the second of the two in the file is refused. */
@@ -219,7 +253,9 @@ int sp_cfg_parse_health(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yam
     snprintf(where, sizeof(where), "health_check of upstream '%.64s'", up->name);
     rc = sp_cfg_walk_map(w, val, health_fields, SP_ARRAY_LEN(health_fields), &up->health, where,
                          val->start_mark);
-    return rc != 0 ? rc : check_exclusive(w, val, where);
+    if (rc == 0)
+        rc = check_exclusive(w, val, where);
+    return rc != 0 ? rc : check_flap(w, val, &up->health, where);
 }
 
 static const char *const all_down_names[SP_ALL_DOWN_COUNT + 1] = {"reject", "fail_open", NULL};

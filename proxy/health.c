@@ -11,12 +11,14 @@
  * The poll handle is closed after every check because the next one uses a new socket. */
 #include "health.h"
 
+#include "health_flap.h"
 #include "health_http.h"
 #include "log.h"
 #include "proxy_proto.h"
 #include "sock.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -40,10 +42,11 @@ struct check {
     int fd; /* owned while a check is in flight, else -1 */
     enum check_phase phase;
     bool poll_live;
-    bool retired;     /* no longer wanted: freed once its handles have closed */
-    bool taken;       /* scratch of sp_health_update: kept for the new runtime */
-    unsigned handles; /* handles of this check not yet closed (the timer, the poll) */
-    struct sp_health_state state;
+    bool retired;                 /* no longer wanted: freed once its handles have closed */
+    bool taken;                   /* scratch of sp_health_update: kept for the new runtime */
+    unsigned handles;             /* handles of this check not yet closed (the timer, the poll) */
+    struct sp_health_state state; /* the verdict of the checks */
+    struct sp_flap flap;          /* damping: the server is up when the verdict is and not held */
     unsigned http_status; /* of the reply to the check in flight; 0 until a status line came */
     size_t got;
     char reply[REPLY_MAX];
@@ -158,6 +161,50 @@ void sp_health_log_all_down(const struct sp_runtime *old, const struct sp_runtim
     }
 }
 
+/* The verdict of c's checks changed (not its first result): counted, and remembered for flap
+ * damping, which may hold the server down from now on. */
+static void flap_changed(struct check *c, uint64_t now)
+{
+    const struct sp_health_conf *hc = c->conf;
+    struct sp_server_state *st = c->server->state;
+    atomic_fetch_add_explicit(&st->flaps, 1, memory_order_relaxed);
+    if (!sp_flap_change(&c->flap, c->state.up, now, hc->flap_window_ms, hc->flap_max))
+        return;
+    atomic_store_explicit(&st->flap_held, true, memory_order_relaxed);
+    sp_log_warn("upstream %s: server %s is flapping (%u up/down changes within %llu ms, "
+                "flap_max %u): held down until it stays up for %llu ms",
+                c->server->upstream->conf->name, c->server->name,
+                sp_flap_count(&c->flap, now, hc->flap_window_ms),
+                (unsigned long long)hc->flap_window_ms, hc->flap_max,
+                (unsigned long long)hc->flap_hold_ms);
+}
+
+static void flap_release(struct check *c, const char *why)
+{
+    atomic_store_explicit(&c->server->state->flap_held, false, memory_order_relaxed);
+    sp_log_warn("upstream %s: server %s released from its flap hold (%s)",
+                c->server->upstream->conf->name, c->server->name, why);
+}
+
+/* Publishes what the checks make of the server: up when the verdict is and no flap hold keeps
+ * it out (a hold ends once the verdict has been up for flap_hold). */
+static void apply(struct check *c, uint64_t now)
+{
+    const struct sp_health_conf *hc = c->conf;
+    if (c->flap.held && hc->flap_max == 0) {
+        c->flap.held = false;
+        c->flap.n = 0;
+        flap_release(c, "flap damping is off now");
+    } else if (sp_flap_release(&c->flap, c->state.up, now, hc->flap_hold_ms)) {
+        char why[64];
+        snprintf(why, sizeof(why), "up for %llu ms", (unsigned long long)(now - c->flap.up_since));
+        flap_release(c, why);
+    }
+    bool up = c->state.up && !c->flap.held;
+    if (sp_server_set_up(c->server, up, now))
+        note_all_down(c->server, up);
+}
+
 /* result: SP_CHECK_OK, another enum sp_check_result, or the -errno that failed the check. */
 static void finish(struct check *c, int result)
 {
@@ -171,8 +218,10 @@ static void finish(struct check *c, int result)
     const struct sp_health_conf *hc = c->conf;
     bool first = !c->state.checked;
     unsigned streak = c->state.streak + 1;
+    uint64_t now = uv_now(c->health->loop);
     if (sp_health_record(&c->state, ok, hc->rise, hc->fall)) {
-        bool changed = sp_server_set_up(c->server, c->state.up, uv_now(c->health->loop));
+        if (!first)
+            flap_changed(c, now);
         if (first)
             sp_log_info("upstream %s: server %s up -> down (first check: %s)",
                         c->server->upstream->conf->name, c->server->name, why);
@@ -180,12 +229,11 @@ static void finish(struct check *c, int result)
             sp_log_info("upstream %s: server %s %s -> %s (%s; %u consecutive %s)",
                         c->server->upstream->conf->name, c->server->name, ok ? "down" : "up",
                         ok ? "up" : "down", why, streak, ok ? "successes" : "failures");
-        if (changed)
-            note_all_down(c->server, c->state.up);
     } else if (!ok) {
         sp_log_debug("upstream %s: server %s check failed: %s", c->server->upstream->conf->name,
                      c->server->name, why);
     }
+    apply(c, now);
     if (!c->retired)
         schedule(c);
 }
@@ -365,6 +413,7 @@ static struct check *check_new(struct sp_health *h, struct sp_server *s,
     c->state.up = atomic_load_explicit(&s->state->up, memory_order_relaxed);
     c->state.checked =
         atomic_load_explicit(&s->state->check_result, memory_order_relaxed) != SP_CHECK_NONE;
+    atomic_store_explicit(&s->state->flap_held, false, memory_order_relaxed);
     uv_timer_init(h->loop, &c->timer);
     c->timer.data = c;
     c->handles = 1;
@@ -404,6 +453,9 @@ static void move(struct check *c, struct sp_server *s, const struct sp_health_co
     c->conf = conf;
     if (reschedule)
         schedule(c);
+    /* flap_max removed: a hold ends now rather than at the next check. */
+    if (c->flap.held && conf->flap_max == 0)
+        apply(c, uv_now(c->health->loop));
 }
 
 /* Servers of upstreams without checks: a verdict left by checks an earlier runtime ran would
@@ -414,6 +466,7 @@ static void forget_verdicts(const struct sp_runtime *rt, uint64_t now)
         const struct sp_upstream *u = &rt->upstreams[i];
         for (size_t j = 0; !u->conf->health.enabled && j < u->nservers; j++) {
             struct sp_server *s = &u->servers[j];
+            atomic_store_explicit(&s->state->flap_held, false, memory_order_relaxed);
             if (atomic_exchange(&s->state->check_result, SP_CHECK_NONE) != SP_CHECK_NONE &&
                 sp_server_set_up(s, true, now))
                 sp_log_info("upstream %s: server %s up (health checks are off now)", u->conf->name,

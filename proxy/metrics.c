@@ -77,6 +77,8 @@ enum scope {
       "Proxied connections established to the server.")                                            \
     X(S_CONNECT_FAILURES, SERVER, "counter", "splicer_server_connect_failures_total",              \
       "Connects to the server that were refused or timed out.")                                    \
+    X(S_FLAPS, SERVER, "counter", "splicer_server_flaps_total",                                    \
+      "Up/down changes of the server's health check verdict.")                                     \
     X(S_CHECK_HTTP_STATUS, SERVER, "gauge", "splicer_server_check_http_status",                    \
       "Status code of the reply to the server's last HTTP health check; 0 when it had none.")      \
     X(W_CONNECTIONS, WORKER, "counter", "splicer_worker_connections_total",                        \
@@ -244,6 +246,8 @@ static uint64_t server_value(enum family_id id, const struct sp_stats_server *s)
         return s->connections;
     case M_S_CONNECT_FAILURES:
         return s->connect_failures;
+    case M_S_FLAPS:
+        return s->flaps;
     case M_S_CHECK_HTTP_STATUS:
         return s->check_http_status;
     default:
@@ -587,6 +591,9 @@ static int status_server(struct sp_strbuf *sb, const struct sp_stats_server *s)
         rc = sp_strbuf_appendf(sb, ",\"last_check_http_status\":%u", s->check_http_status);
     else if (rc == 0)
         rc = sp_strbuf_puts(sb, ",\"last_check_http_status\":null");
+    if (rc == 0)
+        rc = sp_strbuf_appendf(sb, ",\"flaps\":%" PRIu64 ",\"flap_held\":%s", s->flaps,
+                               json_bool(s->flap_held));
     return rc;
 }
 

@@ -80,6 +80,8 @@ static int fill_server(struct sp_stats_server *o, const struct sp_upstream *u,
     o->connect_failures = atomic_load_explicit(&s->state->connect_failures, RLX);
     o->check_result = atomic_load_explicit(&s->state->check_result, RLX);
     o->check_http_status = (unsigned)atomic_load_explicit(&s->state->check_http_status, RLX);
+    o->flaps = atomic_load_explicit(&s->state->flaps, RLX);
+    o->flap_held = atomic_load_explicit(&s->state->flap_held, RLX);
     o->health_checked = u->conf->health.enabled;
     return 0;
 }

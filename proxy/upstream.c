@@ -36,6 +36,8 @@ static struct sp_server_state *state_new(void)
     atomic_init(&st->drained, false);
     atomic_init(&st->check_result, SP_CHECK_NONE);
     atomic_init(&st->check_http_status, 0);
+    atomic_init(&st->flap_held, false);
+    atomic_init(&st->flaps, 0);
     atomic_init(&st->active, 0);
     atomic_init(&st->connections, 0);
     atomic_init(&st->connect_failures, 0);

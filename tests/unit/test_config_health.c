@@ -187,6 +187,52 @@ START_TEST(all_down_bad)
 }
 END_TEST
 
+START_TEST(flap_keys)
+{
+    struct sp_config *cfg = load(HEAD "      interval: 1s\n");
+    const struct sp_health_conf *hc = &cfg->upstreams[0].health;
+    ck_assert_uint_eq(hc->flap_max, 0);
+    ck_assert_uint_eq(hc->flap_window_ms, 60000);
+    ck_assert_uint_eq(hc->flap_hold_ms, 30000);
+    sp_config_free(cfg);
+    cfg = load(HEAD "      flap_window: 2m\n      flap_max: 4\n      flap_hold: 45s\n");
+    hc = &cfg->upstreams[0].health;
+    ck_assert_uint_eq(hc->flap_max, 4);
+    ck_assert_uint_eq(hc->flap_window_ms, 120000);
+    ck_assert_uint_eq(hc->flap_hold_ms, 45000);
+    sp_config_free(cfg);
+}
+END_TEST
+
+static const struct {
+    const char *lines;
+    const char *msg;
+} bad_flap[] = {
+    {"      flap_window: 10s\n",
+     "mem:10:7: 'flap_window' in health_check of upstream 'pool' has no effect without flap_max "
+     "(set flap_max to turn flap damping on)"},
+    {"      interval: 1s\n      flap_hold: 10s\n",
+     "mem:11:7: 'flap_hold' in health_check of upstream 'pool' has no effect without flap_max "
+     "(set flap_max to turn flap damping on)"},
+    {"      flap_max: 0\n", "mem:10:17: value '0' for 'flap_max' in health_check of upstream "
+                            "'pool' is out of range (1..100)"},
+    {"      flap_max: 101\n", "mem:10:17: value '101' for 'flap_max' in health_check of upstream "
+                              "'pool' is out of range (1..100)"},
+    {"      flap_max: 3\n      flap_hold: 0s\n",
+     "mem:11:18: 'flap_hold' in health_check of upstream 'pool' must be greater than 0"},
+};
+
+START_TEST(flap_bad)
+{
+    char text[768];
+    struct sp_config *cfg = NULL;
+    struct sp_config_error err;
+    snprintf(text, sizeof(text), HEAD "%s", bad_flap[_i].lines);
+    ck_assert_int_eq(sp_config_load_string("mem", text, strlen(text), &cfg, &err), -EINVAL);
+    ck_assert_str_eq(err.text, bad_flap[_i].msg);
+}
+END_TEST
+
 static Suite *config_health_suite(void)
 {
     Suite *s = suite_create("config_health");
@@ -196,6 +242,8 @@ static Suite *config_health_suite(void)
     tcase_add_test(tc, http_status_forms);
     tcase_add_loop_test(tc, bad_value, 0, (int)SP_ARRAY_LEN(bad));
     tcase_add_test(tc, all_down);
+    tcase_add_test(tc, flap_keys);
+    tcase_add_loop_test(tc, flap_bad, 0, (int)SP_ARRAY_LEN(bad_flap));
     tcase_add_loop_test(tc, all_down_bad, 0, (int)SP_ARRAY_LEN(bad_all_down));
     suite_add_tcase(s, tc);
     return s;

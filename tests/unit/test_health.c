@@ -2,6 +2,7 @@
  * checks carrying on across runtimes (sp_health_update) on a real loop against loopback
  * listeners: no probe burst, no lost rise/fall progress, new servers checked, removed ones not. */
 #include "health.h"
+#include "health_flap.h"
 #include "log.h"
 
 #include <check.h>
@@ -248,12 +249,61 @@ START_TEST(update_keeps_checks_going)
 }
 END_TEST
 
+/* Flap damping: more than max changes within window hold the server; the hold ends once it has
+ * been up for hold, and old changes fall out of the window. */
+START_TEST(flap_hold_and_release)
+{
+    struct sp_flap f = {0};
+    const uint64_t W = 10000, H = 3000;
+    ck_assert(!sp_flap_change(&f, false, 1000, W, 2));
+    ck_assert(!sp_flap_change(&f, true, 2000, W, 2));
+    ck_assert_uint_eq(sp_flap_count(&f, 2000, W), 2);
+    ck_assert(sp_flap_change(&f, false, 3000, W, 2)); /* the third within 10 s */
+    ck_assert(f.held);
+    ck_assert(!sp_flap_change(&f, true, 4000, W, 2)); /* already held */
+    ck_assert(!sp_flap_release(&f, true, 6999, H));
+    ck_assert(!sp_flap_release(&f, false, 8000, H)); /* down: no release */
+    ck_assert(sp_flap_release(&f, true, 7000, H));
+    ck_assert(!f.held);
+    ck_assert_uint_eq(sp_flap_count(&f, 7000, W), 0);
+    /* Down again and up again: a fresh count, far from flap_max. */
+    ck_assert(!sp_flap_change(&f, false, 8000, W, 2));
+    ck_assert(!sp_flap_change(&f, true, 9000, W, 2));
+}
+END_TEST
+
+START_TEST(flap_window_forgets)
+{
+    struct sp_flap f = {0};
+    /* One change every 5 s: never more than 2 within 10 s. */
+    for (uint64_t t = 1; t < 200; t++)
+        ck_assert_msg(!sp_flap_change(&f, t % 2 == 0, t * 5001, 10000, 2), "held at %llu",
+                      (unsigned long long)t);
+    ck_assert_uint_eq(sp_flap_count(&f, 200 * 5001, 10000), 1);
+    /* max 0 is off: nothing held whatever the rate. */
+    struct sp_flap g = {0};
+    for (uint64_t t = 1; t < 300; t++)
+        ck_assert(!sp_flap_change(&g, t % 2 == 0, t, 10000, 0));
+    ck_assert(!g.held);
+    /* The ring holds SP_FLAP_MAX_MAX + 1 changes: max 100 still trips. */
+    struct sp_flap m = {0};
+    int tripped = 0;
+    for (uint64_t t = 1; t <= 150; t++)
+        tripped += sp_flap_change(&m, t % 2 == 0, t, 10000, SP_FLAP_MAX_MAX);
+    ck_assert_int_eq(tripped, 1);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("health");
     TCase *tc = tcase_create("rise_fall");
     tcase_add_loop_test(tc, rise_fall_table, 0, (int)(sizeof(scenarios) / sizeof(scenarios[0])));
     suite_add_tcase(s, tc);
+    TCase *fl = tcase_create("flap");
+    tcase_add_test(fl, flap_hold_and_release);
+    tcase_add_test(fl, flap_window_forgets);
+    suite_add_tcase(s, fl);
     TCase *up = tcase_create("update");
     tcase_add_test(up, update_keeps_checks_going);
     suite_add_tcase(s, up);

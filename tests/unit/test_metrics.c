@@ -71,7 +71,9 @@ static struct sp_stats *sample_stats(const char *listener, const char *server)
                                               0,
                                               1,
                                               true,
-                                              204};
+                                              204,
+                                              6,
+                                              true};
     st->servers[1] = (struct sp_stats_server){dup_str("pool"),
                                               dup_str(server),
                                               false,
@@ -84,7 +86,9 @@ static struct sp_stats *sample_stats(const char *listener, const char *server)
                                               4,
                                               -ECONNREFUSED,
                                               true,
-                                              0};
+                                              0,
+                                              0,
+                                              false};
     st->splice_bytes = 5000;
     st->copy_bytes = 60;
     st->copy_fallbacks = 1;
@@ -218,6 +222,10 @@ static const char want_prom[] =
     "# TYPE splicer_server_connect_failures_total counter\n"
     "splicer_server_connect_failures_total{upstream=\"pool\",server=\"127.0.0.1:9001\"} 0\n"
     "splicer_server_connect_failures_total{upstream=\"pool\",server=\"[::1]:9002\"} 4\n"
+    "# HELP splicer_server_flaps_total Up/down changes of the server's health check verdict.\n"
+    "# TYPE splicer_server_flaps_total counter\n"
+    "splicer_server_flaps_total{upstream=\"pool\",server=\"127.0.0.1:9001\"} 6\n"
+    "splicer_server_flaps_total{upstream=\"pool\",server=\"[::1]:9002\"} 0\n"
     "# HELP splicer_server_check_http_status Status code of the reply to the server's last HTTP "
     "health check; 0 when it had none.\n"
     "# TYPE splicer_server_check_http_status gauge\n"
@@ -319,6 +327,7 @@ static const struct {
     {"splicer_server_active_connections", "gauge"},
     {"splicer_server_connect_failures_total", "counter"},
     {"splicer_server_check_http_status", "gauge"},
+    {"splicer_server_flaps_total", "counter"},
     {"splicer_upstream_all_down", "gauge"},
     {"splicer_listener_connections_total", "counter"},
     {"splicer_listener_active_connections", "gauge"},
@@ -513,11 +522,12 @@ static const char want_status[] =
     "{"
     "\"address\":\"127.0.0.1:9001\",\"state\":\"up\",\"usable\":true,\"drained\":false,\"weight\":"
     "1,\"backup\":false,\"active\":2,\"connections\":7,\"connect_failures\":0,\"health_checked\":"
-    "true,\"last_check\":\"ok\",\"last_check_http_status\":204},{\"address\":\"[::1]:9002\","
+    "true,\"last_check\":\"ok\",\"last_check_http_status\":204,\"flaps\":6,\"flap_held\":true},{"
+    "\"address\":\"[::1]:9002\","
     "\"state\":\"down\",\"usable\":false,"
     "\"drained\":true,\"weight\":3,\"backup\":true,\"active\":0,\"connections\":3,\"connect_"
     "failures\":4,\"health_checked\":true,\"last_check\":\"Connection "
-    "refused\",\"last_check_http_status\":null}]}]}\n";
+    "refused\",\"last_check_http_status\":null,\"flaps\":0,\"flap_held\":false}]}]}\n";
 
 START_TEST(status_exact_and_valid)
 {
