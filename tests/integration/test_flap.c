@@ -116,10 +116,15 @@ static int hit_b1(int port)
     return strstr(reply, "\r\n\r\nb1\n") != NULL;
 }
 
-/* Toggles b1's check result `changes` times, each time waiting for the transition line. */
+/* Toggles b1's check result `changes` times, each time waiting for the transition line. The
+ * first check must be done before: its verdict is no change, and is logged differently. */
 static void toggle(struct proxy *px, struct sph_backend *b1, int changes)
 {
-    char down[128], up[128];
+    char down[128], up[128], series[128];
+    snprintf(series, sizeof(series),
+             "splicer_server_check_http_status{upstream=\"pool\",server=\"127.0.0.1:%d\"}",
+             b1->port);
+    sph_expect_metric(px->admin, series, 200);
     snprintf(down, sizeof(down), "server 127.0.0.1:%d up -> down (status 503;", b1->port);
     snprintf(up, sizeof(up), "server 127.0.0.1:%d down -> up (ok;", b1->port);
     for (int k = 0; k < changes; k++) {
