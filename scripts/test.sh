@@ -13,8 +13,9 @@ JOBS=${TEST_JOBS:-2} # parallel compile jobs, and ctest entries run at once
 
 # Real peers for the tests that would otherwise be skipped: prometheus (promtool validates the
 # /metrics exposition; a real server scrapes it), haproxy (PROXY protocol interop), openssl and
-# curl (TLS backends and clients for SNI routing). clang-format checks the formatting below.
-scripts/deps.sh prometheus clang-format haproxy openssl curl
+# curl (TLS backends and clients for SNI routing), nginx (a real HTTP server for HTTP health
+# checks). clang-format checks the formatting below.
+scripts/deps.sh prometheus clang-format haproxy openssl curl nginx
 mkdir -p "$LOG_DIR"
 
 results=()   # one "name: OK|FAILED|... (duration)" line per stage, for the summary
