@@ -3,8 +3,9 @@
  * long any client may hold a connection. It shares nothing with the relay but what the ops copy
  * out, so a slow or hostile admin client costs the relay nothing.
  *
- * Authorization. Reading (/metrics, /status, /healthz) is open: probes and scrapers need it.
- * Drain and enable change state and are POST only (GET and HEAD get 405), and, in this order:
+ * Authorization. Reading (/metrics, /status, /healthz, and the status page on /) is open:
+ * probes and scrapers need it. Drain and enable change state and are POST only (GET and HEAD
+ * get 405), and, in this order:
  *  - refused (403) when the request carries Origin, or Sec-Fetch-Site other than "none": it
  *    comes from a script in a browser, and no page of ours ever needs to send one;
  *  - with admin.token_file: `Authorization: Bearer <token>` is required, compared in constant
@@ -45,6 +46,8 @@
  *  - a declared body above BODY_MAX: 413 before the body is read, then a close; a chunked body
  *    that grows past it: closed without a reply. */
 #include "admin.h"
+#include "admin_page.h"
+#include "admin_path.h"
 #include "log.h"
 #include "metrics.h"
 #include "sock.h"
@@ -232,6 +235,18 @@ static uint64_t sweep(struct sp_admin *a, uint64_t now)
 
 /* ---- replies ---------------------------------------------------------------------------- */
 
+/* Queues r (NULL: out of memory, MHD_NO) and destroys our reference to it. */
+static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *r)
+{
+    if (r == NULL)
+        return MHD_NO;
+    enum MHD_Result ok = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    if (ok == MHD_YES)
+        replying(c);
+    return ok;
+}
+
 static enum MHD_Result reply_h(struct MHD_Connection *c, unsigned status, const char *type,
                                const char *body, size_t len, const char *hname, const char *hval)
 {
@@ -245,12 +260,11 @@ static enum MHD_Result reply_h(struct MHD_Connection *c, unsigned status, const 
     /* no caching proxy should serve stale metrics or a stale health answer */
     if (ok == MHD_YES)
         ok = MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (ok == MHD_YES)
-        ok = MHD_queue_response(c, status, r);
-    MHD_destroy_response(r);
-    if (ok == MHD_YES)
-        replying(c);
-    return ok;
+    if (ok != MHD_YES) {
+        MHD_destroy_response(r);
+        return ok;
+    }
+    return queue(c, status, r);
 }
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
@@ -414,59 +428,6 @@ static enum MHD_Result authorize(struct sp_admin *a, struct MHD_Connection *c, b
 
 /* ---- POST /upstreams/NAME/servers/ADDR/{drain,enable} ----------------------------------- */
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes a path segment [s, end) into out (size > end - s). Splitting comes first so
- * that an encoded '/' stays inside its segment. Returns 0, or -EINVAL for a bad escape or NUL. */
-static int decode_segment(const char *s, const char *end, char *out)
-{
-    while (s < end) {
-        if (*s != '%') {
-            *out++ = *s++;
-            continue;
-        }
-        int hi = end - s >= 3 ? hexval(s[1]) : -1;
-        int lo = end - s >= 3 ? hexval(s[2]) : -1;
-        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
-            return -EINVAL;
-        *out++ = (char)(hi << 4 | lo);
-        s += 3;
-    }
-    *out = '\0';
-    return 0;
-}
-
-/* Splits "/upstreams/NAME/servers/ADDR/ACTION" (raw, still percent-encoded). Returns 1 when
- * the path has that shape, with the decoded parts in the buffers (each as large as the URL);
- * 0 when it does not; -EINVAL for a bad escape. */
-static int split_server_path(const char *url, char *name, char *addr, char *action)
-{
-    static const char up[] = "/upstreams/", sv[] = "/servers/";
-    if (strncmp(url, up, sizeof(up) - 1) != 0)
-        return 0;
-    const char *n = url + sizeof(up) - 1;
-    const char *n_end = strchr(n, '/');
-    if (n_end == NULL || n_end == n || strncmp(n_end, sv, sizeof(sv) - 1) != 0)
-        return 0;
-    const char *s = n_end + sizeof(sv) - 1;
-    const char *s_end = strchr(s, '/');
-    if (s_end == NULL || s_end == s || strchr(s_end + 1, '/') != NULL)
-        return 0;
-    if (decode_segment(n, n_end, name) != 0 || decode_segment(s, s_end, addr) != 0 ||
-        decode_segment(s_end + 1, s_end + 1 + strlen(s_end + 1), action) != 0)
-        return -EINVAL;
-    return 1;
-}
-
 static enum MHD_Result drain_reply(struct MHD_Connection *c, const char *name, const char *addr,
                                    bool drain)
 {
@@ -519,7 +480,7 @@ static enum MHD_Result serve_server_action(struct sp_admin *a, struct MHD_Connec
     char *name = buf, *addr = buf + len, *action = buf + 2 * len;
     enum MHD_Result ok = MHD_YES;
 
-    int rc = split_server_path(url, name, addr, action);
+    int rc = sp_admin_split_server_path(url, name, addr, action);
     bool drain = rc > 0 && strcmp(action, "drain") == 0;
     *handled = rc < 0 || drain || (rc > 0 && strcmp(action, "enable") == 0);
     if (rc < 0)
@@ -539,14 +500,16 @@ static enum MHD_Result route(struct sp_admin *a, struct MHD_Connection *c, const
 {
     static const struct {
         const char *path;
-        int kind; /* 0 metrics, 1 status, 2 healthz */
-    } gets[] = {{"/metrics", 0}, {"/status", 1}, {"/healthz", 2}};
+        int kind; /* 0 metrics, 1 status, 2 healthz, 3 the status page */
+    } gets[] = {{"/metrics", 0}, {"/status", 1}, {"/healthz", 2}, {"/", 3}};
 
     for (size_t i = 0; i < sizeof(gets) / sizeof(gets[0]); i++) {
         if (strcmp(url, gets[i].path) != 0)
             continue;
         if (!is_get(method))
             return reply_405(c, "GET, HEAD");
+        if (gets[i].kind == 3)
+            return queue(c, MHD_HTTP_OK, sp_admin_page_response());
         return gets[i].kind == 2 ? serve_healthz(a, c) : serve_stats(a, c, gets[i].kind == 1);
     }
     bool handled = false;
@@ -603,7 +566,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     }
 }
 
-/* Keeps the path raw: split_server_path decodes each segment after splitting. */
+/* Keeps the path raw: sp_admin_split_server_path decodes each segment after splitting. */
 static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
 {
     (void)cls;

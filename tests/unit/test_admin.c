@@ -344,7 +344,8 @@ static const struct {
     {"POST", "/metrics", 405, "GET, HEAD"},
     {"DELETE", "/healthz", 405, "GET, HEAD"},
     {"PUT", "/status", 405, "GET, HEAD"},
-    {"GET", "/", 404, NULL},
+    {"POST", "/", 405, "GET, HEAD"},
+    {"GET", "/index.html", 404, NULL},
     {"GET", "/metrics/", 404, NULL},
     {"GET", "/nope", 404, NULL},
 };
