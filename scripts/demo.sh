@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # demo.sh: build splicer, start three named backends and the proxy (configs/demo.yaml), then open
 # a connection every half second and print which backend answered, to show round-robin and
-# failover. Ctrl-C stops everything it started. DEMO_CONNECTIONS=N stops after N connections.
+# failover, also on the status page at http://127.0.0.1:9090/. Ctrl-C stops everything it started.
+# DEMO_CONNECTIONS=N stops after N connections.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -9,6 +10,7 @@ ROOT=$PWD
 RUN_DIR=${DEMO_RUN_DIR:-/tmp/splicer-demo}
 DEMO_CONNECTIONS=${DEMO_CONNECTIONS:-0}
 LISTEN_PORT=8080
+ADMIN_PORT=9090
 BACKEND_PORTS=(9001 9002 9003)
 SPLICER=$ROOT/build/splicer
 BACKEND=$ROOT/build/sp-backend
@@ -110,9 +112,9 @@ for f in "$RUN_DIR"/*.pid; do
     fi
     rm -f "$f"
 done
-for port in "$LISTEN_PORT" "${BACKEND_PORTS[@]}"; do
+for port in "$LISTEN_PORT" "$ADMIN_PORT" "${BACKEND_PORTS[@]}"; do
     if port_listening "$port"; then
-        die "port $port is already in use; the demo needs 8080 and 9001-9003"
+        die "port $port is already in use; the demo needs 8080, 9090 and 9001-9003"
     fi
 done
 
@@ -151,10 +153,13 @@ splicer is listening on 127.0.0.1:$LISTEN_PORT and balancing round-robin over
 backend-1..3 on 127.0.0.1:9001-9003 (configs/demo.yaml). Each line below is one new
 connection and the name of the backend that answered it.
 
+Status page: http://127.0.0.1:$ADMIN_PORT/  (open it in a browser; it refreshes every 2 s)
+
 Try a failover from another terminal:
   kill \$(cat $RUN_DIR/backend-2.pid)
 backend-2 drops out of the rotation (connects to it are retried on the others, and the
-health check marks it down). Bring it back (it rejoins after two good health checks):
+health check marks it down: the status page shows it "down", in red). Bring it back (it
+rejoins after two good health checks):
   $BACKEND --mode name --name backend-2 127.0.0.1:9002 2>>$RUN_DIR/backend-2.log & echo \$! >$RUN_DIR/backend-2.pid
 Proxy log: tail -f $RUN_DIR/splicer.log        Stop: Ctrl-C
 
