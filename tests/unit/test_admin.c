@@ -278,6 +278,15 @@ START_TEST(metrics_and_status)
     request("HEAD", "/metrics", &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(r.body, "");
+
+    /* the status page, self-contained (tests/integration/test_status_page.c has the rest) */
+    request("GET", "/", &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(header(&r, "Content-Type", v, sizeof(v)), "text/html; charset=utf-8");
+    ck_assert_ptr_eq(strstr(header(&r, "Content-Security-Policy", v, sizeof(v)),
+                            "default-src 'none'; script-src 'sha256-"),
+                     v);
+    ck_assert_ptr_eq(strstr(r.body, "<!DOCTYPE html>"), r.body);
 }
 END_TEST
 
