@@ -3,9 +3,9 @@
  * by hashes, no external URL, GET and HEAD only). Group "openssl": the CSP hashes are those of
  * the page's inline style and script, computed by openssl. Group "browser": the page in headless
  * Chromium driven by chromedriver (Debian: chromium, chromium-driver): every server shows with
- * its state, and a server killed during the test turns `down` on the page that is already open,
- * by the page's own refresh from /status. Each group skips (exit 77) when its programs are
- * missing. */
+ * its state, a server killed during the test turns `down` on the page that is already open (by
+ * the page's own refresh from /status) and back `up` once restarted, and a drained one gets its
+ * flag. Each group skips (exit 77) when its programs are missing. */
 #include "common.h"
 #include "deploy.h"
 #include "harness.h"
@@ -342,7 +342,8 @@ static bool shows(const char *text, const char *addr, const char *state)
     return strstr(text, want) != NULL;
 }
 
-/* Polls the page's text until every server i shows states[i] (NULL: any), within ms. */
+/* Polls the page's text until every server i shows states[i] (cells after the address, tab
+ * separated), within ms. */
 static char *wait_states(struct setup *s, const char *const states[NSERVERS], int ms)
 {
     int64_t until = sph_now_ms() + ms;
@@ -428,6 +429,15 @@ START_TEST(browser_shows_servers_and_failover)
     /* and back: the page follows /status both ways */
     ck_assert_int_eq(sph_backend_restart(s.b[1]), 0);
     free(wait_states(&s, all_up, SEEN_MS));
+
+    /* a drained server keeps its state word, and gets a flag beside it */
+    char drain[128];
+    snprintf(drain, sizeof(drain), "/upstreams/pool/servers/127.0.0.1:%d/drain", s.b[2]->port);
+    ck_assert_int_eq(sph_http(s.px.admin, "POST", drain, NULL, 0), 200);
+    static const char *const two_up_drained[NSERVERS] = {"up", "up", "up\tdrained"};
+    text = wait_states(&s, two_up_drained, SEEN_MS);
+    ck_assert_msg(strstr(text, "2 of 3 taking connections") != NULL, "%s", text);
+    free(text);
 
     snprintf(path, sizeof(path), "/session/%s", session);
     free(wd("DELETE", path, ""));
