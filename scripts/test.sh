@@ -17,7 +17,7 @@ JOBS=${TEST_JOBS:-2} # parallel compile jobs, and ctest entries run at once
 # checks). clang-format checks the formatting below.
 scripts/deps.sh prometheus clang-format haproxy openssl curl nginx
 # TEST_BROWSER=1: also headless Chromium and chromedriver for integration.status_page.browser
-# (10 to 25 s per build, but some 300 MB to install); without them that entry is skipped.
+# (15 to 40 s per build, but some 300 MB to install); without them that entry is skipped.
 if [[ ${TEST_BROWSER:-0} == 1 ]]; then
     scripts/deps.sh chromium chromium-driver
 fi

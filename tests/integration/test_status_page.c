@@ -5,7 +5,8 @@
  * Chromium driven by chromedriver (Debian: chromium, chromium-driver): every server shows with
  * its state, a server killed during the test turns `down` on the page that is already open (by
  * the page's own refresh from /status) and back `up` once restarted, and a drained one gets its
- * flag. Each group skips (exit 77) when its programs are missing. */
+ * flag; after a SIGHUP that swaps a server, the page shows the new set. Each group skips (exit
+ * 77) when its programs are missing. */
 #include "common.h"
 #include "deploy.h"
 #include "harness.h"
@@ -28,6 +29,10 @@
 
 #define NSERVERS 3
 #define CONF                                                                                       \
+    "workers: 1\n"                                                                                 \
+    "shutdown_timeout: 1s\n"                                                                       \
+    "admin:\n"                                                                                     \
+    "  listen: 127.0.0.1:%d\n"                                                                     \
     "listeners:\n"                                                                                 \
     "  web:\n"                                                                                     \
     "    listen: 127.0.0.1:%d\n"                                                                   \
@@ -40,28 +45,43 @@
     "      rise: 1\n"                                                                              \
     "      fall: 2\n"                                                                              \
     "    servers:\n"                                                                               \
-    "      - address: 127.0.0.1:%d\n"                                                              \
-    "      - address: 127.0.0.1:%d\n"                                                              \
-    "      - address: 127.0.0.1:%d\n"
+    "%s"
 
 #define PAGE_MAX   (256 * 1024)
-#define BROWSER_MS 30000 /* chromium's start, on a loaded CI box */
-#define SEEN_MS    15000 /* a change in /status reaching the page: 2 s refresh plus slack */
+#define BROWSER_MS 60000 /* chromium's start, on a loaded CI box */
+#define SEEN_MS    20000 /* a change in /status reaching the page: 2 s refresh plus slack */
 
 struct setup {
     struct sph_px px;
+    char conf[SPH_PATH_MAX];
     struct sph_backend *b[NSERVERS];
 };
 
+/* The servers: lines of the config for backends b[0..n). */
+static void servers(char *out, size_t cap, struct sph_backend *const b[], int n)
+{
+    size_t off = 0;
+    out[0] = '\0';
+    for (int i = 0; i < n; i++)
+        off +=
+            (size_t)snprintf(out + off, cap - off, "      - address: 127.0.0.1:%d\n", b[i]->port);
+}
+
 static void start(struct setup *s)
 {
+    char list[512];
     for (int i = 0; i < NSERVERS; i++) {
         s->b[i] = sph_backend_new(SPH_ECHO, AF_INET);
         ck_assert_ptr_nonnull(s->b[i]);
         ck_assert_int_eq(sph_backend_start(s->b[i]), 0);
     }
-    int port = sph_free_port(AF_INET);
-    sph_px_start(&s->px, port, CONF, port, s->b[0]->port, s->b[1]->port, s->b[2]->port);
+    s->px.port = sph_free_port(AF_INET);
+    s->px.admin = sph_free_port(AF_INET);
+    servers(list, sizeof(list), s->b, NSERVERS);
+    ck_assert_int_eq(sph_config_write(s->conf, CONF, s->px.admin, s->px.port, list), 0);
+    int rc = sph_splicer_start(&s->px.proc, s->conf, s->px.port, SPH_START_MS);
+    ck_assert_msg(rc == 0, "splicer did not start (%s):\n%s", strerror(-rc),
+                  sph_proc_stderr(&s->px.proc));
     /* the admin endpoint comes up just after the listeners */
     ck_assert_int_eq(sph_admin_req(s->px.admin, "GET", "/healthz", NULL, 0), 200);
 }
@@ -439,6 +459,27 @@ START_TEST(browser_shows_servers_and_failover)
     ck_assert_msg(strstr(text, "2 of 3 taking connections") != NULL, "%s", text);
     free(text);
 
+    /* a reload that swaps a server for a new one: the open page follows it */
+    struct sph_backend *fresh = sph_backend_new(SPH_ECHO, AF_INET);
+    ck_assert_ptr_nonnull(fresh);
+    ck_assert_int_eq(sph_backend_start(fresh), 0);
+    struct sph_backend *const after[NSERVERS] = {s.b[1], s.b[2], fresh};
+    char list[512], gone[80], added[64];
+    servers(list, sizeof(list), after, NSERVERS);
+    ck_assert_int_eq(sph_config_rewrite(s.conf, CONF, s.px.admin, s.px.port, list), 0);
+    ck_assert_int_eq(sph_proc_signal(&s.px.proc, SIGHUP), 0);
+    snprintf(gone, sizeof(gone), "%s\t", alive);
+    snprintf(added, sizeof(added), "127.0.0.1:%d", fresh->port);
+    int64_t until = sph_now_ms() + SEEN_MS;
+    for (text = page_text(); !shows(text, added, "up") || strstr(text, gone) != NULL ||
+                             strstr(text, "config generation 2") == NULL;
+         text = page_text()) {
+        ck_assert_msg(sph_now_ms() < until, "the page did not follow the reload:\n%s", text);
+        free(text);
+        sph_sleep_ms(250);
+    }
+    free(text);
+
     snprintf(path, sizeof(path), "/session/%s", session);
     free(wd("DELETE", path, ""));
 }
@@ -533,7 +574,7 @@ static void add_browser(Suite *s)
     TCase *tc = tcase_create("browser");
     tcase_add_unchecked_fixture(tc, profile_setup, profile_teardown);
     tcase_add_checked_fixture(tc, NULL, browser_teardown);
-    tcase_set_timeout(tc, 150);
+    tcase_set_timeout(tc, 270);
     tcase_add_test(tc, browser_shows_servers_and_failover);
     suite_add_tcase(s, tc);
 }
