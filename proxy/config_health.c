@@ -71,7 +71,7 @@ static int status_range(struct sp_cfg_walk *w, yaml_node_t *val, const char *wha
 {
     const char *s;
     char lo[8];
-    uint64_t a, b;
+    uint64_t a = 0, b = 0;
 
     int rc = sp_cfg_scalar(w, val, what, &s);
     if (rc != 0)
