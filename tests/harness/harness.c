@@ -810,6 +810,16 @@ static void do_reply(struct sph_backend *b, int fd, char *buf)
     do_sink(b, fd, buf, &sum);
 }
 
+struct sph_backend *sph_http_backend(const char *name, int status)
+{
+    struct sph_backend *b = sph_backend_new(SPH_HTTP, AF_INET);
+    ck_assert_ptr_nonnull(b);
+    snprintf(b->name, sizeof(b->name), "%s", name);
+    atomic_store(&b->http_status, status);
+    ck_assert_int_eq(sph_backend_start(b), 0);
+    return b;
+}
+
 void sph_backend_http_req(struct sph_backend *b, char *out, size_t cap)
 {
     pthread_mutex_lock(&b->http_lock);

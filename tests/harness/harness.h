@@ -204,6 +204,10 @@ struct sph_backend *sph_backend_new(enum sph_kind kind, int family);
 /* A copy of the head of the last request an SPH_HTTP backend read ("" before any). */
 void sph_backend_http_req(struct sph_backend *b, char *out, size_t cap);
 
+/* An IPv4 SPH_HTTP backend named name, answering status (changeable through b->http_status),
+ * started; the test fails when it cannot be. */
+struct sph_backend *sph_http_backend(const char *name, int status);
+
 /* Binds loopback port 0 of b->family, listens, starts the accept thread; b->port is set.
  * Returns 0 or -errno. */
 int sph_backend_start(struct sph_backend *b);

@@ -23,16 +23,6 @@ static void teardown(void)
     sph_cleanup();
 }
 
-static struct sph_backend *http_backend(const char *name, int status)
-{
-    struct sph_backend *b = sph_backend_new(SPH_HTTP, AF_INET);
-    ck_assert_ptr_nonnull(b);
-    snprintf(b->name, sizeof(b->name), "%s", name);
-    atomic_store(&b->http_status, status);
-    ck_assert_int_eq(sph_backend_start(b), 0);
-    return b;
-}
-
 /* Two listeners: "open" to upstream open (all_down: `open_policy`, servers a and b) and "shut"
  * to upstream shut (default policy, server c). */
 struct proxy {
@@ -170,8 +160,8 @@ static void status_has(int admin, const char *needle, bool want)
  * refuses them; once one server passes again, only it is used. */
 START_TEST(fail_open_serves_reject_refuses)
 {
-    struct sph_backend *b1 = http_backend("b1", 200), *b2 = http_backend("b2", 200);
-    struct sph_backend *c = http_backend("b1", 200);
+    struct sph_backend *b1 = sph_http_backend("b1", 200), *b2 = sph_http_backend("b2", 200);
+    struct sph_backend *c = sph_http_backend("b1", 200);
     struct proxy px;
     proxy_start(&px, "fail_open", b1->port, b2->port, c->port);
     sph_expect_metric(px.admin, "splicer_upstream_all_down{upstream=\"open\"}", 0);
@@ -214,8 +204,8 @@ END_TEST
  * with its warning. */
 START_TEST(reload_switches_policy)
 {
-    struct sph_backend *b1 = http_backend("b1", 503), *b2 = http_backend("b2", 503);
-    struct sph_backend *c = http_backend("b1", 200);
+    struct sph_backend *b1 = sph_http_backend("b1", 503), *b2 = sph_http_backend("b2", 503);
+    struct sph_backend *c = sph_http_backend("b1", 200);
     struct proxy px;
     proxy_start(&px, "reject", b1->port, b2->port, c->port);
     expect_log(&px.p, "upstream open: every server is down; refusing clients (all_down: reject)",
@@ -234,7 +224,7 @@ START_TEST(reload_switches_policy)
 
     /* b2 replaced by a healthy server: a new server starts up, so the upstream leaves the
      * all-down state at the reload itself. */
-    struct sph_backend *b3 = http_backend("b2", 200);
+    struct sph_backend *b3 = sph_http_backend("b2", 200);
     proxy_reload(&px, "reject", b1->port, b3->port, c->port);
     expect_log(&px.p, OPEN_BACK, 1);
     sph_expect_metric(px.admin, "splicer_upstream_all_down{upstream=\"open\"}", 0);

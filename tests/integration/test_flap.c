@@ -24,16 +24,6 @@ static void teardown(void)
     sph_cleanup();
 }
 
-static struct sph_backend *http_backend(const char *name, int status)
-{
-    struct sph_backend *b = sph_backend_new(SPH_HTTP, AF_INET);
-    ck_assert_ptr_nonnull(b);
-    snprintf(b->name, sizeof(b->name), "%s", name);
-    atomic_store(&b->http_status, status);
-    ck_assert_int_eq(sph_backend_start(b), 0);
-    return b;
-}
-
 struct proxy {
     struct sph_proc p;
     char conf[SPH_PATH_MAX];
@@ -154,7 +144,7 @@ static void status_has(int admin, const char *needle, bool want)
  * stays out until it has been up for flap_hold, then takes its share. */
 START_TEST(held_until_up_for_hold)
 {
-    struct sph_backend *b1 = http_backend("b1", 200), *b2 = http_backend("b2", 200);
+    struct sph_backend *b1 = sph_http_backend("b1", 200), *b2 = sph_http_backend("b2", 200);
     struct proxy px;
     proxy_start(&px, FLAP, b1->port, b2->port);
     int hits = 0;
@@ -203,7 +193,7 @@ END_TEST
 /* Without flap_max the same toggling holds nothing: b1 is back at its first good check. */
 START_TEST(off_without_flap_max)
 {
-    struct sph_backend *b1 = http_backend("b1", 200), *b2 = http_backend("b2", 200);
+    struct sph_backend *b1 = sph_http_backend("b1", 200), *b2 = sph_http_backend("b2", 200);
     struct proxy px;
     proxy_start(&px, "", b1->port, b2->port);
     toggle(&px, b1, 4);
@@ -219,7 +209,7 @@ END_TEST
  * server's state survive a reload that keeps it. */
 START_TEST(reload_keeps_and_ends_hold)
 {
-    struct sph_backend *b1 = http_backend("b1", 200), *b2 = http_backend("b2", 200);
+    struct sph_backend *b1 = sph_http_backend("b1", 200), *b2 = sph_http_backend("b2", 200);
     struct proxy px;
     proxy_start(&px, "      flap_window: 30s\n      flap_max: 2\n      flap_hold: 1h\n", b1->port,
                 b2->port);

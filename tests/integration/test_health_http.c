@@ -23,16 +23,6 @@ static void teardown(void)
     sph_cleanup();
 }
 
-static struct sph_backend *http_backend(const char *name, int status)
-{
-    struct sph_backend *b = sph_backend_new(SPH_HTTP, AF_INET);
-    ck_assert_ptr_nonnull(b);
-    snprintf(b->name, sizeof(b->name), "%s", name);
-    atomic_store(&b->http_status, status);
-    ck_assert_int_eq(sph_backend_start(b), 0);
-    return b;
-}
-
 struct proxy {
     struct sph_proc p;
     char conf[SPH_PATH_MAX];
@@ -185,7 +175,7 @@ static int count_name(int port, int n, const char *name)
  * and the clients go only where the checks say. */
 START_TEST(status_cycle)
 {
-    struct sph_backend *b1 = http_backend("b1", 200), *b2 = http_backend("b2", 200);
+    struct sph_backend *b1 = sph_http_backend("b1", 200), *b2 = sph_http_backend("b2", 200);
     struct proxy px;
     proxy_start(&px, b1->port, b2->port, HTTP_CHECK);
     expect_last_check(&px, b1->port, "ok");
@@ -235,7 +225,7 @@ END_TEST
  * the server's address. */
 START_TEST(defaults)
 {
-    struct sph_backend *b1 = http_backend("b1", 302);
+    struct sph_backend *b1 = sph_http_backend("b1", 302);
     struct proxy px;
     proxy_start(&px, b1->port, 0, "      http: {}\n");
     expect_last_check(&px, b1->port, "ok");
@@ -254,7 +244,7 @@ END_TEST
  * over. */
 START_TEST(reload_on_off)
 {
-    struct sph_backend *b1 = http_backend("b1", 503), *b2 = http_backend("b2", 200);
+    struct sph_backend *b1 = sph_http_backend("b1", 503), *b2 = sph_http_backend("b2", 200);
     struct proxy px;
     proxy_start(&px, b1->port, b2->port, "");
     expect_last_check(&px, b1->port, "ok");
