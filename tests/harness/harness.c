@@ -424,18 +424,30 @@ int sph_run(struct sph_proc *p, const char *const args[], int timeout_ms)
     return rc;
 }
 
-/* Scans one /proc/net/tcp{,6} table for a LISTEN (state 0A) entry on port. */
-static bool table_listens(const char *path, int port)
+#define LISTEN_INODES_MAX 64
+
+/* Scans one /proc/.../net/tcp{,6} table for LISTEN (state 0A) entries on port: returns whether
+ * there is one, and adds the socket inodes to inodes[*n] (up to LISTEN_INODES_MAX). */
+static bool table_listens(const char *path, int port, unsigned long *inodes, size_t *n)
 {
     FILE *f = fopen(path, "re");
     if (f == NULL)
         return false;
     char line[512];
     bool found = false;
-    for (int i = 0; i < 100000 && !found && fgets(line, sizeof(line), f) != NULL; i++) {
+    for (int i = 0; i < 100000 && fgets(line, sizeof(line), f) != NULL; i++) {
         unsigned lport, state;
-        if (sscanf(line, " %*d: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x", &lport, &state) == 2)
-            found = (int)lport == port && state == 0x0A;
+        unsigned long inode;
+        if (sscanf(line,
+                   " %*d: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x %*x:%*x %*x:%*x %*x %*u %*u %lu",
+                   &lport, &state, &inode) != 3 ||
+            (int)lport != port || state != 0x0A)
+            continue;
+        found = true;
+        if (inodes == NULL)
+            break;
+        if (*n < LISTEN_INODES_MAX)
+            inodes[(*n)++] = inode;
     }
     fclose(f);
     return found;
@@ -443,7 +455,41 @@ static bool table_listens(const char *path, int port)
 
 bool sph_port_listening(int port)
 {
-    return table_listens("/proc/net/tcp", port) || table_listens("/proc/net/tcp6", port);
+    return table_listens("/proc/net/tcp", port, NULL, NULL) ||
+           table_listens("/proc/net/tcp6", port, NULL, NULL);
+}
+
+/* 1 when process pid itself holds a socket listening on port (in its own network namespace),
+ * 0 when it holds none, -errno when its descriptors cannot be read. */
+static int pid_listens(pid_t pid, int port)
+{
+    unsigned long inodes[LISTEN_INODES_MAX];
+    size_t n = 0;
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/net/tcp", (int)pid);
+    table_listens(path, port, inodes, &n);
+    snprintf(path, sizeof(path), "/proc/%d/net/tcp6", (int)pid);
+    table_listens(path, port, inodes, &n);
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return -errno;
+    int found = 0;
+    for (struct dirent *e; found == 0 && n > 0 && (e = readdir(d)) != NULL;) {
+        char link[320], target[64];
+        unsigned long inode;
+        snprintf(link, sizeof(link), "%s/%s", path, e->d_name);
+        ssize_t len = readlink(link, target, sizeof(target) - 1);
+        if (len <= 0)
+            continue;
+        target[len] = '\0';
+        if (sscanf(target, "socket:[%lu]", &inode) != 1)
+            continue;
+        for (size_t i = 0; i < n && found == 0; i++)
+            found = inodes[i] == inode;
+    }
+    closedir(d);
+    return found;
 }
 
 int sph_splicer_start(struct sph_proc *p, const char *conf, int port, int timeout_ms)
@@ -454,7 +500,12 @@ int sph_splicer_start(struct sph_proc *p, const char *conf, int port, int timeou
         return rc;
     int64_t deadline = sph_now_ms() + timeout_ms;
     for (;;) {
-        if (sph_port_listening(port))
+        /* splicer's own listener, not just any on the port: ports come from bind(0) and another
+         * process (another test's splicer, with SO_REUSEPORT) may listen on the same one, and a
+         * signal sent before splicer has installed its handlers (it does before it listens)
+         * would kill it. Where its descriptors cannot be read, any listener has to do. */
+        int own = pid_listens(p->pid, port);
+        if (own > 0 || (own < 0 && sph_port_listening(port)))
             return 0;
         if (sph_proc_wait(p, 0) != -ETIMEDOUT)
             return -ECHILD;

@@ -81,9 +81,11 @@ int sph_proc_spawn(struct sph_proc *p, const char *const args[]);
  * or -ETIMEDOUT (the process is then killed) / -errno. */
 int sph_run(struct sph_proc *p, const char *const args[], int timeout_ms);
 
-/* Starts `$SPLICER_BIN -c conf` and waits until a socket is listening on `port` (read from
- * /proc/net/tcp{,6}, so no probe connection reaches a backend and skews its counters). Returns 0,
- * -ECHILD if the process exited first, -ETIMEDOUT. */
+/* Starts `$SPLICER_BIN -c conf` and waits until the process itself has a socket listening on
+ * `port` (its /proc/PID/net/tcp{,6} and /proc/PID/fd, so no probe connection reaches a backend
+ * and skews its counters, and another process's listener on the same port does not count).
+ * splicer installs its signal handlers before it listens, so a signal may follow at once.
+ * Returns 0, -ECHILD if the process exited first, -ETIMEDOUT. */
 int sph_splicer_start(struct sph_proc *p, const char *conf, int port, int timeout_ms);
 
 /* True when some socket of this network namespace listens on loopback/any `port`. */

@@ -8,6 +8,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -288,6 +289,40 @@ START_TEST(invalid_reload_changes_nothing)
     render(text, 1, &l, 1, "", &b[1], 1);
     reload_ok(&p, conf, text);
     ck_assert_int_eq(name_of(l.port, NULL), 2);
+}
+END_TEST
+
+/* A SIGHUP sent as soon as the harness says splicer is up is a reload, even when another
+ * process already listens on the port (with SO_REUSEPORT, as another test's splicer may: ports
+ * come from bind(0), which hands a just-closed port to any process). The harness took any
+ * listener on the port for splicer's own and sent the signal before splicer had a handler for
+ * it: the default action killed splicer before it logged a line, and the test saw no "reload
+ * failed" within 5 s and an empty stderr (a flake of invalid_reload_changes_nothing). */
+START_TEST(sighup_right_after_start)
+{
+    struct sph_backend *b[1] = {name_start(1)};
+    struct sph_proc p;
+    char conf[SPH_PATH_MAX], text[CONF_MAX];
+    struct lst l = {"main", sph_free_port(AF_INET)};
+    int other = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(other, 0);
+    int one = 1;
+    ck_assert_int_eq(setsockopt(other, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
+    ck_assert_int_eq(setsockopt(other, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)), 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)l.port)};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(other, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    ck_assert_int_eq(listen(other, 16), 0);
+    render(text, 1, &l, 1, "", b, 1);
+    start(&p, conf, text, l.port);
+    ck_assert_int_eq(sph_config_rewrite(conf, "workers: 1\nlisteners: [\n"), 0);
+    int rc = sph_proc_signal_wait_log(&p, SIGHUP, "reload failed", RELOAD_MS);
+    char *err = sph_proc_stderr(&p);
+    ck_assert_msg(rc == 0, "no \"reload failed\" (splicer %s); stderr:\n%s",
+                  sph_proc_wait(&p, 0) == -ETIMEDOUT ? "running" : "gone", err);
+    free(err);
+    ck_assert_int_eq(sph_proc_wait(&p, 0), -ETIMEDOUT);
+    close(other);
 }
 END_TEST
 
@@ -691,6 +726,12 @@ static Suite *reload_suite(void)
     tcase_add_test(tc, active_continues_across_reload);
     tcase_add_test(tc, round_robin_continues_across_reloads);
     tcase_add_test(tc, health_checks_not_restarted);
+    suite_add_tcase(s, tc);
+    /* Its own case, so that it can be run alone (CK_RUN_CASE=start). */
+    tc = tcase_create("start");
+    tcase_add_unchecked_fixture(tc, sph_suite_setup, sph_suite_teardown);
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_test(tc, sighup_right_after_start);
     suite_add_tcase(s, tc);
     return s;
 }
