@@ -140,7 +140,7 @@ need_pkgs=(haproxy nginx libnginx-mod-stream pen socat iperf3 wrk redis-server r
 "$ROOT/scripts/deps.sh" "${need_pkgs[@]}" || die "could not install ${need_pkgs[*]}"
 
 TOOL=$OUT/benchtool
-cc -O2 -std=c11 -Wall -o "$TOOL" "$BENCH/benchtool.c" || die "cannot build bench/benchtool.c"
+cc -O2 -std=c11 -Wall -Wextra -Werror -o "$TOOL" "$BENCH/benchtool.c" || die "cannot build bench/benchtool.c"
 
 if [[ -n ${SPLICER_BIN:-} ]]; then
     SPLICER=$SPLICER_BIN
