@@ -32,6 +32,7 @@ CONC_CONNS=${CONC_CONNS:-9000}    # scenario conc: concurrent connections, each 
 CAP_CONNS=${CAP_CONNS:-12000}     # scenario conc: connections opened to hit splicer's fd cap
 CAP_NOFILE=${CAP_NOFILE:-}        # fd limit for splicer in the cap test (empty: the inherited one)
 SHORT_CONNS=${SHORT_CONNS:-32}    # wrk concurrent connections in scenario short
+REDIS_REQS=${REDIS_REQS:-50000}   # scenario redis: requests per DURATION second, 1 client (50: x2.4)
 PORT_BASE=${PORT_BASE:-27100}
 PEERS_GIVEN=${PEERS:+1}
 PEERS=${PEERS:-"direct splicer splicer-copy splicer-auto haproxy haproxy-splice nginx pen socat"}
@@ -65,6 +66,7 @@ die() {
     log "error: $*"
     exit 1
 }
+why() { if (($1 == 124)); then echo "timed out after $2 s"; else echo "exit $1"; fi; } # RC LIMIT
 
 # shellcheck source=bench/topology.sh
 . "$BENCH/topology.sh"
@@ -387,11 +389,13 @@ bulk_one() { # PEER ROUND STREAMS
     local peer=$1 r=$2 n=$3 f=$OUT/${SP}bulk$3-$1-r$2.txt c0 c1 b0 b1 mbytes mbps gib
     c0=$(own_cpu)
     b0=$(cpu_busy)
-    timeout $((DURATION + 20)) "${NS_C[@]}" "${PINP[@]}" iperf3 -c "$TARGET_IP" -p "$TARGET_PORT" \
-        -t "$DURATION" -P "$n" -f m >"$f" 2>&1 || {
-        log "  iperf3 failed ($peer, $n streams), see $f"
+    local rc=0 lim=$((DURATION + 20))
+    timeout $lim "${NS_C[@]}" "${PINP[@]}" iperf3 -c "$TARGET_IP" -p "$TARGET_PORT" \
+        -t "$DURATION" -P "$n" -f m >"$f" 2>&1 || rc=$?
+    if ((rc != 0)); then
+        log "  iperf3 failed ($peer, $n streams, $(why $rc $lim)), see $f"
         return 0
-    }
+    fi
     c1=$(own_cpu)
     b1=$(cpu_busy)
     read -r mbytes mbps < <(awk -f "$BENCH/iperf.awk" "$f") || true
@@ -427,11 +431,13 @@ short_one() { # SCENARIO PEER ROUND THREADS CONNS
     b0=$(cpu_busy)
     local cl=("${NS_C[@]}" "${PINP[@]}")
     [[ $1 == scaling || $1 == balance ]] && cl=("${NS_C[@]}")
-    timeout $((DURATION + 20)) "${cl[@]}" wrk -t "$4" -c "$5" -d "${DURATION}s" --timeout 5s \
-        -H 'Connection: close' "http://$TARGET_IP:$TARGET_PORT/tiny.txt" >"$f" 2>&1 || {
-        log "  wrk failed ($peer), see $f"
+    local rc=0 lim=$((DURATION + 20))
+    timeout $lim "${cl[@]}" wrk -t "$4" -c "$5" -d "${DURATION}s" --timeout 5s \
+        -H 'Connection: close' "http://$TARGET_IP:$TARGET_PORT/tiny.txt" >"$f" 2>&1 || rc=$?
+    if ((rc != 0)); then
+        log "  wrk failed ($peer, $(why $rc $lim)), see $f"
         return 0
-    }
+    fi
     c1=$(own_cpu)
     b1=$(cpu_busy)
     reqs=$(awk '/requests in/ { print $1 }' "$f")
@@ -467,11 +473,13 @@ redis_one() { # PEER ROUND CLIENTS REQUESTS
     local peer=$1 r=$2 c=$3 n=$4 f=$OUT/${SP}redis$3-$1-r$2.csv c0 c1 b0 b1 line s=${SP}redis$3
     c0=$(own_cpu)
     b0=$(cpu_busy)
-    timeout $((DURATION * 6 + 20)) "${NS_C[@]}" "${PINP[@]}" redis-benchmark -h "$TARGET_IP" \
-        -p "$TARGET_PORT" -c "$c" -n "$n" -t ping_mbulk --csv >"$f" 2>&1 || {
-        log "  redis-benchmark failed ($peer, $c clients), see $f"
+    local rc=0 lim=$((DURATION * 6 + 20))
+    timeout $lim "${NS_C[@]}" "${PINP[@]}" redis-benchmark -h "$TARGET_IP" \
+        -p "$TARGET_PORT" -c "$c" -n "$n" -t ping_mbulk --csv >"$f" 2>&1 || rc=$?
+    if ((rc != 0)); then # a timeout: fewer than n / lim req/s; a busy machine needs REDIS_REQS lower
+        log "  redis-benchmark failed ($peer, $c clients, $(why $rc $lim), $n requests), see $f"
         return 0
-    }
+    fi
     c1=$(own_cpu)
     b1=$(cpu_busy)
     line=$(awk -F, '/PING_MBULK/ { gsub("\"", ""); print $2, $3, $5, $7 }' "$f")
@@ -496,8 +504,8 @@ scenario_redis() {
     for ((r = 0; r < ROUNDS; r++)); do
         for peer in $(rotate "$r" $RUN_PEERS); do
             proxy_start "$peer" "$REDIS_PORT"
-            redis_one "$peer" "$r" 1 $((DURATION * 50000))
-            redis_one "$peer" "$r" 50 $((DURATION * 120000))
+            redis_one "$peer" "$r" 1 $((DURATION * REDIS_REQS))
+            redis_one "$peer" "$r" 50 $((DURATION * REDIS_REQS * 12 / 5))
             proxy_stop
         done
     done
