@@ -683,14 +683,28 @@ scenario_conc() {
 # ---- scenario 6: syscalls per GiB during a fixed-size bulk transfer ----
 
 # raw_syscalls:sys_enter counts every syscall; the named ones break it down. (A glob over all
-# syscalls:sys_enter_* takes perf ~15 s to open here, so the list is explicit.)
+# syscalls:sys_enter_* takes perf ~15 s to open here, so the list is explicit.) Built by
+# scenario_syscalls after a first perf call: perf mounts tracefs on its first use, so on a fresh
+# machine /sys/kernel/tracing is empty when the script starts, and a list built then held no
+# named syscall at all (every column but the total read 0).
+SYSCALL_NAMES="splice read write readv writev recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait
+    epoll_ctl accept accept4 connect close socket setsockopt getsockopt pipe2 fcntl ioctl
+    clock_gettime pselect6 select poll ppoll shutdown futex sendfile64"
 SYSCALL_EVENTS=raw_syscalls:sys_enter
-for s in splice read write readv writev recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait \
-    epoll_ctl accept accept4 connect close socket setsockopt getsockopt pipe2 fcntl ioctl \
-    clock_gettime pselect6 select poll ppoll shutdown futex sendfile64; do
-    [[ -d /sys/kernel/tracing/events/syscalls/sys_enter_$s ]] || continue # perf refuses unknown events
-    SYSCALL_EVENTS+=",syscalls:sys_enter_$s"
-done
+syscall_events() { # sets SYSCALL_EVENTS to the total and the named syscalls this kernel traces
+    local s t
+    SYSCALL_EVENTS=raw_syscalls:sys_enter
+    for s in $SYSCALL_NAMES; do
+        for t in /sys/kernel/tracing /sys/kernel/debug/tracing; do
+            if [[ -d $t/events/syscalls/sys_enter_$s ]]; then # perf refuses unknown events
+                SYSCALL_EVENTS+=",syscalls:sys_enter_$s"
+                break
+            fi
+        done
+    done
+    [[ $SYSCALL_EVENTS == *,* ]] ||
+        log "  no syscalls:sys_enter_* tracepoints found (tracefs not mounted?): totals only"
+}
 
 perf_ready() { # PERF_PID PIDS: wait until perf has opened a counter per event and thread
     local want=0 p i have
@@ -765,6 +779,7 @@ scenario_syscalls() {
     local peer
     command -v perf >/dev/null && perf stat -e syscalls:sys_enter_read true >/dev/null 2>&1 &&
         USE_PERF=1
+    if [[ $USE_PERF == 1 ]]; then syscall_events; fi
     : >"$OUT/syscalls-bulk.tsv"
     : >"$OUT/syscalls-short.tsv"
     for peer in $RUN_PEERS; do

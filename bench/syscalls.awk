@@ -19,6 +19,10 @@ END {
     for (i = 1; i <= np; i++) {
         p = order[i]; g = G[p] + 0
         if (g <= 0) { print "| " p " | 0 | — | — | — | — | nothing moved |"; continue }
+        if (!(p in T)) { # the total alone: no breakdown was counted, so none is shown as 0
+            printf "| %s | %s | " f " | — | — | — | no per-syscall counts |\n", p, (u == "GiB" ? sprintf("%.2f", g) : g), ALL[p] / g
+            continue
+        }
         n = split(names[p], nn, " ")
         top = ""
         for (k = 1; k <= 4; k++) {
