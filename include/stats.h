@@ -56,6 +56,11 @@ struct sp_stats_server {
     unsigned check_http_status; /* status code of the last http check's reply; 0: none */
     uint64_t flaps;             /* up/down changes of the health verdict */
     bool flap_held;             /* kept down by flap damping */
+    uint64_t bytes_up;          /* client to server, through this server */
+    uint64_t bytes_down;        /* server to client */
+    bool checked;               /* an active check has ended (the two below are set) */
+    uint64_t last_check_age_ms; /* since the last check ended */
+    uint64_t last_check_unix;   /* when it ended, Unix time in seconds */
 };
 
 /* One worker thread: how the kernel spread connections over the SO_REUSEPORT sockets. */

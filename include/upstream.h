@@ -11,6 +11,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Bytes one worker relayed through one server: [0] client to server ("upstream"), [1] server to
+ * client ("downstream"). Written by that worker only (SP_STAT_ADD, no read-modify-write), on a
+ * cache line of its own, as the listener's byte counters are (runtime.h). */
+struct sp_server_bytes {
+    _Atomic uint64_t v[2];
+    char pad[64 - 2 * sizeof(uint64_t)];
+};
+
 /* The mutable state of one server. A runtime's successor (a reload, a changed DNS answer) does
  * not copy it: the same server (same upstream name and server address) in both runtimes points
  * at one state, so a write through either is the same write, whenever it happens, and the
@@ -27,6 +35,9 @@ struct sp_server_state {
     _Atomic uint32_t active;           /* proxied connections open now, under any runtime */
     _Atomic uint64_t connections;      /* proxied connections established, ever */
     _Atomic uint64_t connect_failures; /* refused or timed-out connects, ever */
+    _Atomic uint64_t last_check_ms;    /* when the last active check ended (monotonic); 0: none */
+    unsigned nworkers;                 /* slots of bytes: `workers`, which a reload keeps */
+    struct sp_server_bytes *bytes;     /* owned array of nworkers, 64-byte aligned */
 
     /* Passive checks (nginx's max_fails/fail_timeout): failures counted in a window that
      * starts at the first failure; reaching max_fails skips the server until down_until. */
@@ -80,20 +91,24 @@ struct sp_upstream {
     size_t nservers;
 };
 
-/* Builds the servers of `conf`, each with a fresh state; every server starts up (the health
- * checker, when configured, decides its real state before traffic flows). Returns 0 or -ENOMEM.
- * Main thread. */
+/* Builds the servers of `conf`, each with a fresh state with one byte counter slot (worker 0);
+ * every server starts up (the health checker, when configured, decides its real state before
+ * traffic flows). Returns 0 or -ENOMEM. Main thread. */
 int sp_upstream_init(struct sp_upstream *u, const struct sp_upstream_conf *conf);
 
 /* As sp_upstream_init, with the servers given explicitly: a runtime expands a server given by
  * DNS name into one per resolved address. The confs are borrowed and must outlive u; n may be
  * 0 (nothing resolved yet: the upstream has no server). states is NULL or parallel to servers:
  * a non-NULL entry is the state of the same server in an earlier runtime, which the new server
- * shares (a reference is taken); a NULL entry gets a fresh state. Returns 0 or -ENOMEM (then
- * nothing is held). */
+ * shares (a reference is taken); a NULL entry gets a fresh state, with nworkers (at least 1)
+ * byte counter slots, one per worker thread. Returns 0 or -ENOMEM (then nothing is held). */
 int sp_upstream_init_servers(struct sp_upstream *u, const struct sp_upstream_conf *conf,
                              const struct sp_server_conf *const *servers,
-                             struct sp_server_state *const *states, size_t n);
+                             struct sp_server_state *const *states, size_t n, unsigned nworkers);
+
+/* Bytes relayed through s in direction d (0: client to server, 1: server to client), summed
+ * over the workers. Any thread; each worker's part is as of its last write. */
+uint64_t sp_server_bytes(const struct sp_server *s, int d);
 
 /* Frees what sp_upstream_init allocated and drops the servers' state references (a state goes
  * with its last server). Safe on a zeroed or half-built struct. Any thread. */

@@ -215,10 +215,11 @@ static void finish(struct check *c, int result)
     atomic_store_explicit(&c->server->state->check_result, result, memory_order_relaxed);
     atomic_store_explicit(&c->server->state->check_http_status, (int)c->http_status,
                           memory_order_relaxed);
+    uint64_t now = uv_now(c->health->loop);
+    atomic_store_explicit(&c->server->state->last_check_ms, now, memory_order_relaxed);
     const struct sp_health_conf *hc = c->conf;
     bool first = !c->state.checked;
     unsigned streak = c->state.streak + 1;
-    uint64_t now = uv_now(c->health->loop);
     if (sp_health_record(&c->state, ok, hc->rise, hc->fall)) {
         if (!first)
             flap_changed(c, now);
@@ -459,7 +460,7 @@ static void move(struct check *c, struct sp_server *s, const struct sp_health_co
 }
 
 /* Servers of upstreams without checks: a verdict left by checks an earlier runtime ran would
- * never be revised, so it is dropped (up, as every unchecked server is). */
+ * never be revised, so it is dropped (up, as every unchecked server is), with its time. */
 static void forget_verdicts(const struct sp_runtime *rt, uint64_t now)
 {
     for (size_t i = 0; i < rt->cfg->nupstreams; i++) {
@@ -467,6 +468,7 @@ static void forget_verdicts(const struct sp_runtime *rt, uint64_t now)
         for (size_t j = 0; !u->conf->health.enabled && j < u->nservers; j++) {
             struct sp_server *s = &u->servers[j];
             atomic_store_explicit(&s->state->flap_held, false, memory_order_relaxed);
+            atomic_store_explicit(&s->state->last_check_ms, 0, memory_order_relaxed);
             if (atomic_exchange(&s->state->check_result, SP_CHECK_NONE) != SP_CHECK_NONE &&
                 sp_server_set_up(s, true, now))
                 sp_log_info("upstream %s: server %s up (health checks are off now)", u->conf->name,

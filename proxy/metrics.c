@@ -81,6 +81,12 @@ enum scope {
       "Up/down changes of the server's health check verdict.")                                     \
     X(S_CHECK_HTTP_STATUS, SERVER, "gauge", "splicer_server_check_http_status",                    \
       "Status code of the reply to the server's last HTTP health check; 0 when it had none.")      \
+    X(S_LAST_CHECK_TIME, SERVER, "gauge", "splicer_server_last_check_timestamp_seconds",           \
+      "When the server's last active health check ended, since the Unix epoch in seconds; 0 "      \
+      "before the first and without health checks.")                                               \
+    X(S_BYTES, SPECIAL, "counter", "splicer_server_bytes_total",                                   \
+      "Bytes relayed through the server; upstream is client to server, downstream is server to "   \
+      "client.")                                                                                   \
     X(W_CONNECTIONS, WORKER, "counter", "splicer_worker_connections_total",                        \
       "Client connections accepted by the worker thread (the kernel spreads them over the "        \
       "workers' SO_REUSEPORT sockets).")                                                           \
@@ -250,6 +256,8 @@ static uint64_t server_value(enum family_id id, const struct sp_stats_server *s)
         return s->flaps;
     case M_S_CHECK_HTTP_STATUS:
         return s->check_http_status;
+    case M_S_LAST_CHECK_TIME:
+        return s->checked ? s->last_check_unix : 0;
     default:
         abort();
     }
@@ -307,6 +315,20 @@ static int refused_samples(struct sp_strbuf *sb, const char *name, const struct 
     return rc;
 }
 
+static int server_bytes_samples(struct sp_strbuf *sb, const char *name, const struct sp_stats *st)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < st->nservers; i++) {
+        const struct sp_stats_server *s = &st->servers[i];
+        for (int d = 0; rc == 0 && d < 2; d++)
+            rc = sample(sb, name,
+                        (const char *[]){"upstream", s->upstream, "server", s->address, "direction",
+                                         d == 0 ? "upstream" : "downstream", NULL},
+                        d == 0 ? s->bytes_up : s->bytes_down);
+    }
+    return rc;
+}
+
 static int special_samples(struct sp_strbuf *sb, enum family_id id, const struct sp_stats *st)
 {
     const char *name = families[id].name;
@@ -339,6 +361,8 @@ static int special_samples(struct sp_strbuf *sb, enum family_id id, const struct
                             l->bytes_down);
         }
         return rc;
+    case M_S_BYTES:
+        return server_bytes_samples(sb, name, st);
     default:
         abort();
     }
@@ -579,10 +603,12 @@ static int status_server(struct sp_strbuf *sb, const struct sp_stats_server *s)
         rc = sp_strbuf_appendf(sb,
                                ",\"state\":\"%s\",\"usable\":%s,\"drained\":%s,\"weight\":%u"
                                ",\"backup\":%s,\"active\":%" PRIu64 ",\"connections\":%" PRIu64
-                               ",\"connect_failures\":%" PRIu64 ",\"health_checked\":%s",
+                               ",\"connect_failures\":%" PRIu64 ",\"bytes_upstream\":%" PRIu64
+                               ",\"bytes_downstream\":%" PRIu64 ",\"health_checked\":%s",
                                s->up ? "up" : "down", json_bool(s->usable), json_bool(s->drained),
                                s->weight, json_bool(s->backup), s->active, s->connections,
-                               s->connect_failures, json_bool(s->health_checked));
+                               s->connect_failures, s->bytes_up, s->bytes_down,
+                               json_bool(s->health_checked));
     char text[32];
     if (rc == 0)
         rc = json_kstr(sb, false, "last_check",
@@ -591,6 +617,10 @@ static int status_server(struct sp_strbuf *sb, const struct sp_stats_server *s)
         rc = sp_strbuf_appendf(sb, ",\"last_check_http_status\":%u", s->check_http_status);
     else if (rc == 0)
         rc = sp_strbuf_puts(sb, ",\"last_check_http_status\":null");
+    if (rc == 0 && s->checked)
+        rc = sp_strbuf_appendf(sb, ",\"last_check_age_ms\":%" PRIu64, s->last_check_age_ms);
+    else if (rc == 0)
+        rc = sp_strbuf_puts(sb, ",\"last_check_age_ms\":null");
     if (rc == 0)
         rc = sp_strbuf_appendf(sb, ",\"flaps\":%" PRIu64 ",\"flap_held\":%s", s->flaps,
                                json_bool(s->flap_held));

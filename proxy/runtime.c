@@ -194,7 +194,7 @@ static int build_upstream(struct sp_runtime *rt, size_t u, const struct sp_runti
     for (size_t i = 0; i < k; i++)
         states[i] = prev_state(old, list[i]->address);
     if (rc == 0)
-        rc = sp_upstream_init_servers(&rt->upstreams[u], uc, list, states, k);
+        rc = sp_upstream_init_servers(&rt->upstreams[u], uc, list, states, k, rt->cfg->workers);
     free(states);
     free(list);
     return rc;

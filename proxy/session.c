@@ -74,6 +74,8 @@ struct sp_session {
     struct sp_server *server;       /* borrowed from the runtime; the current or chosen server */
     struct sp_session *prev, *next; /* the worker's list of open sessions */
     struct sp_poller_link defer;    /* queued in the worker's poller after a yield */
+    /* borrowed: this worker's slot of server's byte counters, from established() on */
+    struct sp_server_bytes *server_bytes;
     uv_timer_t timer;       /* inspect or connect timeout, then idle_timeout while RELAYING */
     int fd[2];              /* owned; -1 once closed; both in the worker's epoll set while open */
     struct sp_side side[2]; /* what the kernel last said of each socket */
@@ -214,6 +216,7 @@ static bool pump(struct sp_session *s, int d)
     enum sp_relay_status st = sp_relay_pump(dir, &s->worker->relay, sp_flow_may_read(s->side, d));
     if (dir->bytes != before) {
         SP_STAT_ADD(s->stats->bytes[s->worker->id].v[d], dir->bytes - before);
+        SP_STAT_ADD(s->server_bytes->v[d], dir->bytes - before);
         s->last_io_ms = now_ms(s); /* idle_timeout counts from the last byte delivered */
     }
     if (dir->src_eof && s->first_eof < 0)
@@ -327,6 +330,7 @@ static void established(struct sp_session *s)
 {
     uv_timer_stop(&s->timer);
     sp_server_connect_ok(s->server, now_ms(s));
+    s->server_bytes = &s->server->state->bytes[s->worker->id];
     if (s->upstream->conf->proxy_protocol != SP_PP_SEND_OFF && send_proxy_header(s) != 0) {
         session_close(s, RESET_CLI | RESET_UPS, SP_END_UPSTREAM_RESET);
         return;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define RLX memory_order_relaxed
 
@@ -65,8 +66,21 @@ static int fill_listeners(struct sp_stats *st, const struct sp_runtime *rt)
     return 0;
 }
 
+/* When the last active check of s ended, as an age and as Unix time (wall_ms: the wall clock
+ * read with now). The health loop's cached clock may run a little behind ours. */
+static void fill_last_check(struct sp_stats_server *o, const struct sp_server *s, uint64_t now,
+                            uint64_t wall_ms)
+{
+    uint64_t at = atomic_load_explicit(&s->state->last_check_ms, RLX);
+    if (at == 0 || !o->health_checked)
+        return;
+    o->checked = true;
+    o->last_check_age_ms = now > at ? now - at : 0;
+    o->last_check_unix = (wall_ms - SP_MIN(wall_ms, o->last_check_age_ms)) / 1000;
+}
+
 static int fill_server(struct sp_stats_server *o, const struct sp_upstream *u,
-                       const struct sp_server *s, uint64_t now)
+                       const struct sp_server *s, uint64_t now, uint64_t wall_ms)
 {
     if (!dup_to(&o->upstream, u->conf->name) || !dup_to(&o->address, s->name))
         return -ENOMEM;
@@ -83,6 +97,9 @@ static int fill_server(struct sp_stats_server *o, const struct sp_upstream *u,
     o->flaps = atomic_load_explicit(&s->state->flaps, RLX);
     o->flap_held = atomic_load_explicit(&s->state->flap_held, RLX);
     o->health_checked = u->conf->health.enabled;
+    o->bytes_up = sp_server_bytes(s, 0);
+    o->bytes_down = sp_server_bytes(s, 1);
+    fill_last_check(o, s, now, wall_ms);
     return 0;
 }
 
@@ -98,6 +115,9 @@ static int fill_upstreams(struct sp_stats *st, const struct sp_runtime *rt)
         return -ENOMEM;
     st->nupstreams = cfg->nupstreams;
     uint64_t now = sp_upstream_now_ms();
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    uint64_t wall_ms = (uint64_t)wall.tv_sec * 1000u + (uint64_t)wall.tv_nsec / 1000000u;
     for (size_t i = 0; i < cfg->nupstreams; i++) {
         const struct sp_upstream *u = &rt->upstreams[i];
         if (!dup_to(&st->upstreams[i].name, u->conf->name))
@@ -109,7 +129,7 @@ static int fill_upstreams(struct sp_stats *st, const struct sp_runtime *rt)
         st->upstreams[i].all_down = sp_upstream_all_down(u);
         st->upstreams[i].fail_open = u->conf->all_down == SP_ALL_DOWN_FAIL_OPEN;
         for (size_t j = 0; j < u->nservers; j++) {
-            if (fill_server(&st->servers[st->nservers], u, &u->servers[j], now) != 0)
+            if (fill_server(&st->servers[st->nservers], u, &u->servers[j], now, wall_ms) != 0)
                 return -ENOMEM;
             st->nservers++;
         }

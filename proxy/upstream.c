@@ -21,16 +21,27 @@ int sp_upstream_init(struct sp_upstream *u, const struct sp_upstream_conf *conf)
         return -ENOMEM;
     for (size_t i = 0; i < conf->nservers; i++)
         list[i] = &conf->servers[i];
-    int rc = sp_upstream_init_servers(u, conf, list, NULL, conf->nservers);
+    int rc = sp_upstream_init_servers(u, conf, list, NULL, conf->nservers, 1);
     free(list);
     return rc;
 }
 
-static struct sp_server_state *state_new(void)
+static struct sp_server_state *state_new(unsigned nworkers)
 {
     struct sp_server_state *st = malloc(sizeof(*st));
     if (st == NULL)
         return NULL;
+    st->nworkers = nworkers > 0 ? nworkers : 1;
+    /* Aligned so that no two workers' slots share a cache line. */
+    st->bytes = aligned_alloc(64, st->nworkers * sizeof(*st->bytes));
+    if (st->bytes == NULL) {
+        free(st);
+        return NULL;
+    }
+    for (unsigned w = 0; w < st->nworkers; w++) {
+        atomic_init(&st->bytes[w].v[0], 0);
+        atomic_init(&st->bytes[w].v[1], 0);
+    }
     atomic_init(&st->refs, 1);
     atomic_init(&st->up, true);
     atomic_init(&st->drained, false);
@@ -41,6 +52,7 @@ static struct sp_server_state *state_new(void)
     atomic_init(&st->active, 0);
     atomic_init(&st->connections, 0);
     atomic_init(&st->connect_failures, 0);
+    atomic_init(&st->last_check_ms, 0);
     atomic_init(&st->fails, 0);
     atomic_init(&st->fail_window_start_ms, 0);
     atomic_init(&st->down_until_ms, 0);
@@ -52,13 +64,15 @@ static struct sp_server_state *state_new(void)
 static void state_unref(struct sp_server_state *st)
 {
     /* acq_rel: the last holder must see every other thread's writes before freeing. */
-    if (st != NULL && atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel) == 1)
+    if (st != NULL && atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel) == 1) {
+        free(st->bytes);
         free(st);
+    }
 }
 
 int sp_upstream_init_servers(struct sp_upstream *u, const struct sp_upstream_conf *conf,
                              const struct sp_server_conf *const *servers,
-                             struct sp_server_state *const *states, size_t n)
+                             struct sp_server_state *const *states, size_t n, unsigned nworkers)
 {
     memset(u, 0, sizeof(*u));
     u->conf = conf;
@@ -78,7 +92,7 @@ int sp_upstream_init_servers(struct sp_upstream *u, const struct sp_upstream_con
         if (s->state != NULL)
             atomic_fetch_add_explicit(&s->state->refs, 1, memory_order_relaxed);
         else
-            s->state = state_new();
+            s->state = state_new(nworkers);
         if (s->state == NULL) {
             sp_upstream_deinit(u);
             return -ENOMEM;
@@ -94,6 +108,14 @@ void sp_upstream_deinit(struct sp_upstream *u)
     free(u->servers);
     u->servers = NULL;
     u->nservers = 0;
+}
+
+uint64_t sp_server_bytes(const struct sp_server *s, int d)
+{
+    uint64_t sum = 0;
+    for (unsigned w = 0; w < s->state->nworkers; w++)
+        sum += atomic_load_explicit(&s->state->bytes[w].v[d], RLX);
+    return sum;
 }
 
 uint64_t sp_upstream_now_ms(void)

@@ -87,7 +87,7 @@ static void pool_successor(struct pool *q, const struct pool *p, size_t n, const
     q->uc = p->uc;
     q->uc.servers = q->sc;
     q->uc.nservers = n;
-    ck_assert_int_eq(sp_upstream_init_servers(&q->up, &q->uc, list, states, n), 0);
+    ck_assert_int_eq(sp_upstream_init_servers(&q->up, &q->uc, list, states, n, 1), 0);
     ck_assert_int_eq(sp_balancer_init(&q->b, &q->up, 7), 0);
     sp_balancer_carry(&q->b, &p->b);
     q->ready = true;

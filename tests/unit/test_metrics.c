@@ -73,7 +73,12 @@ static struct sp_stats *sample_stats(const char *listener, const char *server)
                                               true,
                                               204,
                                               6,
-                                              true};
+                                              true,
+                                              300,
+                                              4000,
+                                              true,
+                                              1200,
+                                              1700000099};
     st->servers[1] = (struct sp_stats_server){dup_str("pool"),
                                               dup_str(server),
                                               false,
@@ -88,7 +93,12 @@ static struct sp_stats *sample_stats(const char *listener, const char *server)
                                               true,
                                               0,
                                               0,
-                                              false};
+                                              false,
+                                              0,
+                                              0,
+                                              false,
+                                              0,
+                                              0};
     st->splice_bytes = 5000;
     st->copy_bytes = 60;
     st->copy_fallbacks = 1;
@@ -231,6 +241,23 @@ static const char want_prom[] =
     "# TYPE splicer_server_check_http_status gauge\n"
     "splicer_server_check_http_status{upstream=\"pool\",server=\"127.0.0.1:9001\"} 204\n"
     "splicer_server_check_http_status{upstream=\"pool\",server=\"[::1]:9002\"} 0\n"
+    "# HELP splicer_server_last_check_timestamp_seconds When the server's last active health "
+    "check ended, since the Unix epoch in seconds; 0 before the first and without health checks.\n"
+    "# TYPE splicer_server_last_check_timestamp_seconds gauge\n"
+    "splicer_server_last_check_timestamp_seconds{upstream=\"pool\",server=\"127.0.0.1:9001\"} "
+    "1700000099\n"
+    "splicer_server_last_check_timestamp_seconds{upstream=\"pool\",server=\"[::1]:9002\"} 0\n"
+    "# HELP splicer_server_bytes_total Bytes relayed through the server; upstream is client to "
+    "server, downstream is server to client.\n"
+    "# TYPE splicer_server_bytes_total counter\n"
+    "splicer_server_bytes_total{upstream=\"pool\",server=\"127.0.0.1:9001\",direction="
+    "\"upstream\"} 300\n"
+    "splicer_server_bytes_total{upstream=\"pool\",server=\"127.0.0.1:9001\",direction="
+    "\"downstream\"} 4000\n"
+    "splicer_server_bytes_total{upstream=\"pool\",server=\"[::1]:9002\",direction=\"upstream\"} "
+    "0\n"
+    "splicer_server_bytes_total{upstream=\"pool\",server=\"[::1]:9002\",direction="
+    "\"downstream\"} 0\n"
     "# HELP splicer_worker_connections_total Client connections accepted by the worker thread (the "
     "kernel spreads them over the workers' SO_REUSEPORT sockets).\n"
     "# TYPE splicer_worker_connections_total counter\n"
@@ -328,6 +355,8 @@ static const struct {
     {"splicer_server_connect_failures_total", "counter"},
     {"splicer_server_check_http_status", "gauge"},
     {"splicer_server_flaps_total", "counter"},
+    {"splicer_server_bytes_total", "counter"},
+    {"splicer_server_last_check_timestamp_seconds", "gauge"},
     {"splicer_upstream_all_down", "gauge"},
     {"splicer_listener_connections_total", "counter"},
     {"splicer_listener_active_connections", "gauge"},
@@ -521,13 +550,17 @@ static const char want_status[] =
     "["
     "{"
     "\"address\":\"127.0.0.1:9001\",\"state\":\"up\",\"usable\":true,\"drained\":false,\"weight\":"
-    "1,\"backup\":false,\"active\":2,\"connections\":7,\"connect_failures\":0,\"health_checked\":"
-    "true,\"last_check\":\"ok\",\"last_check_http_status\":204,\"flaps\":6,\"flap_held\":true},{"
+    "1,\"backup\":false,\"active\":2,\"connections\":7,\"connect_failures\":0,"
+    "\"bytes_upstream\":300,\"bytes_downstream\":4000,\"health_checked\":"
+    "true,\"last_check\":\"ok\",\"last_check_http_status\":204,\"last_check_age_ms\":1200,"
+    "\"flaps\":6,\"flap_held\":true},{"
     "\"address\":\"[::1]:9002\","
     "\"state\":\"down\",\"usable\":false,"
     "\"drained\":true,\"weight\":3,\"backup\":true,\"active\":0,\"connections\":3,\"connect_"
-    "failures\":4,\"health_checked\":true,\"last_check\":\"Connection "
-    "refused\",\"last_check_http_status\":null,\"flaps\":0,\"flap_held\":false}]}]}\n";
+    "failures\":4,\"bytes_upstream\":0,\"bytes_downstream\":0,\"health_checked\":true,"
+    "\"last_check\":\"Connection "
+    "refused\",\"last_check_http_status\":null,\"last_check_age_ms\":null,\"flaps\":0,"
+    "\"flap_held\":false}]}]}\n";
 
 START_TEST(status_exact_and_valid)
 {

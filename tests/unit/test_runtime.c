@@ -120,6 +120,30 @@ START_TEST(drain_and_counters_survive_a_chain)
 }
 END_TEST
 
+/* Byte counters: one slot per worker (two here), summed by sp_server_bytes, shared with the
+ * successor like the rest of the state, so they never go back across a reload. */
+START_TEST(server_bytes_per_worker_and_shared)
+{
+    static const char *const two = "workers: 2\n" HEAD "      - address: 127.0.0.1:9001\n"
+                                   "      - address: 127.0.0.1:9002\n";
+    struct sp_runtime *old = build(two, NULL, NULL);
+    struct sp_server *a_old = server(old, "127.0.0.1:9001");
+    ck_assert_uint_eq(a_old->state->nworkers, 2);
+    ck_assert_uint_eq((uintptr_t)a_old->state->bytes % 64, 0);
+    atomic_store(&a_old->state->bytes[0].v[0], 10);
+    atomic_store(&a_old->state->bytes[1].v[0], 5);
+    atomic_store(&a_old->state->bytes[1].v[1], 7);
+    struct sp_runtime *rt = build(two, old, NULL);
+    struct sp_server *a = server(rt, "127.0.0.1:9001");
+    atomic_store(&a_old->state->bytes[0].v[1], 100); /* a write through the old runtime */
+    ck_assert_uint_eq(sp_server_bytes(a, 0), 15);
+    ck_assert_uint_eq(sp_server_bytes(a, 1), 107);
+    ck_assert_uint_eq(sp_server_bytes(server(rt, "127.0.0.1:9002"), 0), 0);
+    sp_runtime_unref(old);
+    sp_runtime_unref(rt);
+}
+END_TEST
+
 /* Either runtime may be freed first: the shared state goes with the last one (ASan checks). */
 START_TEST(state_outlives_either_runtime)
 {
@@ -202,6 +226,7 @@ static Suite *runtime_suite(void)
     TCase *tc = tcase_create("successor");
     tcase_add_test(tc, writes_after_build_reach_successor);
     tcase_add_test(tc, drain_and_counters_survive_a_chain);
+    tcase_add_test(tc, server_bytes_per_worker_and_shared);
     tcase_add_test(tc, state_outlives_either_runtime);
     tcase_add_test(tc, refresh_keeps_unchanged_address);
     suite_add_tcase(s, tc);

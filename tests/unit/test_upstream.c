@@ -210,10 +210,10 @@ START_TEST(states_shared_between_upstreams)
         struct sp_server_state *states[4] = {NULL};
         for (size_t i = 0; i < 4; i++)
             list[i] = &sconf[i];
-        ck_assert_int_eq(sp_upstream_init_servers(&a, &uconf, list, NULL, 4), 0);
+        ck_assert_int_eq(sp_upstream_init_servers(&a, &uconf, list, NULL, 4, 1), 0);
         states[0] = a.servers[0].state;
         states[2] = a.servers[2].state;
-        ck_assert_int_eq(sp_upstream_init_servers(&b, &uconf, list, states, 4), 0);
+        ck_assert_int_eq(sp_upstream_init_servers(&b, &uconf, list, states, 4, 1), 0);
         ck_assert_ptr_eq(b.servers[0].state, a.servers[0].state);
         ck_assert_ptr_ne(b.servers[1].state, a.servers[1].state);
         sp_server_connect_ok(&a.servers[0], T0);
