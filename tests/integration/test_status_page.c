@@ -5,8 +5,9 @@
  * Chromium driven by chromedriver (Debian: chromium, chromium-driver): every server shows with
  * its state, a server killed during the test turns `down` on the page that is already open (by
  * the page's own refresh from /status) and back `up` once restarted, and a drained one gets its
- * flag; after a SIGHUP that swaps a server, the page shows the new set. Each group skips (exit
- * 77) when its programs are missing. */
+ * flag; traffic through a server shows as bytes per second each way on its row, with the age of
+ * its last health check; after a SIGHUP that swaps a server, the page shows the new set. Each
+ * group skips (exit 77) when its programs are missing. */
 #include "common.h"
 #include "deploy.h"
 #include "harness.h"
@@ -158,6 +159,16 @@ START_TEST(page_and_csp)
     for (size_t i = 0; i < SP_ARRAY_LEN(external); i++)
         ck_assert_msg(strstr(page, external[i]) == NULL, "the page holds \"%s\"", external[i]);
     ck_assert_ptr_nonnull(strstr(page, "fetch(\"/status\""));
+    /* the server rows' byte rates each way and the age of their last health check */
+    static const char *const server_columns[] = {"s.bytes_upstream",
+                                                 "s.bytes_downstream",
+                                                 "s.last_check_age_ms",
+                                                 "[\"client \\u2192 server\", \"num\"]",
+                                                 "[\"server \\u2192 client\", \"num\"]",
+                                                 "\"checked \""};
+    for (size_t i = 0; i < SP_ARRAY_LEN(server_columns); i++)
+        ck_assert_msg(strstr(page, server_columns[i]) != NULL, "the page lacks %s",
+                      server_columns[i]);
     for (const unsigned char *p = (const unsigned char *)page; *p != '\0'; p++)
         ck_assert_msg(*p < 0x80, "a non-ASCII byte at %td", (const char *)p - page);
     free(reply);
@@ -384,6 +395,50 @@ static char *wait_states(struct setup *s, const char *const states[NSERVERS], in
     }
 }
 
+/* The row of server `addr` in the page's text (up to its newline), into out; false if none. */
+static bool server_row(const char *text, const char *addr, char *out, size_t cap)
+{
+    char start[80];
+    snprintf(start, sizeof(start), "%s\t", addr);
+    const char *row = strstr(text, start);
+    if (row == NULL)
+        return false;
+    snprintf(out, cap, "%.*s", (int)strcspn(row, "\n"), row);
+    return true;
+}
+
+/* Echoes traffic through one connection, refresh after refresh, until the row of the server it
+ * reached shows a byte rate each way (client -> server, server -> client: "KiB/s" or more) and
+ * says when that server was last checked. */
+static void wait_byte_rates(struct setup *s)
+{
+    int fd = sph_connect(AF_INET, s->px.port, 3000);
+    ck_assert_int_ge(fd, 0);
+    int64_t until = sph_now_ms() + SEEN_MS;
+    char row[1024] = "";
+    for (uint64_t seed = 1;; seed++) {
+        struct sph_xfer x;
+        sph_xfer_init(&x, 512 * 1024, seed, 10000);
+        ck_assert_int_eq(sph_echo_xfer(fd, &x), 0);
+        char *text = page_text();
+        for (int i = 0; i < NSERVERS; i++) {
+            char addr[64], r[1024];
+            snprintf(addr, sizeof(addr), "127.0.0.1:%d", s->b[i]->port);
+            if (server_row(text, addr, r, sizeof(r)) && count(r, "iB/s") >= 2 &&
+                strstr(r, "checked ") != NULL && strstr(r, " s ago") != NULL)
+                snprintf(row, sizeof(row), "%s", r);
+        }
+        if (row[0] != '\0') {
+            free(text);
+            break;
+        }
+        ck_assert_msg(sph_now_ms() < until, "no server row with byte rates; the page shows:\n%s",
+                      text);
+        free(text);
+    }
+    close(fd);
+}
+
 /* The computed background colour of the state badge of the row of `addr`. */
 static char *state_colour(const char *addr)
 {
@@ -429,6 +484,9 @@ START_TEST(browser_shows_servers_and_failover)
     ck_assert_msg(strstr(text, listener) != NULL, "no listener row in:\n%s", text);
     ck_assert_msg(strstr(text, "Upstream pool") != NULL, "no upstream in:\n%s", text);
     free(text);
+
+    /* traffic through a server: its row shows bytes per second each way */
+    wait_byte_rates(&s);
 
     /* killed while the page is open: the page's own refresh shows it down, the others up */
     char killed[64], alive[64];
