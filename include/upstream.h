@@ -108,7 +108,7 @@ int sp_upstream_init_servers(struct sp_upstream *u, const struct sp_upstream_con
 
 /* Bytes relayed through s in direction d (0: client to server, 1: server to client), summed
  * over the workers. Any thread; each worker's part is as of its last write. */
-uint64_t sp_server_bytes(const struct sp_server *s, int d);
+uint64_t sp_server_bytes_sum(const struct sp_server *s, int d);
 
 /* Frees what sp_upstream_init allocated and drops the servers' state references (a state goes
  * with its last server). Safe on a zeroed or half-built struct. Any thread. */

@@ -97,8 +97,8 @@ static int fill_server(struct sp_stats_server *o, const struct sp_upstream *u,
     o->flaps = atomic_load_explicit(&s->state->flaps, RLX);
     o->flap_held = atomic_load_explicit(&s->state->flap_held, RLX);
     o->health_checked = u->conf->health.enabled;
-    o->bytes_up = sp_server_bytes(s, 0);
-    o->bytes_down = sp_server_bytes(s, 1);
+    o->bytes_up = sp_server_bytes_sum(s, 0);
+    o->bytes_down = sp_server_bytes_sum(s, 1);
     fill_last_check(o, s, now, wall_ms);
     return 0;
 }

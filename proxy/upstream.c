@@ -110,7 +110,7 @@ void sp_upstream_deinit(struct sp_upstream *u)
     u->nservers = 0;
 }
 
-uint64_t sp_server_bytes(const struct sp_server *s, int d)
+uint64_t sp_server_bytes_sum(const struct sp_server *s, int d)
 {
     uint64_t sum = 0;
     for (unsigned w = 0; w < s->state->nworkers; w++)

@@ -120,7 +120,7 @@ START_TEST(drain_and_counters_survive_a_chain)
 }
 END_TEST
 
-/* Byte counters: one slot per worker (two here), summed by sp_server_bytes, shared with the
+/* Byte counters: one slot per worker (two here), summed by sp_server_bytes_sum, shared with the
  * successor like the rest of the state, so they never go back across a reload. */
 START_TEST(server_bytes_per_worker_and_shared)
 {
@@ -136,9 +136,9 @@ START_TEST(server_bytes_per_worker_and_shared)
     struct sp_runtime *rt = build(two, old, NULL);
     struct sp_server *a = server(rt, "127.0.0.1:9001");
     atomic_store(&a_old->state->bytes[0].v[1], 100); /* a write through the old runtime */
-    ck_assert_uint_eq(sp_server_bytes(a, 0), 15);
-    ck_assert_uint_eq(sp_server_bytes(a, 1), 107);
-    ck_assert_uint_eq(sp_server_bytes(server(rt, "127.0.0.1:9002"), 0), 0);
+    ck_assert_uint_eq(sp_server_bytes_sum(a, 0), 15);
+    ck_assert_uint_eq(sp_server_bytes_sum(a, 1), 107);
+    ck_assert_uint_eq(sp_server_bytes_sum(server(rt, "127.0.0.1:9002"), 0), 0);
     sp_runtime_unref(old);
     sp_runtime_unref(rt);
 }
