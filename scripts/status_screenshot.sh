@@ -65,7 +65,7 @@ done
 
 caps='{"capabilities":{"alwaysMatch":{"goog:chromeOptions":{"args":["--headless=new",
 "--no-sandbox","--disable-gpu","--disable-dev-shm-usage","--hide-scrollbars",
-"--window-size=1200,520","--user-data-dir='$PROFILE/chromium'"]}}}}'
+"--window-size=1440,540","--user-data-dir='$PROFILE/chromium'"]}}}}'
 session=$(wd POST /session "$caps" | sed -E 's/.*"sessionId":"([^"]+)".*/\1/')
 [[ -n $session ]] || die "chromedriver gave no session (see $PROFILE/chromedriver.log)"
 wd POST "/session/$session/url" '{"url":"http://127.0.0.1:9090/"}' >/dev/null
