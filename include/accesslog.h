@@ -27,6 +27,7 @@ enum sp_end {
     SP_END_BAD_HEADER,      /* a malformed PROXY header or TLS ClientHello */
     SP_END_INSPECT_TIMEOUT, /* the PROXY header or ClientHello did not arrive in time */
     SP_END_SOURCE_LIMIT,    /* the PROXY header's client is over its listener's limits */
+    SP_END_SERVER_DOWN,     /* reset by on_server_down: shutdown (server down or removed) */
     SP_END_COUNT
 };
 

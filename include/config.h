@@ -44,6 +44,14 @@ enum sp_all_down {
     SP_ALL_DOWN_COUNT
 };
 
+/* upstream on_server_down: what becomes of the open sessions of a server that health checks
+ * mark down, or that a reload or a DNS change removes (shed.h). */
+enum sp_on_server_down {
+    SP_ON_DOWN_KEEP = 0, /* default: they go on until they end */
+    SP_ON_DOWN_SHUTDOWN, /* reset, spread over shutdown_spread */
+    SP_ON_DOWN_COUNT
+};
+
 /* One configured position in the file, for messages about a value after parsing. */
 struct sp_conf_mark {
     int line; /* 1-based */
@@ -110,6 +118,9 @@ struct sp_upstream_conf {
     struct sp_server_conf *servers;    /* owned array, at least one */
     size_t nservers;
     struct sp_conf_mark mark;
+
+    enum sp_on_server_down on_server_down; /* default keep */
+    uint64_t shutdown_spread_ms;           /* default 5s; 0 = all at once */
 };
 
 /* One entry of a listener's routes: clients whose TLS SNI matches go to `upstream`. */
@@ -228,5 +239,7 @@ const char *sp_balance_name(enum sp_balance b);
 const char *sp_relay_mode_name(enum sp_relay_mode m);
 const char *sp_pp_send_name(enum sp_pp_send v);   /* "off", "v1", "v2" */
 const char *sp_all_down_name(enum sp_all_down v); /* "reject", "fail_open" */
+
+const char *sp_on_server_down_name(enum sp_on_server_down v); /* "keep", "shutdown" */
 
 #endif

@@ -1,6 +1,6 @@
 /* config_health.h: internal to the config module. The parser of an upstream's `health_check`
  * block: timing (interval, timeout, rise, fall), the send/expect probe and the `http:` check with
- * its path, Host header and accepted status codes. */
+ * its path, Host header and accepted status codes; `all_down` and `on_server_down`. */
 #ifndef SPLICER_CONFIG_HEALTH_H
 #define SPLICER_CONFIG_HEALTH_H
 
@@ -16,6 +16,10 @@ int sp_cfg_parse_health(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yam
  * cross-check. */
 int sp_cfg_parse_all_down(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
                           void *obj, const char *what);
+
+/* `on_server_down` of the upstream obj: keep | shutdown. */
+int sp_cfg_parse_on_server_down(struct sp_cfg_walk *w, const struct sp_cfg_field *f,
+                                yaml_node_t *val, void *obj, const char *what);
 
 /* Once the whole upstream is parsed: fail_open without a health_check block is an error (no
  * server would ever be marked down). */

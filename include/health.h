@@ -25,6 +25,13 @@ bool sp_health_record(struct sp_health_state *st, bool ok, unsigned rise, unsign
 
 struct sp_health;
 
+/* Called when the checks mark server s down and its upstream has on_server_down: shutdown
+ * (sp_server_shed_begin has marked its sessions): the caller wakes the workers. Main thread. */
+typedef void (*sp_health_shed_fn)(void *arg, struct sp_server *s, const char *why);
+
+/* Sets the function called as above (NULL: none). Main thread. */
+void sp_health_set_shed(struct sp_health *h, sp_health_shed_fn fn, void *arg);
+
 /* Starts checking every server of every upstream that has a health_check block; the first
  * checks start at once. *out is set even when nothing is to be checked, so that a later
  * runtime can be applied with sp_health_update. Returns 0 or -errno. Main thread. */

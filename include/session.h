@@ -28,4 +28,17 @@ void sp_session_resume(struct sp_poller_link *link);
 /* Closes the session now, as on shutdown_timeout: both sockets get a reset. Worker thread. */
 void sp_session_abort(struct sp_session *s);
 
+/* For on_server_down: shutdown (worker_shed.c); worker thread. The session after s in its
+ * worker's list (w->sessions first), NULL at the end. */
+struct sp_session *sp_session_next(const struct sp_session *s);
+
+/* The server s relays to, with the time s was accepted in *start_ms (the worker's loop clock)
+ * and in *shed_due its scheduled reset (0 = none; worker_shed.c reads and writes it); NULL, with
+ * nothing set, when s is not relaying (inspecting, connecting, or already ending). */
+struct sp_server *sp_session_relaying_to(struct sp_session *s, uint64_t *start_ms,
+                                         uint64_t **shed_due);
+
+/* Closes s with a reset to both sides, logged with the end `server_down`. Worker thread. */
+void sp_session_shutdown(struct sp_session *s);
+
 #endif

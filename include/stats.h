@@ -61,6 +61,7 @@ struct sp_stats_server {
     bool checked;               /* an active check has ended (the two below are set) */
     uint64_t last_check_age_ms; /* since the last check ended */
     uint64_t last_check_unix;   /* when it ended, Unix time in seconds */
+    uint64_t sessions_shutdown; /* sessions reset by on_server_down: shutdown */
 };
 
 /* One worker thread: how the kernel spread connections over the SO_REUSEPORT sockets. */
@@ -76,6 +77,8 @@ struct sp_stats_upstream {
     const char *check; /* static: "off", "tcp" (connect, send/expect) or "http"; NULL: "off" */
     bool all_down;     /* health checks mark every server down (sp_upstream_all_down) */
     bool fail_open;    /* all_down: fail_open (else reject) */
+    const char *on_server_down;  /* static: "keep" or "shutdown" */
+    uint64_t shutdown_spread_ms; /* its shutdown_spread */
 };
 
 struct sp_stats {

@@ -39,6 +39,14 @@ struct sp_server_state {
     unsigned nworkers;                 /* slots of bytes: `workers`, which a reload keeps */
     struct sp_server_bytes *bytes;     /* owned array of nworkers, 64-byte aligned */
 
+    /* on_server_down: shutdown (shed.h). The main thread sets shed_spread_ms, then shed_at_ms
+     * when the server goes down or away; workers reset the sessions that started at or before
+     * shed_at_ms, spread over shed_spread_ms. shed_at_ms 0: nothing to shed (never, or the
+     * server came back up, which spares the sessions not yet reset). */
+    _Atomic uint64_t shed_at_ms;
+    _Atomic uint64_t shed_spread_ms;
+    _Atomic uint64_t sessions_shutdown; /* sessions reset by on_server_down: shutdown, ever */
+
     /* Passive checks (nginx's max_fails/fail_timeout): failures counted in a window that
      * starts at the first failure; reaching max_fails skips the server until down_until. */
     _Atomic uint32_t fails;
@@ -153,6 +161,16 @@ bool sp_upstream_all_down(const struct sp_upstream *u);
 /* Logs the warning for u entering (all_down true) or leaving the all-down state, with what its
  * all_down policy does about it. */
 void sp_upstream_log_all_down(const struct sp_upstream *u, bool all_down);
+
+/* on_server_down (shed.h): when `policy` (s's upstream, or for a server a reload removed, the
+ * same upstream in the new config) has `shutdown`, marks the sessions s has now (accepted at or
+ * before now_ms) for a reset spread over its shutdown_spread and returns true: the caller then
+ * wakes the workers (sp_worker_shed). False with `keep`. Main thread. */
+bool sp_server_shed_begin(struct sp_server *s, const struct sp_upstream_conf *policy,
+                          uint64_t now_ms);
+
+/* s is up again: its sessions not reset yet are spared. Main thread. */
+void sp_server_shed_cancel(struct sp_server *s);
 
 /* Sets the active health state; returns true when it changed. Health checker only. */
 bool sp_server_set_up(struct sp_server *s, bool up, uint64_t now_ms);

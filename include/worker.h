@@ -65,6 +65,11 @@ struct sp_worker {
 
     struct sp_poller poller; /* the relay sockets of every session, edge-triggered */
 
+    /* on_server_down: shutdown (worker_shed.c) */
+    _Atomic bool shed_pending; /* any thread -> worker: a server's sessions are to be shed */
+    uv_timer_t shed_timer;     /* the next batch of resets */
+    uint64_t shed_tick_ms;     /* least time between batches (sp_shed_tick_ms) */
+
     struct sp_session *sessions; /* owned list of open sessions */
     /* Written by the worker only (SP_STAT_ADD), read by the metrics scrape: */
     _Atomic unsigned nsessions; /* sessions open now */
@@ -103,6 +108,13 @@ void sp_worker_join(struct sp_worker *w);
 
 /* Frees a worker that was initialised but never started. Main thread. */
 void sp_worker_deinit(struct sp_worker *w);
+
+/* A server was marked for shedding (sp_server_shed_begin): the worker schedules resets for
+ * its own sessions of it (worker_shed.c). Any thread. */
+void sp_worker_shed(struct sp_worker *w);
+
+/* The worker's side of sp_worker_shed, from its wake-up. Worker thread. */
+void sp_worker_shed_scan(struct sp_worker *w);
 
 /* Queues an access log line. Worker thread. */
 void sp_worker_access_log(struct sp_worker *w, const struct sp_access_entry *e,

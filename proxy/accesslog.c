@@ -24,7 +24,7 @@
 static const char *const end_names[SP_END_COUNT] = {
     "client_fin",     "upstream_fin",    "client_reset", "upstream_reset", "idle_timeout",
     "connect_failed", "no_server",       "shutdown",     "local_error",    "denied",
-    "bad_header",     "inspect_timeout", "source_limit",
+    "bad_header",     "inspect_timeout", "source_limit", "server_down",
 };
 
 const char *sp_end_name(enum sp_end e)

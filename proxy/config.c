@@ -247,6 +247,10 @@ static const struct sp_cfg_field upstream_fields[] = {
      .off = offsetof(struct sp_upstream_conf, slow_start_ms)},
     {.key = "health_check", .parse = sp_cfg_parse_health},
     {.key = "all_down", .parse = sp_cfg_parse_all_down},
+    {.key = "on_server_down", .parse = sp_cfg_parse_on_server_down},
+    {.key = "shutdown_spread",
+     .parse = sp_cfg_parse_duration,
+     .off = offsetof(struct sp_upstream_conf, shutdown_spread_ms)},
     {.key = "proxy_protocol",
      .parse = sp_cfg_parse_enum,
      .off = offsetof(struct sp_upstream_conf, proxy_protocol),
@@ -275,6 +279,8 @@ static void upstream_defaults(void *entry)
     u->health.flap_hold_ms = 30 * 1000;
     u->proxy_protocol = SP_PP_SEND_OFF;
     u->dns_refresh_ms = 5000;
+    u->on_server_down = SP_ON_DOWN_KEEP;
+    u->shutdown_spread_ms = 5000;
 }
 
 /* The key of a listener or upstream entry is its name: a non-empty scalar. */

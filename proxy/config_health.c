@@ -1,6 +1,6 @@
 /* config_health.c: the `health_check` block of an upstream (see config_health.h): its timing,
  * the send/expect probe, and the `http:` check (path, host, expect_status), each with its bounds
- * and messages. */
+ * and messages; and the upstream's policies for down servers (all_down, on_server_down). */
 #include "config_health.h"
 #include "common.h"
 #include "health_flap.h"
@@ -276,6 +276,24 @@ int sp_cfg_parse_all_down(struct sp_cfg_walk *w, const struct sp_cfg_field *f, y
     enum_field.names = all_down_names;
     up->all_down_mark =
         (struct sp_conf_mark){(int)val->start_mark.line + 1, (int)val->start_mark.column + 1};
+    return sp_cfg_parse_enum(w, &enum_field, val, obj, what);
+}
+
+static const char *const on_down_names[SP_ON_DOWN_COUNT + 1] = {"keep", "shutdown", NULL};
+
+_Static_assert(sizeof(enum sp_on_server_down) == sizeof(unsigned), "enum sp_on_server_down size");
+
+const char *sp_on_server_down_name(enum sp_on_server_down v)
+{
+    return (unsigned)v < SP_ON_DOWN_COUNT ? on_down_names[v] : "unknown";
+}
+
+int sp_cfg_parse_on_server_down(struct sp_cfg_walk *w, const struct sp_cfg_field *f,
+                                yaml_node_t *val, void *obj, const char *what)
+{
+    struct sp_cfg_field enum_field = *f;
+    enum_field.off = offsetof(struct sp_upstream_conf, on_server_down);
+    enum_field.names = on_down_names;
     return sp_cfg_parse_enum(w, &enum_field, val, obj, what);
 }
 

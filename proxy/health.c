@@ -59,6 +59,8 @@ struct sp_health {
     unsigned retiring; /* retired checks whose handles are still closing */
     bool stopping;     /* freed when the last retiring check is */
     uint64_t rng;
+    sp_health_shed_fn shed; /* on_server_down: shutdown, for a server marked down */
+    void *shed_arg;
 };
 
 bool sp_health_record(struct sp_health_state *st, bool ok, unsigned rise, unsigned fall)
@@ -201,8 +203,15 @@ static void apply(struct check *c, uint64_t now)
         flap_release(c, why);
     }
     bool up = c->state.up && !c->flap.held;
-    if (sp_server_set_up(c->server, up, now))
-        note_all_down(c->server, up);
+    if (!sp_server_set_up(c->server, up, now))
+        return;
+    note_all_down(c->server, up);
+    /* The clock, not the loop's cached time: sessions accepted up to now are concerned. */
+    if (up)
+        sp_server_shed_cancel(c->server);
+    else if (sp_server_shed_begin(c->server, c->server->upstream->conf, sp_upstream_now_ms()) &&
+             c->health->shed != NULL)
+        c->health->shed(c->health->shed_arg, c->server, "marked down by health checks");
 }
 
 /* result: SP_CHECK_OK, another enum sp_check_result, or the -errno that failed the check. */
@@ -469,10 +478,12 @@ static void forget_verdicts(const struct sp_runtime *rt, uint64_t now)
             struct sp_server *s = &u->servers[j];
             atomic_store_explicit(&s->state->flap_held, false, memory_order_relaxed);
             atomic_store_explicit(&s->state->last_check_ms, 0, memory_order_relaxed);
-            if (atomic_exchange(&s->state->check_result, SP_CHECK_NONE) != SP_CHECK_NONE &&
-                sp_server_set_up(s, true, now))
-                sp_log_info("upstream %s: server %s up (health checks are off now)", u->conf->name,
-                            s->name);
+            if (atomic_exchange(&s->state->check_result, SP_CHECK_NONE) == SP_CHECK_NONE ||
+                !sp_server_set_up(s, true, now))
+                continue;
+            sp_server_shed_cancel(s);
+            sp_log_info("upstream %s: server %s up (health checks are off now)", u->conf->name,
+                        s->name);
         }
     }
 }
@@ -531,6 +542,12 @@ int sp_health_start(uv_loop_t *loop, struct sp_runtime *rt, struct sp_health **o
     }
     *out = h;
     return 0;
+}
+
+void sp_health_set_shed(struct sp_health *h, sp_health_shed_fn fn, void *arg)
+{
+    h->shed = fn;
+    h->shed_arg = arg;
 }
 
 void sp_health_stop(struct sp_health *h)

@@ -79,6 +79,9 @@ enum scope {
       "Connects to the server that were refused or timed out.")                                    \
     X(S_FLAPS, SERVER, "counter", "splicer_server_flaps_total",                                    \
       "Up/down changes of the server's health check verdict.")                                     \
+    X(S_SESSIONS_SHUTDOWN, SERVER, "counter", "splicer_server_sessions_shutdown_total",            \
+      "Sessions to the server reset by on_server_down: shutdown after the server was marked "      \
+      "down or removed.")                                                                          \
     X(S_CHECK_HTTP_STATUS, SERVER, "gauge", "splicer_server_check_http_status",                    \
       "Status code of the reply to the server's last HTTP health check; 0 when it had none.")      \
     X(S_LAST_CHECK_TIME, SERVER, "gauge", "splicer_server_last_check_timestamp_seconds",           \
@@ -254,6 +257,8 @@ static uint64_t server_value(enum family_id id, const struct sp_stats_server *s)
         return s->connect_failures;
     case M_S_FLAPS:
         return s->flaps;
+    case M_S_SESSIONS_SHUTDOWN:
+        return s->sessions_shutdown;
     case M_S_CHECK_HTTP_STATUS:
         return s->check_http_status;
     case M_S_LAST_CHECK_TIME:
@@ -624,6 +629,8 @@ static int status_server(struct sp_strbuf *sb, const struct sp_stats_server *s)
     if (rc == 0)
         rc = sp_strbuf_appendf(sb, ",\"flaps\":%" PRIu64 ",\"flap_held\":%s", s->flaps,
                                json_bool(s->flap_held));
+    if (rc == 0)
+        rc = sp_strbuf_appendf(sb, ",\"sessions_shutdown\":%" PRIu64, s->sessions_shutdown);
     return rc;
 }
 
@@ -645,6 +652,10 @@ static int status_upstreams(struct sp_strbuf *sb, const struct sp_stats *st)
         if (rc == 0)
             rc = sp_strbuf_appendf(sb, ",\"all_down\":%s,\"all_down_policy\":\"%s\"",
                                    json_bool(u->all_down), u->fail_open ? "fail_open" : "reject");
+        if (rc == 0)
+            rc = sp_strbuf_appendf(sb, ",\"on_server_down\":\"%s\",\"shutdown_spread_ms\":%" PRIu64,
+                                   u->on_server_down != NULL ? u->on_server_down : "keep",
+                                   u->shutdown_spread_ms);
         if (rc == 0)
             rc = sp_strbuf_puts(sb, ",\"servers\":[");
         for (size_t j = 0; rc == 0 && j < u->nservers && k < st->nservers; j++, k++) {

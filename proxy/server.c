@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -39,6 +40,7 @@ struct server {
     struct sp_resolver *resolver; /* owned; NULL when no server is given by name */
     struct sp_pipe_budget pipes;  /* the workers' pipe memory; its limit follows reloads */
     uint64_t fd_fixed; /* descriptors open besides connections, pipes and listening sockets */
+    struct sp_ratelimit shed_log; /* on_server_down: shutdown lines, a few a second */
     _Atomic unsigned exited;
     _Atomic bool stopping;
     uint64_t start_unix;
@@ -164,6 +166,54 @@ static int start_workers(struct server *srv)
         return rc;
     }
     return 0;
+}
+
+/* ---- on_server_down: shutdown ------------------------------------------------------------ */
+
+/* s has been marked for shedding (sp_server_shed_begin): every worker resets its own sessions
+ * of it. One line per event, unless servers go down by the dozen. */
+static void shed_server(void *arg, struct sp_server *s, const char *why)
+{
+    struct server *srv = arg;
+    struct sp_server_state *st = s->state;
+    unsigned held;
+    if (sp_ratelimit_pass(&srv->shed_log, sp_upstream_now_ms(), 200, &held)) {
+        char more[64] = "";
+        if (held > 0)
+            snprintf(more, sizeof(more), "; %u more like this held back", held);
+        sp_log_warn(
+            "upstream %s: server %s %s: resetting its %u open sessions over %llu ms "
+            "(on_server_down: shutdown%s)",
+            s->upstream->conf->name, s->name, why,
+            atomic_load_explicit(&st->active, memory_order_relaxed),
+            (unsigned long long)atomic_load_explicit(&st->shed_spread_ms, memory_order_relaxed),
+            more);
+    }
+    for (unsigned i = 0; i < srv->nworkers; i++)
+        sp_worker_shed(&srv->workers[i]);
+}
+
+/* The servers of `old` that `rt` has no more (by shared state): shed under the policy of their
+ * upstream in rt, or in old when rt has no upstream of that name. */
+static void shed_removed(struct server *srv, struct sp_runtime *old, const struct sp_runtime *rt,
+                         const char *why)
+{
+    uint64_t now = sp_upstream_now_ms();
+    for (size_t i = 0; i < old->cfg->nupstreams; i++) {
+        struct sp_upstream *o = &old->upstreams[i];
+        const struct sp_upstream *u = NULL;
+        for (size_t j = 0; j < rt->cfg->nupstreams && u == NULL; j++) {
+            if (strcmp(rt->upstreams[j].conf->name, o->conf->name) == 0)
+                u = &rt->upstreams[j];
+        }
+        for (size_t k = 0; k < o->nservers; k++) {
+            bool kept = false;
+            for (size_t j = 0; u != NULL && j < u->nservers && !kept; j++)
+                kept = u->servers[j].state == o->servers[k].state;
+            if (!kept && sp_server_shed_begin(&o->servers[k], u != NULL ? u->conf : o->conf, now))
+                shed_server(srv, &o->servers[k], why);
+        }
+    }
 }
 
 /* ---- admin -------------------------------------------------------------------------------- */
@@ -313,7 +363,7 @@ static void record_reload(struct server *srv, bool ok, const char *error)
 /* Publishes `rt` (reference taken over) to every worker with its new sockets. Nothing is
  * copied from the old runtime: rt shares its servers' state, so whatever the workers, the
  * admin endpoint and the checks write through the old one until they switch is not lost. */
-static void publish(struct server *srv, struct sp_runtime *rt, int **sets)
+static void publish(struct server *srv, struct sp_runtime *rt, int **sets, const char *why)
 {
     for (unsigned i = 0; i < srv->nworkers; i++) {
         sp_worker_reload(&srv->workers[i], sp_runtime_ref(rt), sets[i]);
@@ -328,6 +378,7 @@ static void publish(struct server *srv, struct sp_runtime *rt, int **sets)
     if (srv->health != NULL && sp_health_update(srv->health, rt) != 0)
         sp_log_error("reload: out of memory; some servers are not health-checked");
     sp_health_log_all_down(old, rt);
+    shed_removed(srv, old, rt, why);
     if (!same_admin(&old->cfg->admin, &rt->cfg->admin)) {
         sp_admin_stop(srv->admin);
         srv->admin = NULL;
@@ -374,7 +425,7 @@ static void on_dns_change(void *arg)
         return;
     }
     uint64_t gen = rt->generation;
-    publish(srv, rt, sets);
+    publish(srv, rt, sets, "gone from DNS");
     sp_log_info("DNS change: generation %llu in force", (unsigned long long)gen);
 }
 
@@ -414,7 +465,7 @@ static void reload(struct server *srv)
     uint64_t gen = rt->generation;
     sp_resolver_stop(srv->resolver);
     srv->resolver = NULL;
-    publish(srv, rt, sets);
+    publish(srv, rt, sets, "removed by a reload");
     sp_resolved_deinit(&srv->resolved);
     srv->resolved = resolved;
     start_resolver(srv);
@@ -522,6 +573,8 @@ static int start(struct server *srv)
     log_started(srv->rt->cfg);
     start_resolver(srv);
     rc = sp_health_start(&srv->loop, srv->rt, &srv->health);
+    if (rc == 0)
+        sp_health_set_shed(srv->health, shed_server, srv);
     if (rc == 0)
         rc = start_admin(srv, srv->rt->cfg);
     if (rc != 0) {

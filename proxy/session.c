@@ -90,6 +90,7 @@ struct sp_session {
     struct sp_tried tried;
     uint64_t last_io_ms;
     uint64_t start_ms;
+    uint64_t shed_due_ms; /* on_server_down: when worker_shed.c resets it; 0 = not scheduled */
     struct sp_relay_dir dir[2]; /* dir[CLI]: client -> upstream, dir[UPS]: upstream -> client */
     union {
         struct sockaddr sa;
@@ -790,4 +791,24 @@ static void session_close(struct sp_session *s, int reset, enum sp_end end)
 void sp_session_abort(struct sp_session *s)
 {
     session_close(s, RESET_CLI | RESET_UPS, SP_END_SHUTDOWN);
+}
+
+struct sp_session *sp_session_next(const struct sp_session *s)
+{
+    return s->next;
+}
+
+struct sp_server *sp_session_relaying_to(struct sp_session *s, uint64_t *start_ms,
+                                         uint64_t **shed_due)
+{
+    if (s->state != S_RELAYING)
+        return NULL;
+    *start_ms = s->start_ms;
+    *shed_due = &s->shed_due_ms;
+    return s->server;
+}
+
+void sp_session_shutdown(struct sp_session *s)
+{
+    session_close(s, RESET_CLI | RESET_UPS, SP_END_SERVER_DOWN);
 }

@@ -96,6 +96,7 @@ static int fill_server(struct sp_stats_server *o, const struct sp_upstream *u,
     o->check_http_status = (unsigned)atomic_load_explicit(&s->state->check_http_status, RLX);
     o->flaps = atomic_load_explicit(&s->state->flaps, RLX);
     o->flap_held = atomic_load_explicit(&s->state->flap_held, RLX);
+    o->sessions_shutdown = atomic_load_explicit(&s->state->sessions_shutdown, RLX);
     o->health_checked = u->conf->health.enabled;
     o->bytes_up = sp_server_bytes_sum(s, 0);
     o->bytes_down = sp_server_bytes_sum(s, 1);
@@ -128,6 +129,8 @@ static int fill_upstreams(struct sp_stats *st, const struct sp_runtime *rt)
         st->upstreams[i].check = !hc->enabled ? "off" : hc->http.enabled ? "http" : "tcp";
         st->upstreams[i].all_down = sp_upstream_all_down(u);
         st->upstreams[i].fail_open = u->conf->all_down == SP_ALL_DOWN_FAIL_OPEN;
+        st->upstreams[i].on_server_down = sp_on_server_down_name(u->conf->on_server_down);
+        st->upstreams[i].shutdown_spread_ms = u->conf->shutdown_spread_ms;
         for (size_t j = 0; j < u->nservers; j++) {
             if (fill_server(&st->servers[st->nservers], u, &u->servers[j], now, wall_ms) != 0)
                 return -ENOMEM;

@@ -53,6 +53,9 @@ static struct sp_server_state *state_new(unsigned nworkers)
     atomic_init(&st->connections, 0);
     atomic_init(&st->connect_failures, 0);
     atomic_init(&st->last_check_ms, 0);
+    atomic_init(&st->shed_at_ms, 0);
+    atomic_init(&st->shed_spread_ms, 0);
+    atomic_init(&st->sessions_shutdown, 0);
     atomic_init(&st->fails, 0);
     atomic_init(&st->fail_window_start_ms, 0);
     atomic_init(&st->down_until_ms, 0);
@@ -300,6 +303,22 @@ unsigned sp_server_effective_weight(const struct sp_server *s, uint64_t now_ms)
         return weight;
     uint64_t w = (uint64_t)weight * (ramp + 9 * elapsed) / (10 * ramp);
     return w != 0 ? (unsigned)w : 1;
+}
+
+bool sp_server_shed_begin(struct sp_server *s, const struct sp_upstream_conf *uc, uint64_t now_ms)
+{
+    if (uc->on_server_down != SP_ON_DOWN_SHUTDOWN)
+        return false;
+    atomic_store_explicit(&s->state->shed_spread_ms, uc->shutdown_spread_ms, RLX);
+    /* Release: a worker that sees the new shed_at_ms sees its spread too. Never 0, which
+     * means "nothing to shed". */
+    atomic_store_explicit(&s->state->shed_at_ms, now_ms != 0 ? now_ms : 1, memory_order_release);
+    return true;
+}
+
+void sp_server_shed_cancel(struct sp_server *s)
+{
+    atomic_store_explicit(&s->state->shed_at_ms, 0, RLX);
 }
 
 bool sp_server_set_up(struct sp_server *s, bool up, uint64_t now_ms)

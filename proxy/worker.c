@@ -188,6 +188,7 @@ static void close_unstarted(struct sp_worker *w)
     if (!uv_is_closing((uv_handle_t *)&w->wakeup)) {
         uv_close((uv_handle_t *)&w->wakeup, NULL);
         uv_close((uv_handle_t *)&w->alog_timer, NULL);
+        uv_close((uv_handle_t *)&w->shed_timer, NULL);
         if (w->poller.epfd != -1)
             sp_poller_close(&w->poller, NULL);
     }
@@ -230,6 +231,8 @@ int sp_worker_init(struct sp_worker *w, int id, struct sp_runtime *rt, int *fds,
     sp_access_buf_init(&w->alog, alog);
     uv_timer_init(&w->loop, &w->alog_timer);
     w->alog_timer.data = w;
+    uv_timer_init(&w->loop, &w->shed_timer);
+    w->shed_timer.data = w;
 
     size_t n = cfg->nlisteners;
     rc = apply_config(w, rt, fds);
@@ -259,6 +262,7 @@ static void finish(struct sp_worker *w)
     if (!uv_is_closing((uv_handle_t *)&w->wakeup)) {
         uv_close((uv_handle_t *)&w->wakeup, NULL);
         uv_close((uv_handle_t *)&w->alog_timer, NULL);
+        uv_close((uv_handle_t *)&w->shed_timer, NULL);
         sp_poller_close(&w->poller, NULL); /* every session, so every socket, is closed */
         sp_access_buf_flush(&w->alog);
     }
@@ -299,6 +303,8 @@ static void on_wakeup(uv_async_t *a)
             sp_runtime_unref(rt);
         }
     }
+    if (atomic_exchange(&w->shed_pending, false))
+        sp_worker_shed_scan(w);
     if (cmd == w->applied_cmd)
         return;
     w->applied_cmd = cmd;

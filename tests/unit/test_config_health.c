@@ -187,6 +187,57 @@ START_TEST(all_down_bad)
 }
 END_TEST
 
+#define PLAIN                                                                                      \
+    "listeners:\n  web:\n    listen: 127.0.0.1:8080\n    upstream: pool\n"                         \
+    "upstreams:\n  pool:\n    servers:\n      - address: 127.0.0.1:9001\n"
+
+/* on_server_down and shutdown_spread need no health_check: a reload removing a server sheds. */
+START_TEST(on_server_down)
+{
+    struct sp_config *cfg = load(PLAIN);
+    ck_assert_int_eq(cfg->upstreams[0].on_server_down, SP_ON_DOWN_KEEP);
+    ck_assert_uint_eq(cfg->upstreams[0].shutdown_spread_ms, 5000);
+    sp_config_free(cfg);
+    cfg = load(PLAIN "    on_server_down: shutdown\n    shutdown_spread: 250ms\n");
+    ck_assert_int_eq(cfg->upstreams[0].on_server_down, SP_ON_DOWN_SHUTDOWN);
+    ck_assert_str_eq(sp_on_server_down_name(cfg->upstreams[0].on_server_down), "shutdown");
+    ck_assert_uint_eq(cfg->upstreams[0].shutdown_spread_ms, 250);
+    sp_config_free(cfg);
+    cfg = load(PLAIN "    on_server_down: keep\n    shutdown_spread: 0s\n");
+    ck_assert_int_eq(cfg->upstreams[0].on_server_down, SP_ON_DOWN_KEEP);
+    ck_assert_str_eq(sp_on_server_down_name(cfg->upstreams[0].on_server_down), "keep");
+    ck_assert_uint_eq(cfg->upstreams[0].shutdown_spread_ms, 0);
+    sp_config_free(cfg);
+}
+END_TEST
+
+static const struct {
+    const char *text;
+    const char *msg;
+} bad_on_down[] = {
+    {PLAIN "    on_server_down: reset\n",
+     "mem:9:21: invalid value 'reset' for 'on_server_down' in upstream 'pool' (expected one of: "
+     "keep, shutdown)"},
+    {PLAIN "    on_server_down:\n",
+     "mem:9:20: missing value for 'on_server_down' in upstream 'pool'"},
+    {PLAIN "    shutdown_spread: 5 seconds\n",
+     "mem:9:22: invalid duration '5 seconds' for 'shutdown_spread' in upstream 'pool' (expected a "
+     "number and a unit: ms, s, m or h, as in 2s)"},
+    {PLAIN "    shutdown_spread: -1s\n",
+     "mem:9:22: invalid duration '-1s' for 'shutdown_spread' in upstream 'pool' (expected a "
+     "number and a unit: ms, s, m or h, as in 2s)"},
+};
+
+START_TEST(on_server_down_bad)
+{
+    struct sp_config *cfg = NULL;
+    struct sp_config_error err;
+    const char *t = bad_on_down[_i].text;
+    ck_assert_int_eq(sp_config_load_string("mem", t, strlen(t), &cfg, &err), -EINVAL);
+    ck_assert_str_eq(err.text, bad_on_down[_i].msg);
+}
+END_TEST
+
 START_TEST(flap_keys)
 {
     struct sp_config *cfg = load(HEAD "      interval: 1s\n");
@@ -245,6 +296,8 @@ static Suite *config_health_suite(void)
     tcase_add_test(tc, flap_keys);
     tcase_add_loop_test(tc, flap_bad, 0, (int)SP_ARRAY_LEN(bad_flap));
     tcase_add_loop_test(tc, all_down_bad, 0, (int)SP_ARRAY_LEN(bad_all_down));
+    tcase_add_test(tc, on_server_down);
+    tcase_add_loop_test(tc, on_server_down_bad, 0, (int)SP_ARRAY_LEN(bad_on_down));
     suite_add_tcase(s, tc);
     return s;
 }

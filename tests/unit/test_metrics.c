@@ -55,8 +55,8 @@ static struct sp_stats *sample_stats(const char *listener, const char *server)
                                                   .src_untracked = 12};
     st->nupstreams = 1;
     st->upstreams = calloc(1, sizeof(*st->upstreams));
-    st->upstreams[0] =
-        (struct sp_stats_upstream){dup_str("pool"), "round_robin", 2, "http", true, true};
+    st->upstreams[0] = (struct sp_stats_upstream){
+        dup_str("pool"), "round_robin", 2, "http", true, true, "shutdown", 5000};
     st->nservers = 2;
     st->servers = calloc(2, sizeof(*st->servers));
     st->servers[0] = (struct sp_stats_server){dup_str("pool"),
@@ -78,7 +78,8 @@ static struct sp_stats *sample_stats(const char *listener, const char *server)
                                               4000,
                                               true,
                                               1200,
-                                              1700000099};
+                                              1700000099,
+                                              8};
     st->servers[1] = (struct sp_stats_server){dup_str("pool"),
                                               dup_str(server),
                                               false,
@@ -97,6 +98,7 @@ static struct sp_stats *sample_stats(const char *listener, const char *server)
                                               0,
                                               0,
                                               false,
+                                              0,
                                               0,
                                               0};
     st->splice_bytes = 5000;
@@ -236,6 +238,11 @@ static const char want_prom[] =
     "# TYPE splicer_server_flaps_total counter\n"
     "splicer_server_flaps_total{upstream=\"pool\",server=\"127.0.0.1:9001\"} 6\n"
     "splicer_server_flaps_total{upstream=\"pool\",server=\"[::1]:9002\"} 0\n"
+    "# HELP splicer_server_sessions_shutdown_total Sessions to the server reset by "
+    "on_server_down: shutdown after the server was marked down or removed.\n"
+    "# TYPE splicer_server_sessions_shutdown_total counter\n"
+    "splicer_server_sessions_shutdown_total{upstream=\"pool\",server=\"127.0.0.1:9001\"} 8\n"
+    "splicer_server_sessions_shutdown_total{upstream=\"pool\",server=\"[::1]:9002\"} 0\n"
     "# HELP splicer_server_check_http_status Status code of the reply to the server's last HTTP "
     "health check; 0 when it had none.\n"
     "# TYPE splicer_server_check_http_status gauge\n"
@@ -357,6 +364,7 @@ static const struct {
     {"splicer_server_flaps_total", "counter"},
     {"splicer_server_bytes_total", "counter"},
     {"splicer_server_last_check_timestamp_seconds", "gauge"},
+    {"splicer_server_sessions_shutdown_total", "counter"},
     {"splicer_upstream_all_down", "gauge"},
     {"splicer_listener_connections_total", "counter"},
     {"splicer_listener_active_connections", "gauge"},
@@ -546,21 +554,22 @@ static const char want_status[] =
     "\"limits\":{\"per_source_connections\":100,\"per_source_rate\":\"50/s\","
     "\"source_prefix_v4\":24,\"source_prefix_v6\":64,\"tracked_sources\":65536,\"sources\":13,"
     "\"untracked\":12}}],\"upstreams\":[{\"name\":\"pool\",\"balance\":\"round_robin\",\"health_"
-    "check\":\"http\",\"all_down\":true,\"all_down_policy\":\"fail_open\",\"servers\":"
+    "check\":\"http\",\"all_down\":true,\"all_down_policy\":\"fail_open\","
+    "\"on_server_down\":\"shutdown\",\"shutdown_spread_ms\":5000,\"servers\":"
     "["
     "{"
     "\"address\":\"127.0.0.1:9001\",\"state\":\"up\",\"usable\":true,\"drained\":false,\"weight\":"
     "1,\"backup\":false,\"active\":2,\"connections\":7,\"connect_failures\":0,"
     "\"bytes_upstream\":300,\"bytes_downstream\":4000,\"health_checked\":"
     "true,\"last_check\":\"ok\",\"last_check_http_status\":204,\"last_check_age_ms\":1200,"
-    "\"flaps\":6,\"flap_held\":true},{"
+    "\"flaps\":6,\"flap_held\":true,\"sessions_shutdown\":8},{"
     "\"address\":\"[::1]:9002\","
     "\"state\":\"down\",\"usable\":false,"
     "\"drained\":true,\"weight\":3,\"backup\":true,\"active\":0,\"connections\":3,\"connect_"
     "failures\":4,\"bytes_upstream\":0,\"bytes_downstream\":0,\"health_checked\":true,"
     "\"last_check\":\"Connection "
     "refused\",\"last_check_http_status\":null,\"last_check_age_ms\":null,\"flaps\":0,"
-    "\"flap_held\":false}]}]}\n";
+    "\"flap_held\":false,\"sessions_shutdown\":0}]}]}\n";
 
 START_TEST(status_exact_and_valid)
 {
