@@ -1013,7 +1013,7 @@ static void *accept_main(void *arg)
 {
     struct sph_backend *b = arg;
     int64_t end = sph_now_ms() + LIFETIME_MS;
-    while (!atomic_load(&b->stop) && sph_now_ms() < end) {
+    while (!atomic_load(&b->stop) && !atomic_load(&b->accept_stop) && sph_now_ms() < end) {
         struct pollfd pfd = {b->lfd, POLLIN, 0};
         if (poll(&pfd, 1, SLICE_MS) != 1)
             continue;
@@ -1050,6 +1050,7 @@ static int backend_run(struct sph_backend *b, int fd)
     b->lfd = fd;
     b->port = local_port(fd);
     atomic_store(&b->stop, false);
+    atomic_store(&b->accept_stop, false);
     int rc = pthread_create(&b->thr, NULL, accept_main, b);
     if (rc != 0) {
         close(fd);
@@ -1073,7 +1074,7 @@ int sph_backend_start_fd(struct sph_backend *b, int lfd)
 
 int sph_backend_restart(struct sph_backend *b)
 {
-    if (b->running)
+    if (b->running && b->lfd != -1)
         return -EALREADY;
     struct sockaddr_storage ss;
     socklen_t len = loopback(&ss, b->family, b->port);
@@ -1090,14 +1091,26 @@ int sph_backend_restart(struct sph_backend *b)
     return backend_run(b, fd);
 }
 
+void sph_backend_close_listener(struct sph_backend *b)
+{
+    if (!b->running || b->lfd == -1)
+        return;
+    atomic_store(&b->accept_stop, true);
+    pthread_join(b->thr, NULL);
+    close(b->lfd);
+    b->lfd = -1;
+}
+
 void sph_backend_stop(struct sph_backend *b)
 {
     if (!b->running)
         return;
     atomic_store(&b->stop, true);
-    pthread_join(b->thr, NULL);
-    close(b->lfd);
-    b->lfd = -1;
+    if (b->lfd != -1) {
+        pthread_join(b->thr, NULL);
+        close(b->lfd);
+        b->lfd = -1;
+    }
     reap_slots(b, true);
     b->running = false;
 }

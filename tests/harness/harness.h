@@ -187,6 +187,7 @@ struct sph_backend {
     pthread_t thr;
     bool running;
     atomic_bool stop;
+    atomic_bool accept_stop;  /* sph_backend_close_listener: the accept thread only */
     atomic_int accepted;      /* connections accepted */
     atomic_int active;        /* connections currently open */
     atomic_int closed;        /* connections finished */
@@ -222,9 +223,15 @@ int sph_backend_start_fd(struct sph_backend *b, int lfd);
  * thread. Idempotent. */
 void sph_backend_stop(struct sph_backend *b);
 
+/* Closes the listener only: new connects are refused (a TCP health check fails) while the
+ * connections already open go on. sph_backend_restart listens again on the same port;
+ * sph_backend_stop ends everything. */
+void sph_backend_close_listener(struct sph_backend *b);
+
 /* Starts a stopped backend again on the same port (SO_REUSEADDR, so connections it left in
- * TIME_WAIT do not block the bind). The counters carry on. Returns 0, -EALREADY when it is
- * running, or -errno (-EADDRINUSE if someone else took the port meanwhile). */
+ * TIME_WAIT do not block the bind), or one whose listener alone was closed, whose connections
+ * went on meanwhile. The counters carry on. Returns 0, -EALREADY when it is listening, or -errno
+ * (-EADDRINUSE if someone else took the port meanwhile). */
 int sph_backend_restart(struct sph_backend *b);
 
 /* A "blackhole" server: a listener with backlog 0 whose accept queue is filled by a connection
