@@ -444,6 +444,44 @@ START_TEST(back_up_spares_the_rest)
 }
 END_TEST
 
+/* splicer -t: a bad value or duration is an error at its FILE:LINE:COL, exit 1. */
+START_TEST(check_rejects_bad_values)
+{
+    static const struct {
+        const char *keys, *msg;
+    } bad[] = {
+        {"    on_server_down: nuke\n", ":11:21: invalid value 'nuke' for 'on_server_down' in "
+                                       "upstream 'pool' (expected one of: keep, shutdown)"},
+        {"    shutdown_spread: 5sec\n", ":11:22: invalid duration '5sec' for 'shutdown_spread' "
+                                        "in upstream 'pool'"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char conf[SPH_PATH_MAX];
+        ck_assert_int_eq(sph_config_write(conf,
+                                          "listeners:\n"
+                                          "  main:\n"
+                                          "    listen: 127.0.0.1:1\n"
+                                          "    upstream: pool\n"
+                                          "upstreams:\n"
+                                          "  pool:\n"
+                                          "    servers:\n"
+                                          "      - address: 127.0.0.1:2\n"
+                                          "    retries: 0\n"
+                                          "    max_fails: 0\n"
+                                          "%s",
+                                          bad[i].keys),
+                         0);
+        struct sph_proc p;
+        const char *args[] = {"-t", "-c", conf, NULL};
+        ck_assert_int_eq(sph_run(&p, args, 5000), 1);
+        char *err = sph_proc_stderr(&p), want[256];
+        snprintf(want, sizeof(want), "%s%s", conf, bad[i].msg);
+        ck_assert_msg(strstr(err, want) != NULL, "want %s in: %s", want, err);
+        free(err);
+    }
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("integration.shed");
@@ -451,6 +489,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_unchecked_fixture(tc, sph_suite_setup, sph_suite_teardown);
     tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, check_rejects_bad_values);
     tcase_add_test(tc, health_down_resets_spread);
     tcase_add_test(tc, spread_zero_at_once);
     tcase_add_test(tc, keep_leaves_them);
