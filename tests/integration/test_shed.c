@@ -250,6 +250,13 @@ static void expect_shed(struct proxy *px, struct sessions *ss, int64_t since, in
                       0);
     expect_log(px, "\"end\":\"server_down\"", ss->na);
     ck_assert_int_eq(sph_proc_log_count(&px->p, "\"end\":\"server_down\""), ss->na);
+    /* What an operator sees, for the record of the run. */
+    static char text[65536];
+    ck_assert_int_eq(sph_admin_req(px->admin, "GET", "/metrics", text, sizeof(text)), 200);
+    for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        if (strstr(line, "sessions_shutdown") != NULL)
+            fprintf(stderr, "%s\n", line);
+    }
 }
 
 #define SHUTDOWN_2S                                                                                \
