@@ -244,6 +244,29 @@ START_TEST(set_up_reports_changes)
 }
 END_TEST
 
+/* on_server_down: keep marks nothing; shutdown records the event and the spread of the policy
+ * given (a reload's new config for a removed server); coming back up clears the event. */
+START_TEST(shed_begin_and_cancel)
+{
+    struct sp_server *s = pool(3, 10000, 0, 1);
+    struct sp_upstream_conf policy = uconf;
+    ck_assert(!sp_server_shed_begin(s, &uconf, T0));
+    ck_assert_uint_eq(atomic_load(&s->state->shed_at_ms), 0);
+    policy.on_server_down = SP_ON_DOWN_SHUTDOWN;
+    policy.shutdown_spread_ms = 2500;
+    ck_assert(sp_server_shed_begin(s, &policy, T0));
+    ck_assert_uint_eq(atomic_load(&s->state->shed_at_ms), T0);
+    ck_assert_uint_eq(atomic_load(&s->state->shed_spread_ms), 2500);
+    ck_assert_uint_eq(atomic_load(&up.servers[1].state->shed_at_ms), 0);
+    sp_server_shed_cancel(s);
+    ck_assert_uint_eq(atomic_load(&s->state->shed_at_ms), 0);
+    /* 0 means "nothing to shed": an event at clock 0 is recorded as 1. */
+    ck_assert(sp_server_shed_begin(s, &policy, 0));
+    ck_assert_uint_eq(atomic_load(&s->state->shed_at_ms), 1);
+    ck_assert_uint_eq(atomic_load(&s->state->sessions_shutdown), 0);
+}
+END_TEST
+
 /* slow_start 10 s: weight * (10000 + 9 * elapsed) / 100000, at least 1. */
 struct ramp_case {
     unsigned weight;
@@ -361,6 +384,7 @@ static Suite *upstream_suite(void)
     tcase_add_test(tc, held_is_only_the_passive_hold);
     tcase_add_test(tc, states_shared_between_upstreams);
     tcase_add_test(tc, set_up_reports_changes);
+    tcase_add_test(tc, shed_begin_and_cancel);
     tcase_add_loop_test(tc, slow_start_after_health_recovery, 0,
                         sizeof(ramp_cases) / sizeof(ramp_cases[0]));
     tcase_add_test(tc, slow_start_after_passive_hold);
