@@ -12,6 +12,7 @@
 #include "listener.h"
 #include "log.h"
 #include "runtime.h"
+#include "sdnotify.h"
 #include "snapshot.h"
 #include "sock.h"
 #include "worker.h"
@@ -58,6 +59,7 @@ struct server {
     uv_signal_t sighup;
     uv_async_t worker_exited; /* worker thread -> main: one more worker has finished */
     uv_timer_t shutdown_timer;
+    struct sp_sdnotify notify; /* systemd's READY/RELOADING/STOPPING/STATUS/WATCHDOG */
 };
 
 /* ---- listening sockets ------------------------------------------------------------------- */
@@ -429,7 +431,16 @@ static void on_dns_change(void *arg)
     sp_log_info("DNS change: generation %llu in force", (unsigned long long)gen);
 }
 
-static void reload(struct server *srv)
+/* Records a failed reload; returns its error as kept in srv (main thread only writes it). */
+static const char *reload_failed(struct server *srv, const char *error)
+{
+    record_reload(srv, false, error);
+    return srv->last_reload_error != NULL ? srv->last_reload_error : "out of memory";
+}
+
+/* Returns NULL when the new config is in force, else why the old one stays (valid until the
+ * next reload). */
+static const char *reload(struct server *srv)
 {
     const struct sp_config *cur = srv->rt->cfg;
     struct sp_config *cfg = NULL;
@@ -437,8 +448,7 @@ static void reload(struct server *srv)
     if (sp_config_load(cur->path, &cfg, &err) != 0) {
         sp_log_error("reload failed, keeping generation %llu: %s",
                      (unsigned long long)srv->rt->generation, err.text);
-        record_reload(srv, false, err.text);
-        return;
+        return reload_failed(srv, err.text);
     }
     if (cfg->workers != cur->workers) {
         sp_log_warn("reload: workers stays %u (a change takes a restart)", cur->workers);
@@ -450,8 +460,7 @@ static void reload(struct server *srv)
         sp_runtime_new(cfg, srv->rt, &resolved, &rt) != 0) {
         sp_resolved_deinit(&resolved);
         sp_config_free(cfg);
-        record_reload(srv, false, "out of memory");
-        return;
+        return reload_failed(srv, "out of memory");
     }
     int **sets = bind_all(rt->cfg, cur, srv->nworkers);
     if (sets == NULL) {
@@ -459,8 +468,7 @@ static void reload(struct server *srv)
                      (unsigned long long)srv->rt->generation);
         sp_runtime_unref(rt);
         sp_resolved_deinit(&resolved);
-        record_reload(srv, false, "a new listener could not be bound (see the log)");
-        return;
+        return reload_failed(srv, "a new listener could not be bound (see the log)");
     }
     uint64_t gen = rt->generation;
     sp_resolver_stop(srv->resolver);
@@ -474,6 +482,7 @@ static void reload(struct server *srv)
     sp_log_info("reloaded %s: generation %llu published", srv->rt->cfg->path,
                 (unsigned long long)gen);
     check_fd_limit(srv, srv->rt->cfg, " (reload)");
+    return NULL;
 }
 
 /* ---- signals and the main loop ------------------------------------------------------------ */
@@ -489,8 +498,10 @@ static void on_signal(uv_signal_t *h, int signum)
 {
     struct server *srv = h->data;
     if (signum == SIGHUP) {
-        if (!atomic_load(&srv->stopping))
-            reload(srv);
+        if (!atomic_load(&srv->stopping)) {
+            sp_sdnotify_reloading(&srv->notify);
+            sp_sdnotify_reloaded(&srv->notify, reload(srv));
+        }
         return;
     }
     if (atomic_load(&srv->stopping)) {
@@ -499,6 +510,7 @@ static void on_signal(uv_signal_t *h, int signum)
         return;
     }
     atomic_store(&srv->stopping, true);
+    sp_sdnotify_stopping(&srv->notify);
     sp_log_info("%s: no longer accepting; waiting up to %llu ms for open connections",
                 strsignal(signum), (unsigned long long)srv->rt->cfg->shutdown_timeout_ms);
     for (unsigned i = 0; i < srv->nworkers; i++)
@@ -517,6 +529,7 @@ static void close_loop_handles(struct server *srv)
     uv_close((uv_handle_t *)&srv->sighup, NULL);
     uv_close((uv_handle_t *)&srv->shutdown_timer, NULL);
     uv_close((uv_handle_t *)&srv->worker_exited, NULL);
+    sp_sdnotify_close(&srv->notify);
 }
 
 static void on_worker_exited(uv_async_t *a)
@@ -524,6 +537,17 @@ static void on_worker_exited(uv_async_t *a)
     struct server *srv = a->data;
     if (atomic_load(&srv->exited) == srv->nworkers)
         close_loop_handles(srv); /* uv_run returns once they have closed */
+}
+
+/* The STATUS= counts: a few atomic loads per worker, every SP_SDNOTIFY_STATUS_MS. */
+static void notify_counts(void *arg, struct sp_sdnotify_counts *out)
+{
+    struct server *srv = arg;
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        out->active += atomic_load(&srv->workers[i].nsessions);
+        out->total += atomic_load(&srv->workers[i].accepted);
+    }
+    out->generation = srv->rt->generation;
 }
 
 static int init_loop(struct server *srv)
@@ -543,6 +567,7 @@ static int init_loop(struct server *srv)
     uv_signal_start(&srv->sighup, on_signal, SIGHUP);
     /* The shutdown timer must not keep the loop alive on its own. */
     uv_unref((uv_handle_t *)&srv->shutdown_timer);
+    sp_sdnotify_init(&srv->notify, &srv->loop, notify_counts, srv);
     return 0;
 }
 
@@ -611,7 +636,9 @@ int sp_server_run(struct sp_config *cfg)
         return 1;
     }
     rc = start(&srv);
-    if (rc != 0 && srv.nworkers == 0)
+    if (rc == 0)
+        sp_sdnotify_ready(&srv.notify);
+    else if (srv.nworkers == 0)
         close_loop_handles(&srv);
     uv_run(&srv.loop, UV_RUN_DEFAULT);
 
