@@ -12,7 +12,8 @@
 #   DEBIAN/{postinst,prerm,postrm}             deploy/debian/: the splicer system user, the
 #                                              unit's state, purge
 #
-# Depends comes from dpkg-shlibdeps (the libraries the binary links) plus adduser (postinst).
+# Depends comes from dpkg-shlibdeps (the libraries the binary links) plus adduser (postinst) and
+# procps (/bin/kill, the unit's ExecReload; minimal systems lack it).
 # Checks before it writes the .deb: the staged config passes `splicer -t`; the units pass
 # `systemd-analyze verify` (when installed); then lintian runs on the result (when installed)
 # and its tags are printed, without failing the script.
@@ -120,7 +121,7 @@ Version: $version
 Architecture: $arch
 Maintainer: $maintainer
 Installed-Size: $size
-Depends: adduser, $shlibs
+Depends: adduser, procps, $shlibs
 Section: net
 Priority: optional
 Description: layer-4 TCP reverse proxy relaying with splice()
@@ -139,7 +140,7 @@ EOF
 chmod 0644 "$stage/DEBIAN/control" "$stage/DEBIAN/conffiles" "$stage/DEBIAN/md5sums"
 
 dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb" >/dev/null
-log "built $deb ($(du -k "$deb" | cut -f1) KiB): Depends: adduser, $shlibs"
+log "built $deb ($(du -k "$deb" | cut -f1) KiB): Depends: adduser, procps, $shlibs"
 
 if command -v lintian >/dev/null 2>&1; then
     log "lintian:"

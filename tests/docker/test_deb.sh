@@ -9,11 +9,23 @@
 # the container cannot reach a Debian mirror for the package's dependencies. It never starts a
 # daemon itself.
 #
+# `test_deb.sh systemd` (ctest docker.deb.systemd) runs the unit under a real systemd instead:
+# the package and systemd in the image, systemd booted as the container's PID 1, then
+# `systemctl start` (Type=notify: it returns on READY=1, and the listener serves at once), the
+# sandbox as the kernel shows it (user, capabilities, no_new_privs, seccomp), StatusText,
+# `systemctl reload` (a broken config fails it and the old one serves), the watchdog restarting
+# a frozen splicer, and `systemctl stop` ending with exit 0. Skipped when systemd does not boot.
+#
 # Env: SPLICER_SOURCE_DIR  repository root (default: two levels above this script)
 #      SPLICER_DEB         a built .deb to test instead of building one
 #      DEB_TEST_IMAGE      the image (default debian:bookworm)
 set -euo pipefail
 
+mode=${1:-package}
+[[ $mode == package || $mode == systemd ]] || {
+    echo "usage: $0 [package|systemd]" >&2
+    exit 2
+}
 src=${SPLICER_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 image=${DEB_TEST_IMAGE:-debian:bookworm}
 name=splicer-deb-test-$$
@@ -62,6 +74,142 @@ version=$(dpkg-deb -f "$deb" Version)
 mkdir -p "$tmp/in"
 cp "$deb" "$tmp/in/"
 debname=$(basename "$deb")
+
+# --- systemd mode: the unit under a real systemd ------------------------------------------------
+# The package and systemd installed in the image, committed, then booted with systemd as PID 1
+# (no --privileged: a read-only /sys/fs/cgroup and tmpfs on /run are enough for systemd 252).
+if [[ $mode == systemd ]]; then
+    prep=$name-prep
+    booted=splicer-deb-systemd:$$
+    cleanup_systemd() {
+        timeout 60 docker rm -f "$prep" "$name" >/dev/null 2>&1 || true
+        timeout 60 docker rmi -f "$booted" >/dev/null 2>&1 || true
+        rm -rf "$tmp"
+    }
+    trap cleanup_systemd EXIT
+    timeout 60 docker run -d --name "$prep" -v "$tmp/in:/pkg:ro" "$image" sleep 3600 >/dev/null
+    if ! timeout 600 docker exec "$prep" apt-get update >"$tmp/apt.log" 2>&1 ||
+        grep -qE "^(W|E): (Failed to fetch|Some index files failed)" "$tmp/apt.log"; then
+        cat "$tmp/apt.log" >&2
+        skip "the container cannot reach a Debian mirror for systemd and the package's dependencies"
+    fi
+    log "apt-get install systemd ./$debname"
+    timeout 900 docker exec "$prep" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+        --no-install-recommends systemd systemd-sysv "/pkg/$debname" >"$tmp/install.log" 2>&1 || {
+        cat "$tmp/install.log" >&2
+        fail "apt-get install of systemd and $debname failed"
+    }
+    # The test's config: the shipped one has an [::1] listener, and containers often have no
+    # IPv6. Its listener relays to splicer's own admin endpoint, so a client in the container
+    # (bash's /dev/tcp: the image has no curl) sees a reply that went through the relay.
+    docker exec -i "$prep" sh -c 'cat >/etc/splicer/splicer.yaml' <<'YAML'
+shutdown_timeout: 5s
+admin:
+  listen: 127.0.0.1:19090
+listeners:
+  t:
+    listen: 127.0.0.1:18080
+    upstream: admin
+    max_connections: 1000
+upstreams:
+  admin:
+    servers:
+      - address: 127.0.0.1:19090
+YAML
+    docker commit "$prep" "$booted" >/dev/null
+    timeout 60 docker rm -f "$prep" >/dev/null
+    timeout 60 docker run -d --name "$name" --tmpfs /run --tmpfs /run/lock \
+        -v /sys/fs/cgroup:/sys/fs/cgroup:ro "$booted" /lib/systemd/systemd >/dev/null
+    sx() { timeout 120 docker exec "$name" "$@"; }
+    state=
+    for ((i = 0; i < 120; i++)); do
+        state=$(sx systemctl is-system-running 2>/dev/null || true)
+        [[ $state == running || $state == degraded ]] && break
+        sleep 0.5
+    done
+    [[ $state == running || $state == degraded ]] ||
+        skip "systemd does not boot in a container here (state '$state'; see docker logs)"
+    log "systemd is $state in the container"
+    show() { sx systemctl show splicer -p "$1" --value; }
+    relay() { # a GET to the admin endpoint through the listener: its status line
+        sx bash -c 'exec 3<>/dev/tcp/127.0.0.1/18080 &&
+            printf "GET /healthz HTTP/1.0\r\n\r\n" >&3 && timeout 10 cat <&3' | head -n 1
+    }
+    wait_show() { # wait_show PROPERTY SUBSTRING: up to 20 s
+        local v
+        for ((i = 0; i < 100; i++)); do
+            v=$(show "$1")
+            [[ $v == *"$2"* ]] && return 0
+            sleep 0.2
+        done
+        fail "$1 is '$v', want it to contain '$2'"
+    }
+
+    # Type=notify: `systemctl start` returns once READY=1 came, and the listener serves then.
+    sx systemctl stop splicer >/dev/null 2>&1 || true
+    sx systemctl start splicer || {
+        sx journalctl -u splicer --no-pager | tail -n 20 >&2
+        fail "systemctl start splicer failed"
+    }
+    [[ $(show ActiveState)/$(show SubState) == active/running ]] || fail "not active/running"
+    [[ $(relay) == "HTTP/1.1 200"* ]] || fail "no reply through the listener right after start"
+    pid=$(show MainPID)
+    proc=$(sx cat "/proc/$pid/status")
+    log "main pid $pid:" $(grep -E '^(Uid|CapEff|CapBnd|NoNewPrivs|Seccomp):' <<<"$proc")
+    [[ $(awk '$1 == "Uid:" { print $2 }' <<<"$proc") == $(sx id -u splicer) ]] ||
+        fail "splicer does not run as the splicer user"
+    grep -qE '^CapEff:\s+0000000000000400$' <<<"$proc" ||
+        fail "capabilities beyond CAP_NET_BIND_SERVICE"
+    grep -qE '^NoNewPrivs:\s+1$' <<<"$proc" || fail "NoNewPrivileges is not in force"
+    grep -qE '^Seccomp:\s+2$' <<<"$proc" || fail "no seccomp filter (SystemCallFilter)"
+    [[ $(show WatchdogUSec) == 30s ]] || fail "WatchdogUSec is $(show WatchdogUSec)"
+    wait_show StatusText "1 total, config generation 1"
+    log "StatusText: $(show StatusText)"
+
+    # Reload: generation 2; a broken config fails `systemctl reload` (ExecReload's splicer -t)
+    # and the old config keeps serving.
+    sx systemctl reload splicer || fail "systemctl reload failed"
+    wait_show StatusText "config generation 2"
+    sx sh -c 'cp /etc/splicer/splicer.yaml /tmp/good.yaml && echo "bad: [" >>/etc/splicer/splicer.yaml'
+    ! sx systemctl reload splicer 2>/dev/null || fail "systemctl reload accepted a broken config"
+    [[ $(show ActiveState) == active ]] || fail "a failed reload stopped the service"
+    [[ $(relay) == "HTTP/1.1 200"* ]] || fail "no reply after a failed reload"
+    sx cp /tmp/good.yaml /etc/splicer/splicer.yaml
+    log "reload: generation 2, a broken config refused by systemctl reload"
+
+    # The watchdog: a frozen splicer stops pinging; systemd aborts it and Restart= brings it
+    # back. WatchdogSec=2s in a drop-in, so that this takes seconds.
+    sx mkdir -p /etc/systemd/system/splicer.service.d
+    sx sh -c 'printf "[Service]\nWatchdogSec=2s\n" >/etc/systemd/system/splicer.service.d/wd.conf'
+    sx systemctl daemon-reload
+    sx systemctl restart splicer
+    pid=$(show MainPID)
+    restarts=$(show NRestarts)
+    sx kill -STOP "$pid"
+    for ((i = 0; i < 150; i++)); do
+        (($(show NRestarts) > restarts)) && [[ $(show ActiveState) == active ]] && break
+        sleep 0.2
+    done
+    (($(show NRestarts) > restarts)) || fail "a frozen splicer was not restarted by the watchdog"
+    for ((i = 0; i < 50; i++)); do # journald may write it a moment later
+        sx journalctl -u splicer --no-pager | grep -q "Failed with result 'watchdog'" && break
+        sleep 0.2
+    done
+    sx journalctl -u splicer --no-pager | grep -q "Failed with result 'watchdog'" || {
+        sx journalctl -u splicer --no-pager | tail -n 15 >&2
+        fail "the journal does not say the watchdog ended it"
+    }
+    [[ $(show MainPID) != "$pid" ]] || fail "the frozen process is still the main one"
+    [[ $(relay) == "HTTP/1.1 200"* ]] || fail "no reply after the watchdog restart"
+    log "watchdog: frozen pid $pid aborted, restarted as $(show MainPID)"
+
+    # SIGTERM from systemctl stop: STOPPING=1, a drain, exit 0.
+    sx systemctl stop splicer
+    [[ $(show Result)/$(show ExecMainStatus) == success/0 ]] ||
+        fail "stop: Result $(show Result), exit status $(show ExecMainStatus)"
+    log "PASS: splicer.service under systemd $(sx systemctl --version | head -n 1 | cut -d' ' -f2)"
+    exit 0
+fi
 
 # --- a bare container ----------------------------------------------------------------------------
 timeout 60 docker run -d --name "$name" -v "$tmp/in:/pkg:ro" "$image" sleep 3600 >/dev/null
