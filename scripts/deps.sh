@@ -5,7 +5,7 @@
 # Needs root or sudo when something is missing.
 set -euo pipefail
 
-packages=(build-essential cmake pkg-config libuv1-dev libyaml-dev libmicrohttpd-dev check "$@")
+packages=(build-essential cmake pkg-config libuv1-dev libyaml-dev libmicrohttpd-dev libsystemd-dev check "$@")
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
     echo "deps.sh: not a Debian-like system (no dpkg-query/apt-get); make sure these are" \
