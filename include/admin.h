@@ -28,6 +28,15 @@ struct sp_admin;
 int sp_admin_start(const struct sp_admin_conf *conf, const struct sp_admin_ops *ops, void *ctx,
                    struct sp_admin **out);
 
+/* As sp_admin_start, on `fd`, a socket already listening on conf->listen (inherited: socket
+ * activation or a takeover; ownership passes, even on failure); fd -1 binds one. */
+int sp_admin_start_fd(const struct sp_admin_conf *conf, int fd, const struct sp_admin_ops *ops,
+                      void *ctx, struct sp_admin **out);
+
+/* The listening socket (owned by the endpoint; valid until sp_admin_stop), or -1 for NULL.
+ * Main thread. */
+int sp_admin_listen_fd(const struct sp_admin *a);
+
 /* A reload: takes conf's token (copied; none when conf->token is NULL) for the requests that
  * follow. The listen address is the one sp_admin_start got; a new one needs a new start.
  * Returns 0, or -ENOMEM with the old token still in force. Main thread. */

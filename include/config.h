@@ -201,6 +201,10 @@ struct sp_access_log_conf {
     enum sp_log_format format; /* log_format: json (default) | text */
 };
 
+/* The longest control_socket path: a Unix socket path (108 bytes) less room for the
+ * temporary name a takeover binds next to it. */
+#define SP_CONTROL_PATH_MAX 90
+
 struct sp_config {
     char *path;                   /* owned; the file it came from */
     unsigned workers;             /* default 1; 0 in the file = one per CPU, resolved at load */
@@ -212,6 +216,7 @@ struct sp_config {
     enum sp_log_level log_level;  /* default info */
     struct sp_admin_conf admin;
     struct sp_access_log_conf access_log;
+    char *control_socket; /* owned; NULL (the default): no binary upgrade by takeover */
     struct sp_listener_conf *listeners; /* owned array, at least one */
     size_t nlisteners;
     struct sp_upstream_conf *upstreams; /* owned array, at least one */

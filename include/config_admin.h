@@ -19,6 +19,11 @@
 int sp_cfg_parse_token_file(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
                             void *obj, const char *what);
 
+/* Top-level `control_socket` (obj is the struct sp_config): an absolute path of at most
+ * SP_CONTROL_PATH_MAX bytes for the Unix socket of binary upgrades; null (or absent) is off. */
+int sp_cfg_parse_control_socket(struct sp_cfg_walk *w, const struct sp_cfg_field *f,
+                                yaml_node_t *val, void *obj, const char *what);
+
 /* Frees (and wipes) what token_file put into a. */
 void sp_cfg_admin_free(struct sp_admin_conf *a);
 

@@ -20,6 +20,10 @@ struct sp_snapshot_src {
     bool last_reload_ok;
     const char *last_reload_error; /* NULL when none */
     uint64_t last_reload_unix;
+    const char *control_socket; /* NULL when off */
+    uint64_t takeovers_ok, takeovers_failed;
+    unsigned inherited[2]; /* listening sockets from systemd, from the old process */
+    uint32_t took_over_from;
 };
 
 /* Builds a snapshot (free with sp_stats_free). Returns 0 or -ENOMEM. Any thread: it reads only

@@ -115,6 +115,15 @@ struct sp_stats {
     bool last_reload_ok;       /* true when no reload was attempted */
     char *last_reload_error;   /* owned; NULL when none; "FILE:LINE:COL: message" */
     uint64_t last_reload_unix; /* 0 when none */
+
+    /* binary upgrade and socket activation */
+    unsigned pid;
+    char *control_socket;        /* owned; NULL when off */
+    uint64_t takeovers_ok;       /* takeovers this process answered and handed over to */
+    uint64_t takeovers_failed;   /* ... refused, timed out or abandoned by the new process */
+    unsigned inherited_systemd;  /* listening sockets taken from LISTEN_FDS at start */
+    unsigned inherited_takeover; /* ... from the process this one replaced */
+    unsigned took_over_from;     /* that process's pid; 0 when none */
 };
 
 /* Frees a snapshot and everything it owns. NULL is a no-op. Any thread. */

@@ -40,17 +40,27 @@ struct sp_wgen {
 
 typedef void (*sp_worker_exit_fn)(struct sp_worker *w, void *arg);
 
+/* Copies of a worker's listening sockets, asked for by a binary upgrade (sp_worker_export). */
+struct sp_listen_export {
+    int *fds;          /* owned by the requester once done: close-on-exec duplicates */
+    size_t n;          /* entries of fds */
+    _Atomic bool done; /* filled (set by the worker under its lock) */
+    bool failed;       /* out of memory */
+};
+
 struct sp_worker {
     int id;
     uv_loop_t loop;
     uv_thread_t thread;
-    uv_async_t wakeup;             /* main thread -> worker: look at the pending command */
-    uv_mutex_t lock;               /* guards cmd and the pending reload */
-    int cmd;                       /* enum sp_worker_cmd, only ever raised; under lock */
-    struct sp_runtime *pending_rt; /* owned reference; under lock */
-    int *pending_fds;              /* owned; under lock; see sp_worker_reload */
-    int applied_cmd;               /* what the worker has acted on; worker thread only */
-    sp_worker_exit_fn on_exit;     /* called on the worker thread just before it returns */
+    uv_async_t wakeup;               /* main thread -> worker: look at the pending command */
+    uv_mutex_t lock;                 /* guards cmd and the pending reload */
+    int cmd;                         /* enum sp_worker_cmd, only ever raised; under lock */
+    struct sp_runtime *pending_rt;   /* owned reference; under lock */
+    int *pending_fds;                /* owned; under lock; see sp_worker_reload */
+    struct sp_listen_export *export; /* borrowed; under lock; see sp_worker_export */
+    uv_async_t *export_done;         /* borrowed; signalled once *export is filled */
+    int applied_cmd;                 /* what the worker has acted on; worker thread only */
+    sp_worker_exit_fn on_exit;       /* called on the worker thread just before it returns */
     void *on_exit_arg;
 
     struct sp_wgen *gen;            /* owned: the current generation */
@@ -102,6 +112,21 @@ void sp_worker_force(struct sp_worker *w);
  * over), where fds[i] is a freshly bound socket for rt's listener i, or -1 when the worker's
  * listener on the same address is to be kept. Main thread. */
 void sp_worker_reload(struct sp_worker *w, struct sp_runtime *rt, int *fds);
+
+/* Adds one more accepting socket `fd` (ownership passes, even on failure) for the config's
+ * listener `li`: a worker that takes over more sockets of a listener than the process has
+ * workers keeps accepting on all of them (closing one would drop its accept queue). Kept
+ * across reloads while the listener's address stays. Returns 0 or -errno. Main thread, after
+ * sp_worker_init and before sp_worker_start. */
+int sp_worker_add_listener(struct sp_worker *w, size_t li, int fd);
+
+/* Asks the worker for copies of its listening sockets: it fills *ex (borrowed until done or
+ * cancelled) on its own thread, then signals `done` (uv_async_send, any loop). Main thread. */
+void sp_worker_export(struct sp_worker *w, struct sp_listen_export *ex, uv_async_t *done);
+
+/* Withdraws an export request; returns ex->done: whether ex holds descriptors now (the
+ * caller's to close either way once this returns). Main thread. */
+bool sp_worker_export_cancel(struct sp_worker *w, struct sp_listen_export *ex);
 
 /* Waits for the thread and frees what the worker owns. Main thread, after the exit callback. */
 void sp_worker_join(struct sp_worker *w);

@@ -102,8 +102,9 @@ struct sp_admin {
 
     pthread_t thread; /* runs serve() */
     bool thread_started;
-    int epoll_fd; /* borrowed from the daemon: readable when MHD has work */
-    int wake_fd;  /* owned eventfd: sp_admin_stop wakes serve() with it */
+    int listen_fd; /* borrowed: the daemon owns it once started */
+    int epoll_fd;  /* borrowed from the daemon: readable when MHD has work */
+    int wake_fd;   /* owned eventfd: sp_admin_stop wakes serve() with it */
     atomic_bool stop;
 
     pthread_mutex_t lock; /* guards token between a reload (main thread) and requests */
@@ -683,7 +684,12 @@ static void admin_free(struct sp_admin *a)
 int sp_admin_start(const struct sp_admin_conf *conf, const struct sp_admin_ops *ops, void *ctx,
                    struct sp_admin **out)
 {
-    int fd = -1;
+    return sp_admin_start_fd(conf, -1, ops, ctx, out);
+}
+
+int sp_admin_start_fd(const struct sp_admin_conf *conf, int fd, const struct sp_admin_ops *ops,
+                      void *ctx, struct sp_admin **out)
+{
     *out = NULL;
     struct sp_admin *a = calloc(1, sizeof(*a));
     if (a == NULL)
@@ -697,8 +703,10 @@ int sp_admin_start(const struct sp_admin_conf *conf, const struct sp_admin_ops *
     for (unsigned i = 0; i < HARD_LIMIT; i++)
         a->conns[i].fd = -1;
     int rc = sp_admin_reconfigure(a, conf);
-    if (rc == 0)
+    if (rc == 0 && fd == -1)
         rc = listen_socket(conf, &fd);
+    else if (rc != 0 && fd != -1)
+        close(fd);
     if (rc != 0) {
         sp_log_error("admin: cannot listen on %s: %s", conf->listen, strerror(-rc));
         admin_free(a);
@@ -718,6 +726,7 @@ int sp_admin_start(const struct sp_admin_conf *conf, const struct sp_admin_ops *
         return rc;
     }
     a->thread_started = true;
+    a->listen_fd = fd;
     log_policy(a, conf, "serving");
     *out = a;
     return 0;
@@ -742,6 +751,11 @@ int sp_admin_reconfigure(struct sp_admin *a, const struct sp_admin_conf *conf)
     if (a->thread_started)
         log_policy(a, conf, "still serving");
     return 0;
+}
+
+int sp_admin_listen_fd(const struct sp_admin *a)
+{
+    return a != NULL ? a->listen_fd : -1;
 }
 
 void sp_admin_stop(struct sp_admin *a)

@@ -637,6 +637,7 @@ static const struct sp_cfg_field top_fields[] = {
      .names = log_format_names},
     {.key = "access_log", .parse = p_access_log},
     {.key = "admin", .parse = p_admin},
+    {.key = "control_socket", .parse = sp_cfg_parse_control_socket},
     {.key = "listeners", .parse = p_listeners, .required = true},
     {.key = "upstreams", .parse = p_upstreams, .required = true},
 };
@@ -853,6 +854,7 @@ void sp_config_free(struct sp_config *cfg)
     free(cfg->admin.listen);
     sp_cfg_admin_free(&cfg->admin);
     free(cfg->access_log.path);
+    free(cfg->control_socket);
     free(cfg->path);
     free(cfg);
 }

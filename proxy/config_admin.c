@@ -125,3 +125,30 @@ void sp_cfg_admin_free(struct sp_admin_conf *a)
     free(a->token_file);
     a->token_file = NULL;
 }
+
+int sp_cfg_parse_control_socket(struct sp_cfg_walk *w, const struct sp_cfg_field *f,
+                                yaml_node_t *val, void *obj, const char *what)
+{
+    struct sp_config *cfg = obj;
+    const char *s;
+    (void)f;
+    if (sp_cfg_is_null(val))
+        return 0;
+    int rc = sp_cfg_scalar(w, val, what, &s);
+    if (rc != 0)
+        return rc;
+    if (s[0] != '/')
+        return sp_cfg_fail(w, val->start_mark,
+                           "invalid value '%.64s' for %s (expected an absolute path, as in "
+                           "/run/splicer/control.sock)",
+                           s, what);
+    if (strlen(s) > SP_CONTROL_PATH_MAX)
+        return sp_cfg_fail(w, val->start_mark,
+                           "%s is %zu bytes long; a Unix socket path may have at most %d here",
+                           what, strlen(s), SP_CONTROL_PATH_MAX);
+    if (s[strlen(s) - 1] == '/')
+        return sp_cfg_fail(w, val->start_mark, "%s names a directory: '%.64s'", what, s);
+    free(cfg->control_socket);
+    cfg->control_socket = strdup(s);
+    return cfg->control_socket != NULL ? 0 : sp_cfg_oom(w);
+}

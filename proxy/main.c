@@ -15,11 +15,14 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: splicer -c FILE [-t]\n"
+    fprintf(out, "usage: splicer -c FILE [-t] [--takeover PATH]\n"
                  "       splicer --version | -h\n"
                  "\n"
                  "  -c, --config FILE  YAML configuration to run (required)\n"
                  "  -t, --test         check the configuration and exit: 0 if valid, 1 if not\n"
+                 "  --takeover PATH    binary upgrade: take the listening sockets of the splicer\n"
+                 "                     serving the control socket PATH, which then drains and\n"
+                 "                     exits; on any failure this one exits 1 and it goes on\n"
                  "  -v, --version      print the version and exit\n"
                  "  -h, --help         print this help and exit\n"
                  "\n"
@@ -61,12 +64,11 @@ static void raise_fd_limit(void)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"test", no_argument, NULL, 't'},
-        {"version", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},   {"test", no_argument, NULL, 't'},
+        {"version", no_argument, NULL, 'v'},        {"help", no_argument, NULL, 'h'},
+        {"takeover", required_argument, NULL, 'T'}, {NULL, 0, NULL, 0},
     };
+    struct sp_server_opts run = {0};
     const char *path = NULL;
     bool test_only = false;
     int c;
@@ -84,6 +86,9 @@ int main(int argc, char **argv)
         case 'h':
             usage(stdout);
             return 0;
+        case 'T':
+            run.takeover = optarg;
+            break;
         default:
             usage(stderr);
             return 2;
@@ -107,5 +112,5 @@ int main(int argc, char **argv)
     }
     sp_log_set_level(cfg->log_level);
     raise_fd_limit();
-    return sp_server_run(cfg);
+    return sp_server_run(cfg, &run);
 }

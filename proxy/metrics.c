@@ -38,6 +38,12 @@ enum scope {
       "1 when the last reload succeeded or none was attempted, 0 when it failed.")                 \
     X(LAST_RELOAD_TIME, PROCESS, "gauge", "splicer_config_last_reload_timestamp_seconds",          \
       "Time of the last reload attempt since the Unix epoch in seconds; 0 when none.")             \
+    X(INHERITED, SPECIAL, "gauge", "splicer_inherited_sockets",                                    \
+      "Listening sockets this process started with instead of binding them, by source: systemd "   \
+      "socket activation, or the process it took over from.")                                      \
+    X(TAKEOVERS, SPECIAL, "counter", "splicer_takeovers_total",                                    \
+      "Binary upgrades asked of this process on its control_socket, by result: handed_over, or "   \
+      "failed (refused, timed out, or abandoned by the new process).")                             \
     X(L_CONNECTIONS, LISTENER, "counter", "splicer_listener_connections_total",                    \
       "Client connections accepted and served by the listener.")                                   \
     X(L_ACTIVE, LISTENER, "gauge", "splicer_listener_active_connections",                          \
@@ -347,6 +353,16 @@ static int special_samples(struct sp_strbuf *sb, enum family_id id, const struct
         return rc != 0 ? rc
                        : sample(sb, name, (const char *[]){"result", "failure", NULL},
                                 st->reloads_failed);
+    case M_INHERITED:
+        rc = sample(sb, name, (const char *[]){"source", "systemd", NULL}, st->inherited_systemd);
+        return rc != 0 ? rc
+                       : sample(sb, name, (const char *[]){"source", "takeover", NULL},
+                                st->inherited_takeover);
+    case M_TAKEOVERS:
+        rc = sample(sb, name, (const char *[]){"result", "handed_over", NULL}, st->takeovers_ok);
+        return rc != 0 ? rc
+                       : sample(sb, name, (const char *[]){"result", "failed", NULL},
+                                st->takeovers_failed);
     case M_PIPES:
         rc = sample(sb, name, (const char *[]){"state", "idle", NULL}, st->pipes_idle);
         return rc != 0
@@ -524,6 +540,17 @@ static int status_process(struct sp_strbuf *sb, const struct sp_stats *st)
         rc = json_kstr(sb, false, "last_reload_error", st->last_reload_error);
     if (rc == 0)
         rc = sp_strbuf_appendf(sb, ",\"access_log_dropped\":%" PRIu64, st->access_log_dropped);
+    if (rc == 0)
+        rc = sp_strbuf_appendf(sb, ",\"pid\":%u", st->pid);
+    if (rc == 0)
+        rc = json_kstr(sb, false, "control_socket", st->control_socket);
+    if (rc == 0)
+        rc = sp_strbuf_appendf(sb,
+                               ",\"inherited_sockets\":{\"systemd\":%u,\"takeover\":%u}"
+                               ",\"took_over_from\":%u,\"takeovers_ok\":%" PRIu64
+                               ",\"takeovers_failed\":%" PRIu64,
+                               st->inherited_systemd, st->inherited_takeover, st->took_over_from,
+                               st->takeovers_ok, st->takeovers_failed);
     return rc;
 }
 
@@ -720,5 +747,6 @@ void sp_stats_free(struct sp_stats *st)
     free(st->servers);
     free(st->per_worker);
     free(st->last_reload_error);
+    free(st->control_socket);
     free(st);
 }

@@ -8,6 +8,8 @@
 
 #include "accesslog.h"
 #include "admin.h"
+#include "adopt.h"
+#include "control.h"
 #include "health.h"
 #include "listener.h"
 #include "log.h"
@@ -15,6 +17,7 @@
 #include "sdnotify.h"
 #include "snapshot.h"
 #include "sock.h"
+#include "takeover.h"
 #include "worker.h"
 
 #include <dirent.h>
@@ -60,6 +63,15 @@ struct server {
     uv_async_t worker_exited; /* worker thread -> main: one more worker has finished */
     uv_timer_t shutdown_timer;
     struct sp_sdnotify notify; /* systemd's READY/RELOADING/STOPPING/STATUS/WATCHDOG */
+
+    /* binary upgrade and socket activation */
+    struct sp_control *control;   /* owned; NULL without control_socket */
+    struct sp_inherit *inherit;   /* borrowed until start returns: sockets handed to us */
+    struct sp_takeover *takeover; /* owned until start returns; NULL without --takeover */
+    unsigned inherited[SP_INHERIT_SOURCE_COUNT]; /* listening sockets taken from each */
+    uint32_t took_over_from;                     /* the old process's pid; 0 if none */
+    ino_t *shared_ino; /* owned: sockets every worker shares (systemd's), told on a takeover */
+    size_t nshared;
 };
 
 /* ---- listening sockets ------------------------------------------------------------------- */
@@ -132,29 +144,56 @@ static void force_all(struct server *srv)
         sp_worker_force(&srv->workers[i]);
 }
 
-static int start_workers(struct server *srv)
+/* Builds the workers on their listening sockets (inherited ones first: adopt.h); none runs
+ * yet. On failure nothing is left open. */
+static int init_workers(struct server *srv)
 {
     unsigned n = srv->rt->cfg->workers;
+    struct sp_adopted ad;
     srv->workers = calloc(n, sizeof(*srv->workers));
-    int **sets = srv->workers != NULL ? bind_all(srv->rt->cfg, NULL, n) : NULL;
-    if (sets == NULL)
-        return srv->workers == NULL ? -ENOMEM : -EADDRNOTAVAIL;
-    int rc = 0;
+    if (srv->workers == NULL)
+        return -ENOMEM;
+    int rc = sp_adopt_listeners(srv->rt->cfg, n, srv->inherit, &ad);
+    if (rc != 0)
+        return rc == -ENOMEM ? rc : -EADDRNOTAVAIL;
     unsigned made = 0;
     for (; made < n && rc == 0; made++) {
-        rc = sp_worker_init(&srv->workers[made], (int)made, sp_runtime_ref(srv->rt), sets[made],
+        rc = sp_worker_init(&srv->workers[made], (int)made, sp_runtime_ref(srv->rt), ad.sets[made],
                             srv->alog, &srv->pipes, worker_exit, srv);
-        sets[made] = NULL; /* taken over */
+        ad.sets[made] = NULL; /* taken over */
     }
-    free_fd_sets(sets, n, srv->rt->cfg->nlisteners);
+    for (size_t i = 0; rc == 0 && i < ad.nextra; i++) {
+        rc = sp_worker_add_listener(&srv->workers[ad.extra[i].worker], ad.extra[i].li,
+                                    ad.extra[i].fd);
+        ad.extra[i].fd = -1;
+    }
+    srv->shared_ino = ad.shared;
+    srv->nshared = ad.nshared;
+    ad.shared = NULL;
+    sp_adopted_free(&ad, n, srv->rt->cfg->nlisteners);
     if (rc != 0) {
-        for (unsigned i = 0; i + 1 < made; i++)
-            sp_worker_deinit(&srv->workers[i]);
+        for (unsigned i = 0; i < made; i++) {
+            if (srv->workers[i].loop_inited) /* a worker that failed has freed itself */
+                sp_worker_deinit(&srv->workers[i]);
+        }
         return rc;
     }
     srv->nworkers = n;
+    return 0;
+}
+
+static void deinit_workers(struct server *srv)
+{
+    for (unsigned i = 0; i < srv->nworkers; i++)
+        sp_worker_deinit(&srv->workers[i]);
+    srv->nworkers = 0;
+}
+
+static int run_workers(struct server *srv)
+{
+    unsigned n = srv->nworkers;
     for (unsigned i = 0; i < n; i++) {
-        rc = sp_worker_start(&srv->workers[i]);
+        int rc = sp_worker_start(&srv->workers[i]);
         if (rc == 0)
             continue;
         /* Threads that did start are stopped and joined; the rest are freed. */
@@ -235,6 +274,12 @@ static int admin_snapshot(void *ctx, struct sp_stats **out)
     src.reloads_failed = srv->reloads_failed;
     src.last_reload_ok = srv->last_reload_ok;
     src.last_reload_unix = srv->last_reload_unix;
+    src.control_socket = srv->control != NULL ? sp_control_path(srv->control) : NULL;
+    if (srv->control != NULL)
+        sp_control_counts(srv->control, &src.takeovers_ok, &src.takeovers_failed);
+    for (int i = 0; i < SP_INHERIT_SOURCE_COUNT; i++)
+        src.inherited[i] = srv->inherited[i];
+    src.took_over_from = srv->took_over_from;
     char *error = srv->last_reload_error != NULL ? strdup(srv->last_reload_error) : NULL;
     uv_mutex_unlock(&srv->lock);
     src.last_reload_error = error;
@@ -274,6 +319,11 @@ static const struct sp_admin_ops admin_ops = {
     .draining = admin_draining,
 };
 
+static bool same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
 static bool same_admin(const struct sp_admin_conf *a, const struct sp_admin_conf *b)
 {
     if (a->enabled != b->enabled)
@@ -286,7 +336,11 @@ static int start_admin(struct server *srv, const struct sp_config *cfg)
 {
     if (!cfg->admin.enabled)
         return 0;
-    int rc = sp_admin_start(&cfg->admin, &admin_ops, srv, &srv->admin);
+    bool shared;
+    int fd = srv->inherit != NULL
+                 ? sp_inherit_take(srv->inherit, (const struct sockaddr *)&cfg->admin.addr, &shared)
+                 : -1;
+    int rc = sp_admin_start_fd(&cfg->admin, fd, &admin_ops, srv, &srv->admin);
     if (rc != 0)
         sp_log_error("admin: cannot listen on %s: %s", cfg->admin.listen, uv_strerror(rc));
     return rc;
@@ -450,6 +504,17 @@ static const char *reload(struct server *srv)
                      (unsigned long long)srv->rt->generation, err.text);
         return reload_failed(srv, err.text);
     }
+    if (!same_str(cfg->control_socket, cur->control_socket)) {
+        char text[SP_CONTROL_PATH_MAX + 160];
+        snprintf(text, sizeof(text),
+                 "%s: control_socket cannot change on reload (it stays %s); restart, or upgrade "
+                 "with --takeover, to move it",
+                 cur->path, cur->control_socket != NULL ? cur->control_socket : "off");
+        sp_log_error("reload failed, keeping generation %llu: %s",
+                     (unsigned long long)srv->rt->generation, text);
+        sp_config_free(cfg);
+        return reload_failed(srv, text);
+    }
     if (cfg->workers != cur->workers) {
         sp_log_warn("reload: workers stays %u (a change takes a restart)", cur->workers);
         cfg->workers = cur->workers;
@@ -494,6 +559,60 @@ static void on_shutdown_timeout(uv_timer_t *t)
     force_all(srv);
 }
 
+/* Stops accepting; open connections finish within shutdown_timeout. */
+static void begin_drain(struct server *srv, const char *why)
+{
+    atomic_store(&srv->stopping, true);
+    sp_log_info("%s: no longer accepting; waiting up to %llu ms for open connections", why,
+                (unsigned long long)srv->rt->cfg->shutdown_timeout_ms);
+    for (unsigned i = 0; i < srv->nworkers; i++)
+        sp_worker_drain(&srv->workers[i]);
+    uv_timer_start(&srv->shutdown_timer, on_shutdown_timeout, srv->rt->cfg->shutdown_timeout_ms, 0);
+}
+
+/* ---- binary upgrade (control.h) ----------------------------------------------------------- */
+
+static bool ctl_stopping(void *ctx)
+{
+    struct server *srv = ctx;
+    return atomic_load(&srv->stopping);
+}
+
+static int ctl_admin_fd(void *ctx)
+{
+    struct server *srv = ctx;
+    return sp_admin_listen_fd(srv->admin);
+}
+
+static bool ctl_shared(void *ctx, ino_t ino)
+{
+    struct server *srv = ctx;
+    for (size_t i = 0; i < srv->nshared; i++) {
+        if (srv->shared_ino[i] == ino)
+            return true;
+    }
+    return false;
+}
+
+/* The new process accepts on the same sockets now: this one drains like on SIGTERM, and its
+ * admin endpoint stops, so that every request on that socket reaches the new process. */
+static void ctl_handover(void *ctx, uint32_t pid)
+{
+    struct server *srv = ctx;
+    char why[64];
+    snprintf(why, sizeof(why), "taken over by pid %u", pid);
+    sp_admin_stop(srv->admin);
+    srv->admin = NULL;
+    begin_drain(srv, why);
+}
+
+static const struct sp_control_ops control_ops = {
+    .stopping = ctl_stopping,
+    .admin_fd = ctl_admin_fd,
+    .shared = ctl_shared,
+    .handover = ctl_handover,
+};
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct server *srv = h->data;
@@ -509,17 +628,14 @@ static void on_signal(uv_signal_t *h, int signum)
         force_all(srv);
         return;
     }
-    atomic_store(&srv->stopping, true);
     sp_sdnotify_stopping(&srv->notify);
-    sp_log_info("%s: no longer accepting; waiting up to %llu ms for open connections",
-                strsignal(signum), (unsigned long long)srv->rt->cfg->shutdown_timeout_ms);
-    for (unsigned i = 0; i < srv->nworkers; i++)
-        sp_worker_drain(&srv->workers[i]);
-    uv_timer_start(&srv->shutdown_timer, on_shutdown_timeout, srv->rt->cfg->shutdown_timeout_ms, 0);
+    begin_drain(srv, strsignal(signum));
 }
 
 static void close_loop_handles(struct server *srv)
 {
+    sp_control_stop(srv->control);
+    srv->control = NULL;
     sp_resolver_stop(srv->resolver);
     srv->resolver = NULL;
     sp_health_stop(srv->health);
@@ -582,26 +698,93 @@ static void log_started(const struct sp_config *cfg)
                 cfg->workers == 1 ? "" : "s");
 }
 
-static int start(struct server *srv)
+/* Before any listener binds: the sockets systemd or the old process hand over, and the
+ * control socket (which refuses to start a second instance on a live one). */
+static int take_inherited(struct server *srv, const struct sp_server_opts *o)
 {
-    int rc = sp_access_log_start(&srv->rt->cfg->access_log, &srv->alog);
+    const struct sp_config *cfg = srv->rt->cfg;
+    if (sp_inherit_from_env(srv->inherit) < 0)
+        return -EINVAL;
+    int rc = 0;
+    if (o != NULL && o->takeover != NULL) {
+        rc = sp_takeover_begin(o->takeover, srv->inherit, &srv->takeover);
+        if (rc == 0)
+            srv->took_over_from = sp_takeover_old_pid(srv->takeover);
+        if (rc == 0 && cfg->control_socket == NULL)
+            sp_log_warn("takeover: %s sets no control_socket, so this process cannot be "
+                        "replaced the same way",
+                        cfg->path);
+    }
+    if (rc == 0 && cfg->control_socket != NULL)
+        rc = sp_control_open(cfg->control_socket, srv->takeover != NULL, &srv->control);
+    return rc;
+}
+
+/* Everything that can fail before the old process (on a takeover) is told to stop. */
+static int prepare(struct server *srv, const struct sp_server_opts *o)
+{
+    int rc = take_inherited(srv, o);
+    if (rc != 0)
+        return rc;
+    rc = sp_access_log_start(&srv->rt->cfg->access_log, &srv->alog);
     if (rc != 0) {
         sp_log_error("cannot open access log %s: %s", srv->rt->cfg->access_log.path,
                      uv_strerror(rc));
         return rc;
     }
-    rc = start_workers(srv);
+    rc = init_workers(srv);
     if (rc != 0) {
         sp_log_error("cannot start: %s", uv_strerror(rc));
         return rc;
     }
+    rc = start_admin(srv, srv->rt->cfg);
+    if (rc != 0)
+        return rc;
+    sp_inherit_close_unused(srv->inherit);
+    for (int i = 0; i < SP_INHERIT_SOURCE_COUNT; i++)
+        srv->inherited[i] = srv->inherit->taken[i];
+    if (srv->takeover != NULL)
+        rc = sp_takeover_commit(srv->takeover);
+    return rc;
+}
+
+static int start(struct server *srv, const struct sp_server_opts *o)
+{
+    struct sp_inherit inherit = {0};
+    srv->inherit = &inherit;
+    int rc = prepare(srv, o);
+    if (rc == 0)
+        rc = run_workers(srv);
+    srv->inherit = NULL;
+    sp_inherit_deinit(&inherit);
+    if (rc != 0) {
+        if (srv->takeover != NULL)
+            sp_log_error("takeover failed: the old process (pid %u) goes on serving",
+                         srv->took_over_from);
+        sp_takeover_free(srv->takeover);
+        srv->takeover = NULL;
+        sp_admin_stop(srv->admin);
+        srv->admin = NULL;
+        deinit_workers(srv);
+        return rc;
+    }
+    if (srv->takeover != NULL) {
+        sp_log_info("takeover: serving; the old process (pid %u) drains its connections",
+                    srv->took_over_from);
+        sp_takeover_free(srv->takeover);
+        srv->takeover = NULL;
+        if (srv->control != NULL && sp_control_install(srv->control) != 0) {
+            sp_control_stop(srv->control);
+            srv->control = NULL;
+        }
+    }
+    if (srv->control != NULL)
+        sp_control_start(srv->control, &srv->loop, srv->workers, srv->nworkers, &control_ops, srv);
     log_started(srv->rt->cfg);
     start_resolver(srv);
     rc = sp_health_start(&srv->loop, srv->rt, &srv->health);
     if (rc == 0)
         sp_health_set_shed(srv->health, shed_server, srv);
-    if (rc == 0)
-        rc = start_admin(srv, srv->rt->cfg);
     if (rc != 0) {
         atomic_store(&srv->stopping, true);
         force_all(srv);
@@ -612,7 +795,7 @@ static int start(struct server *srv)
     return 0;
 }
 
-int sp_server_run(struct sp_config *cfg)
+int sp_server_run(struct sp_config *cfg, const struct sp_server_opts *opts)
 {
     struct server srv = {.last_reload_ok = true, .start_unix = (uint64_t)time(NULL)};
     /* A peer that closed makes splice()/send() raise SIGPIPE; the error return is enough. */
@@ -635,7 +818,7 @@ int sp_server_run(struct sp_config *cfg)
         sp_runtime_unref(srv.rt);
         return 1;
     }
-    rc = start(&srv);
+    rc = start(&srv, opts);
     if (rc == 0)
         sp_sdnotify_ready(&srv.notify);
     else if (srv.nworkers == 0)
@@ -651,6 +834,7 @@ int sp_server_run(struct sp_config *cfg)
     sp_runtime_unref(srv.rt);
     sp_resolved_deinit(&srv.resolved);
     free(srv.last_reload_error);
+    free(srv.shared_ino);
     uv_mutex_destroy(&srv.lock);
     if (rc != 0)
         return 1;

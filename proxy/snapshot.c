@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define RLX memory_order_relaxed
 
@@ -186,6 +187,14 @@ int sp_snapshot_collect(const struct sp_snapshot_src *src, struct sp_stats **out
     st->reloads_failed = src->reloads_failed;
     st->last_reload_ok = src->last_reload_ok;
     st->last_reload_unix = src->last_reload_unix;
+    st->pid = (unsigned)getpid();
+    if (src->control_socket != NULL && !dup_to(&st->control_socket, src->control_socket))
+        goto fail;
+    st->takeovers_ok = src->takeovers_ok;
+    st->takeovers_failed = src->takeovers_failed;
+    st->inherited_systemd = src->inherited[0];
+    st->inherited_takeover = src->inherited[1];
+    st->took_over_from = src->took_over_from;
     *out = st;
     return 0;
 

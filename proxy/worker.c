@@ -100,6 +100,38 @@ static struct sp_listener *take_kept(struct sp_worker *w, const struct sp_listen
     return NULL;
 }
 
+static void retarget(struct sp_listener *l, struct sp_wgen *gen, size_t i)
+{
+    struct sp_runtime *rt = gen->rt;
+    const struct sp_listener_conf *lc = &rt->cfg->listeners[i];
+    size_t up = (size_t)(lc->upstream - rt->cfg->upstreams);
+    sp_listener_retarget(l, gen, lc, rt->listener[i], &rt->upstreams[up], &gen->balancers[up]);
+}
+
+/* A worker can accept on more than one socket of a listener: after a binary upgrade to fewer
+ * workers, the sockets the old process passed on outnumber the workers, and closing one would
+ * drop the connections in its accept queue (sp_worker_add_listener). Such extra sockets stay
+ * for as long as the config has a listener on their address. Appends them to ls after the n
+ * listeners of the config; returns the new count. */
+static size_t keep_extra(struct sp_worker *w, struct sp_wgen *gen, struct sp_listener **ls,
+                         size_t n)
+{
+    size_t total = n;
+    const struct sp_config *cfg = gen->rt->cfg;
+    for (size_t j = 0; j < w->nlisteners; j++) {
+        struct sp_listener *l = w->listeners[j];
+        for (size_t i = 0; l != NULL && i < n; i++) {
+            if (ls[i] != NULL && sp_listener_same_addr(l->conf, &cfg->listeners[i])) {
+                retarget(l, gen, i);
+                ls[total++] = l;
+                w->listeners[j] = NULL;
+                l = NULL;
+            }
+        }
+    }
+    return total;
+}
+
 static void retire_listeners(struct sp_worker *w)
 {
     for (size_t j = 0; j < w->nlisteners; j++) {
@@ -117,7 +149,8 @@ static void retire_listeners(struct sp_worker *w)
 static int apply_config(struct sp_worker *w, struct sp_runtime *rt, int *fds)
 {
     size_t n = rt->cfg->nlisteners;
-    struct sp_listener **ls = calloc(n, sizeof(*ls));
+    /* Room for the extra sockets (see keep_extra) the worker may keep as well. */
+    struct sp_listener **ls = calloc(n + w->nlisteners + 1, sizeof(*ls));
     struct sp_wgen *gen = ls != NULL ? gen_new(w, rt) : NULL;
     if (gen == NULL) {
         if (ls == NULL)
@@ -129,20 +162,20 @@ static int apply_config(struct sp_worker *w, struct sp_runtime *rt, int *fds)
     const struct sp_config *cfg = rt->cfg;
     for (size_t i = 0; i < n; i++) {
         const struct sp_listener_conf *lc = &cfg->listeners[i];
-        size_t up = (size_t)(lc->upstream - cfg->upstreams);
         struct sp_listener *l = fds[i] == -1 ? take_kept(w, lc) : sp_listener_start(w, fds[i]);
         fds[i] = -1; /* owned by the listener now, or closed by it on failure */
         if (l == NULL) {
             sp_log_error("listener %s: not serving on this worker", lc->name);
             continue;
         }
-        sp_listener_retarget(l, gen, lc, rt->listener[i], &rt->upstreams[up], &gen->balancers[up]);
+        retarget(l, gen, i);
         ls[i] = l;
     }
     free(fds);
+    size_t total = keep_extra(w, gen, ls, n);
     retire_listeners(w); /* what was not taken over */
     w->listeners = ls;
-    w->nlisteners = n;
+    w->nlisteners = total;
     if (w->gen != NULL)
         gen_retire(w->gen);
     w->gen = gen;
@@ -284,10 +317,30 @@ void sp_worker_access_log(struct sp_worker *w, const struct sp_access_entry *e,
         uv_timer_start(&w->alog_timer, on_alog_timer, FLUSH_DELAY_MS, 0);
 }
 
+/* Copies of the worker's listening sockets for a binary upgrade. Under w->lock, so that the
+ * requester can cancel and free `ex` at any time. */
+static void export_listeners(struct sp_worker *w, struct sp_listen_export *ex)
+{
+    ex->fds = malloc((w->nlisteners + 1) * sizeof(*ex->fds));
+    ex->n = 0;
+    for (size_t i = 0; ex->fds != NULL && i < w->nlisteners; i++) {
+        int fd = w->listeners[i] != NULL ? fcntl(w->listeners[i]->fd, F_DUPFD_CLOEXEC, 3) : -1;
+        if (fd != -1)
+            ex->fds[ex->n++] = fd;
+    }
+    ex->failed = ex->fds == NULL;
+    atomic_store(&ex->done, true);
+    uv_async_send(w->export_done);
+}
+
 static void on_wakeup(uv_async_t *a)
 {
     struct sp_worker *w = a->data;
     uv_mutex_lock(&w->lock);
+    if (w->export != NULL) {
+        export_listeners(w, w->export);
+        w->export = NULL;
+    }
     int cmd = w->cmd;
     struct sp_runtime *rt = w->pending_rt;
     int *fds = w->pending_fds;
@@ -392,4 +445,40 @@ void sp_worker_join(struct sp_worker *w)
 {
     uv_thread_join(&w->thread);
     free_members(w);
+}
+
+int sp_worker_add_listener(struct sp_worker *w, size_t li, int fd)
+{
+    struct sp_listener **ls = realloc(w->listeners, (w->nlisteners + 1) * sizeof(*ls));
+    if (ls == NULL) {
+        close(fd);
+        return -ENOMEM;
+    }
+    w->listeners = ls;
+    struct sp_listener *l = sp_listener_start(w, fd);
+    if (l == NULL)
+        return -EIO;
+    retarget(l, w->gen, li);
+    ls[w->nlisteners++] = l;
+    return 0;
+}
+
+void sp_worker_export(struct sp_worker *w, struct sp_listen_export *ex, uv_async_t *done)
+{
+    uv_mutex_lock(&w->lock);
+    atomic_store(&ex->done, false);
+    w->export = ex;
+    w->export_done = done;
+    uv_mutex_unlock(&w->lock);
+    uv_async_send(&w->wakeup);
+}
+
+bool sp_worker_export_cancel(struct sp_worker *w, struct sp_listen_export *ex)
+{
+    uv_mutex_lock(&w->lock);
+    if (w->export == ex)
+        w->export = NULL;
+    bool done = atomic_load(&ex->done);
+    uv_mutex_unlock(&w->lock);
+    return done;
 }

@@ -123,6 +123,13 @@ static struct sp_stats *sample_stats(const char *listener, const char *server)
     st->reloads_failed = 1;
     st->last_reload_error = dup_str("cfg.yaml:3:5: unknown key \"x\"\tcaf\xc3\xa9 \xff");
     st->last_reload_unix = 1700000100;
+    st->pid = 4242;
+    st->control_socket = dup_str("/run/splicer/control.sock");
+    st->takeovers_ok = 1;
+    st->takeovers_failed = 2;
+    st->inherited_systemd = 3;
+    st->inherited_takeover = 4;
+    st->took_over_from = 4141;
     return st;
 }
 
@@ -156,6 +163,16 @@ static const char want_prom[] =
     "Unix epoch in seconds; 0 when none.\n"
     "# TYPE splicer_config_last_reload_timestamp_seconds gauge\n"
     "splicer_config_last_reload_timestamp_seconds 1700000100\n"
+    "# HELP splicer_inherited_sockets Listening sockets this process started with instead of "
+    "binding them, by source: systemd socket activation, or the process it took over from.\n"
+    "# TYPE splicer_inherited_sockets gauge\n"
+    "splicer_inherited_sockets{source=\"systemd\"} 3\n"
+    "splicer_inherited_sockets{source=\"takeover\"} 4\n"
+    "# HELP splicer_takeovers_total Binary upgrades asked of this process on its control_socket, "
+    "by result: handed_over, or failed (refused, timed out, or abandoned by the new process).\n"
+    "# TYPE splicer_takeovers_total counter\n"
+    "splicer_takeovers_total{result=\"handed_over\"} 1\n"
+    "splicer_takeovers_total{result=\"failed\"} 2\n"
     "# HELP splicer_listener_connections_total Client connections accepted and served by the "
     "listener.\n"
     "# TYPE splicer_listener_connections_total counter\n"
@@ -540,7 +557,10 @@ static const char want_status[] =
     "1700000000,\"config_generation\":3,\"reloads_ok\":2,\"reloads_failed\":1,\"last_reload_ok\":"
     "false,\"last_reload_time\":1700000100,\"last_reload_error\":\"cfg.yaml:3:5: unknown key "
     "\\\"x\\\"\\tcaf\xc3\xa9 "
-    "\\ufffd\",\"access_log_dropped\":9},\"relay\":{\"splice_bytes\":5000,\"copy_bytes\":60,\"copy_"
+    "\\ufffd\",\"access_log_dropped\":9,\"pid\":4242,\"control_socket\":\"/run/splicer/"
+    "control.sock\",\"inherited_sockets\":{\"systemd\":3,\"takeover\":4},\"took_over_from\":"
+    "4141,\"takeovers_ok\":1,\"takeovers_failed\":2},\"relay\":{\"splice_bytes\":5000,\"copy_"
+    "bytes\":60,\"copy_"
     "fallbacks\":1,\"pipes_"
     "idle\":4,\"pipes_in_use\":6,\"pipes_created\":10,\"pipes_shrunk\":2,\"pipe_failures\":0,"
     "\"pipes_over_budget\":3,\"pipe_memory\":7340032,\"pipe_memory_limit\":67108864},"
