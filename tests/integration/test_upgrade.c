@@ -313,6 +313,25 @@ START_TEST(upgrade_under_load)
 }
 END_TEST
 
+/* Listening sockets on 127.0.0.1:port in this network namespace (/proc/net/tcp, as ss -ltn). */
+static int listening_sockets(int port)
+{
+    FILE *f = fopen("/proc/net/tcp", "r");
+    char line[512], want[32];
+    int n = 0;
+    snprintf(want, sizeof(want), "0100007F:%04X", (unsigned)port);
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+        char local[64], remote[64];
+        unsigned state;
+        if (sscanf(line, " %*d: %63s %63s %x", local, remote, &state) == 3 &&
+            strcmp(local, want) == 0 && state == 0x0A)
+            n++;
+    }
+    if (f != NULL)
+        fclose(f);
+    return n;
+}
+
 /* workers 2 -> 1 -> 2: the new process accepts on every socket it got (fewer workers), or adds
  * SO_REUSEPORT siblings (more workers); a third process takes over from the second. */
 START_TEST(workers_down_and_up)
@@ -331,6 +350,9 @@ START_TEST(workers_down_and_up)
     takeover(&p2, conf1, e.admin);
     expect_exit(&p1, 0, 30000);
     load_more(&l, 100);
+    /* Both sockets of the old group live on in the one worker: closing either would have
+     * dropped the connections in its queue. */
+    ck_assert_int_eq(listening_sockets(e.port), 2);
     char *err = sph_proc_stderr(&p2);
     ck_assert_msg(strstr(err, "2 inherited sockets; some workers accept on more than one") != NULL,
                   "stderr:\n%s", err);
@@ -339,6 +361,7 @@ START_TEST(workers_down_and_up)
     takeover(&p3, conf2, e.admin);
     expect_exit(&p2, 0, 30000);
     load_more(&l, 100);
+    ck_assert_int_eq(listening_sockets(e.port), 2);
     ck_assert_int_eq(status_num(e.admin, NULL, "\"took_over_from\":"), p2.pid);
     ck_assert_int_eq(status_num(e.admin, NULL, "\"workers\":"), 2);
     load_stop_check(&l, &b);
