@@ -488,6 +488,40 @@ START_TEST(reload_keeps_control_socket)
 }
 END_TEST
 
+/* scripts/upgrade.sh does the whole dance and says which pid serves; with a config the new
+ * binary rejects it changes nothing. */
+START_TEST(upgrade_script)
+{
+    struct env e;
+    env_init(&e);
+    char conf[SPH_PATH_MAX], cmd[1024], log[64];
+    write_conf(conf, &e, 1, ctl_path, NULL);
+    struct sph_proc old;
+    start_old(&old, conf, e.port);
+    const char *fixtures = getenv("SPLICER_FIXTURES");
+    ck_assert_ptr_nonnull(fixtures);
+    snprintf(log, sizeof(log), "%.40s/new.log", ctl_dir);
+    snprintf(cmd, sizeof(cmd), "sh %s/../../scripts/upgrade.sh -c %s -b %s -l %s -w 30", fixtures,
+             conf, sph_bin(), log);
+    int rc = system(cmd);
+    ck_assert_msg(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "upgrade.sh: status %d", rc);
+    expect_exit(&old, 0, 30000);
+    long long pid = status_num(e.admin, NULL, "\"pid\":");
+    ck_assert_int_gt(pid, 0);
+    ck_assert_int_ne(pid, old.pid);
+    ck_assert_int_eq(status_num(e.admin, NULL, "\"took_over_from\":"), old.pid);
+
+    char bad[SPH_PATH_MAX];
+    ck_assert_int_eq(sph_config_write(bad, "control_socket: %s\nlisteners: {}\n", ctl_path), 0);
+    snprintf(cmd, sizeof(cmd), "sh %s/../../scripts/upgrade.sh -c %s -b %s -l %s -w 30 2>/dev/null",
+             fixtures, bad, sph_bin(), log);
+    rc = system(cmd);
+    ck_assert_msg(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "upgrade.sh on a bad config: %d", rc);
+    ck_assert_int_eq(status_num(e.admin, NULL, "\"pid\":"), pid);
+    kill((pid_t)pid, SIGKILL); /* not a child of this test: sph_cleanup does not know it */
+}
+END_TEST
+
 /* ---- socket activation -------------------------------------------------------------------- */
 
 /* Runs splicer as systemd would: fds become 3, 4, ... with LISTEN_FDS and LISTEN_PID (the
@@ -613,6 +647,7 @@ static void add_cases(Suite *s)
     tcase_add_test(tc, failures_keep_old_serving);
     tcase_add_test(tc, second_instance_refused);
     tcase_add_test(tc, reload_keeps_control_socket);
+    tcase_add_test(tc, upgrade_script);
     tcase_add_test(tc, socket_activation);
     tcase_add_test(tc, listen_pid_mismatch_ignored);
     suite_add_tcase(s, tc);

@@ -133,6 +133,7 @@ START_TEST(good_full)
     assert_addr(&cfg->admin.addr, cfg->admin.addrlen, "127.0.0.1", 9090);
     ck_assert(cfg->access_log.enabled);
     ck_assert_str_eq(cfg->access_log.path, "/var/log/splicer/access.log");
+    ck_assert_str_eq(cfg->control_socket, "/run/splicer/control.sock");
     ck_assert_int_eq(cfg->access_log.format, SP_LOG_FORMAT_TEXT);
     sp_config_free(cfg);
 }
@@ -200,6 +201,7 @@ START_TEST(good_minimal_defaults)
     ck_assert_ptr_null(cfg->admin.listen);
     ck_assert(!cfg->access_log.enabled);
     ck_assert_ptr_null(cfg->access_log.path);
+    ck_assert_ptr_null(cfg->control_socket);
     ck_assert_int_eq(cfg->access_log.format, SP_LOG_FORMAT_JSON);
     sp_config_free(cfg);
 }
@@ -457,6 +459,12 @@ static const struct {
     {"admin_missing_listen.yaml", "5:8: missing required key 'listen' in admin"},
     {"access_log_bad.yaml", "1:13: invalid value 'stdrr' for 'access_log' (expected off, stderr, "
                             "stdout or a file path with a '/', as in ./access.log)"},
+    {"control_socket_relative.yaml",
+     "1:17: invalid value 'run/splicer.sock' for 'control_socket' (expected an absolute path, as "
+     "in /run/splicer/control.sock)"},
+    {"control_socket_long.yaml",
+     "1:17: 'control_socket' is 102 bytes long; a Unix socket path may have at most 90 here"},
+    {"control_socket_list.yaml", "1:17: expected a scalar for 'control_socket', found a sequence"},
     {"route_undefined_upstream.yaml",
      "9:19: route 2 of listener 'edge' uses undefined upstream 'api_pol' (did you mean "
      "'api_pool'?)"},
