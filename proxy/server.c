@@ -274,7 +274,7 @@ static int admin_snapshot(void *ctx, struct sp_stats **out)
     src.reloads_failed = srv->reloads_failed;
     src.last_reload_ok = srv->last_reload_ok;
     src.last_reload_unix = srv->last_reload_unix;
-    src.control_socket = srv->control != NULL ? sp_control_path(srv->control) : NULL;
+    char *control = srv->control != NULL ? strdup(sp_control_path(srv->control)) : NULL;
     if (srv->control != NULL)
         sp_control_counts(srv->control, &src.takeovers_ok, &src.takeovers_failed);
     for (int i = 0; i < SP_INHERIT_SOURCE_COUNT; i++)
@@ -283,8 +283,10 @@ static int admin_snapshot(void *ctx, struct sp_stats **out)
     char *error = srv->last_reload_error != NULL ? strdup(srv->last_reload_error) : NULL;
     uv_mutex_unlock(&srv->lock);
     src.last_reload_error = error;
+    src.control_socket = control;
     int rc = sp_snapshot_collect(&src, out);
     free(error);
+    free(control);
     sp_runtime_unref(src.rt);
     return rc;
 }
@@ -632,10 +634,19 @@ static void on_signal(uv_signal_t *h, int signum)
     begin_drain(srv, strsignal(signum));
 }
 
+/* Under the lock: the admin thread reads the control socket's path and counters. */
+static void stop_control(struct server *srv)
+{
+    uv_mutex_lock(&srv->lock);
+    struct sp_control *c = srv->control;
+    srv->control = NULL;
+    uv_mutex_unlock(&srv->lock);
+    sp_control_stop(c);
+}
+
 static void close_loop_handles(struct server *srv)
 {
-    sp_control_stop(srv->control);
-    srv->control = NULL;
+    stop_control(srv);
     sp_resolver_stop(srv->resolver);
     srv->resolver = NULL;
     sp_health_stop(srv->health);
@@ -741,8 +752,10 @@ static int prepare(struct server *srv, const struct sp_server_opts *o)
     if (rc != 0)
         return rc;
     sp_inherit_close_unused(srv->inherit);
+    uv_mutex_lock(&srv->lock); /* the admin endpoint runs already */
     for (int i = 0; i < SP_INHERIT_SOURCE_COUNT; i++)
         srv->inherited[i] = srv->inherit->taken[i];
+    uv_mutex_unlock(&srv->lock);
     if (srv->takeover != NULL)
         rc = sp_takeover_commit(srv->takeover);
     return rc;
@@ -773,10 +786,8 @@ static int start(struct server *srv, const struct sp_server_opts *o)
                     srv->took_over_from);
         sp_takeover_free(srv->takeover);
         srv->takeover = NULL;
-        if (srv->control != NULL && sp_control_install(srv->control) != 0) {
-            sp_control_stop(srv->control);
-            srv->control = NULL;
-        }
+        if (srv->control != NULL && sp_control_install(srv->control) != 0)
+            stop_control(srv);
     }
     if (srv->control != NULL)
         sp_control_start(srv->control, &srv->loop, srv->workers, srv->nworkers, &control_ops, srv);
