@@ -27,6 +27,22 @@ int sp_parse_bool(const char *s, bool *out);
  * Port 1..65535 (port 0 and above 65535 are -ERANGE). No name resolution. */
 int sp_parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len);
 
+/* A Unix stream socket address: "unix:/abs/path" (a file) or "unix:@name" (Linux's abstract
+ * namespace: sun_path starts with a NUL, no file, gone with the last socket). The path or name
+ * is taken byte for byte, without a trailing NUL in the abstract case, so "unix:@x" is what
+ * socat's ABSTRACT-CONNECT:x reaches. On success *ss is zero-filled beyond the name and *len is
+ * the exact address length. Errors, each a distinct reason for the config's message:
+ *   -EINVAL        does not start with "unix:"
+ *   -ENOENT        empty: "unix:" or "unix:@"
+ *   -EDOM          a relative path (it would depend on the working directory)
+ *   -EILSEQ        a control byte (0x01..0x1f, 0x7f) in the path or name
+ *   -ENAMETOOLONG  longer than SP_UNIX_PATH_MAX bytes (sun_path is 108 bytes with its NUL) */
+#define SP_UNIX_PATH_MAX 107
+int sp_parse_unix_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+
+/* True when s starts with "unix:", so that the caller reports sp_parse_unix_addr's error. */
+bool sp_parse_is_unix(const char *s);
+
 #define SP_HOST_NAME_MAX 254 /* 253 characters of a DNS name and the NUL */
 
 /* A DNS name with port, to be resolved later: "db.internal:5432", "localhost:80". The name is

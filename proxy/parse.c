@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 
 /* Reads the decimal digits at *s into *out and advances *s past them. Returns -EINVAL when
  * there is no digit, -ERANGE when the number does not fit in 64 bits. */
@@ -243,5 +244,40 @@ int sp_parse_host_port(const char *s, char *host, size_t size, uint16_t *port)
         host[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] - 'A' + 'a' : s[i]);
     host[n] = '\0';
     *port = p;
+    return 0;
+}
+
+bool sp_parse_is_unix(const char *s)
+{
+    return strncmp(s, "unix:", 5) == 0;
+}
+
+int sp_parse_unix_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+    if (!sp_parse_is_unix(s))
+        return -EINVAL;
+    const char *p = s + 5;
+    bool abstract = p[0] == '@';
+    const char *name = abstract ? p + 1 : p;
+    size_t n = strlen(name);
+
+    if (n == 0)
+        return -ENOENT;
+    if (!abstract && name[0] != '/')
+        return -EDOM;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c < 0x20 || c == 0x7f)
+            return -EILSEQ;
+    }
+    if (n > SP_UNIX_PATH_MAX)
+        return -ENAMETOOLONG;
+
+    memset(ss, 0, sizeof(*ss));
+    struct sockaddr_un *un = (struct sockaddr_un *)ss;
+    un->sun_family = AF_UNIX;
+    /* abstract: sun_path[0] stays NUL and the length counts the name's bytes only */
+    memcpy(un->sun_path + (abstract ? 1 : 0), name, n);
+    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
     return 0;
 }

@@ -4,7 +4,10 @@
  *    writing its output;
  *  - parse -> format -> parse gives the same value: durations and sizes as "<n>ms" and "<n>",
  *    integers as decimal, addresses through inet_ntop, CIDRs through sp_cidr_format;
- *  - numeric addresses and host names are disjoint: no string is both;
+ *  - numeric addresses and host names are disjoint: no string is both, and neither is a
+ *    "unix:" address;
+ *  - a unix: address is accepted exactly when its path is absolute (or '@' and a name),
+ *    non-empty, free of control bytes and at most 107 bytes, and formats back to itself;
  *  - a prefix contains its own network address and its last address, and not the address just
  *    past it. */
 #include "cidr.h"
@@ -16,6 +19,8 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <sys/un.h>
 
 #define MAX_INPUT 512
 
@@ -231,6 +236,52 @@ static void check_cidr(const char *s)
     sp_cidr_list_deinit(&l);
 }
 
+static void check_unix(const char *s)
+{
+    struct sockaddr_storage ss, again;
+    socklen_t len = 0xdead, len2;
+    char buf[MAX_INPUT + 8];
+    memset(&ss, 0xa5, sizeof(ss));
+    int rc = sp_parse_unix_addr(s, &ss, &len);
+    FZ_CHECK(rc == 0 || rc == -EINVAL || rc == -ENOENT || rc == -EDOM || rc == -EILSEQ ||
+                 rc == -ENAMETOOLONG,
+             "unix rc %d", rc);
+    bool prefixed = strncmp(s, "unix:", 5) == 0;
+    FZ_CHECK(sp_parse_is_unix(s) == prefixed, "unix prefix of '%s'", s);
+    FZ_CHECK((rc == -EINVAL) == !prefixed, "unix '%s': rc %d", s, rc);
+    if (prefixed) {
+        struct sockaddr_storage x;
+        socklen_t xl;
+        char host[SP_HOST_NAME_MAX];
+        uint16_t port;
+        FZ_CHECK(sp_parse_addr(s, &x, &xl) != 0, "'%s' both unix and numeric", s);
+        FZ_CHECK(sp_parse_host_port(s, host, sizeof(host), &port) != 0 || rc != 0,
+                 "'%s' both unix and a host name", s);
+    }
+    if (rc != 0) {
+        FZ_CHECK(len == 0xdead && ((unsigned char *)&ss)[0] == 0xa5, "unix output written on %d",
+                 rc);
+        return;
+    }
+    const char *name = s[5] == '@' ? s + 6 : s + 5;
+    size_t n = strlen(name);
+    FZ_CHECK(n >= 1 && n <= SP_UNIX_PATH_MAX && (s[5] == '@' || name[0] == '/'),
+             "unix '%s' accepted", s);
+    for (size_t i = 0; i < n; i++)
+        FZ_CHECK((unsigned char)name[i] >= 0x20 && name[i] != 0x7f, "control byte in '%s'", s);
+    const struct sockaddr_un *un = (const void *)&ss;
+    FZ_CHECK(un->sun_family == AF_UNIX, "unix family");
+    FZ_CHECK(len == offsetof(struct sockaddr_un, sun_path) + 1 + n, "unix len %u", (unsigned)len);
+    if (un->sun_path[0] == '\0')
+        snprintf(buf, sizeof(buf), "unix:@%.*s", (int)n, un->sun_path + 1);
+    else
+        snprintf(buf, sizeof(buf), "unix:%s", un->sun_path);
+    FZ_CHECK(strcmp(buf, s) == 0, "unix '%s' formats as '%s'", s, buf);
+    FZ_CHECK(sp_parse_unix_addr(buf, &again, &len2) == 0 && len2 == len &&
+                 memcmp(&ss, &again, sizeof(ss)) == 0,
+             "unix '%s' round trip", s);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > MAX_INPUT)
@@ -245,6 +296,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_uint(s, a, b);
     check_bool(s);
     check_addr(s);
+    check_unix(s);
     check_cidr(s);
     free(s);
     return 0;

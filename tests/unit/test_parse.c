@@ -7,8 +7,11 @@
 #include <check.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #define UNTOUCHED 0xdeadbeefULL
 
@@ -224,6 +227,90 @@ END_TEST
 static const struct {
     const char *in;
     int rc;
+    bool abstract;
+    const char *path; /* the path or abstract name as stored */
+} unix_addrs[] = {
+    {"unix:/run/app.sock", 0, false, "/run/app.sock"},
+    {"unix:/", 0, false, "/"},
+    {"unix:/a b/c:d@e", 0, false, "/a b/c:d@e"},
+    {"unix:@app", 0, true, "app"},
+    {"unix:@/looks/like/a/path", 0, true, "/looks/like/a/path"},
+    {"unix:@@", 0, true, "@"},
+    {"unix:/caf\xc3\xa9.sock", 0, false, "/caf\xc3\xa9.sock"},
+    {"unix:", -ENOENT, false, NULL},
+    {"unix:@", -ENOENT, false, NULL},
+    {"unix:run/app.sock", -EDOM, false, NULL},
+    {"unix:./app.sock", -EDOM, false, NULL},
+    {"unix:80", -EDOM, false, NULL},
+    {"unix:~/app.sock", -EDOM, false, NULL},
+    {"unix:/a\nb", -EILSEQ, false, NULL},
+    {"unix:@a\tb", -EILSEQ, false, NULL},
+    {"unix:/a\x7f", -EILSEQ, false, NULL},
+    {"UNIX:/run/app.sock", -EINVAL, false, NULL},
+    {"unix/run/app.sock", -EINVAL, false, NULL},
+    {"/run/app.sock", -EINVAL, false, NULL},
+    {"127.0.0.1:80", -EINVAL, false, NULL},
+    {"", -EINVAL, false, NULL},
+};
+
+START_TEST(unix_table)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = 12345;
+
+    memset(&ss, 0xa5, sizeof(ss));
+    int rc = sp_parse_unix_addr(unix_addrs[_i].in, &ss, &len);
+    ck_assert_msg(rc == unix_addrs[_i].rc, "'%s': rc %d, want %d", unix_addrs[_i].in, rc,
+                  unix_addrs[_i].rc);
+    ck_assert(sp_parse_is_unix(unix_addrs[_i].in) == (rc != -EINVAL));
+    if (rc != 0) {
+        ck_assert_uint_eq(len, 12345);
+        ck_assert_uint_eq(((unsigned char *)&ss)[0], 0xa5);
+        return;
+    }
+    const struct sockaddr_un *un = (const void *)&ss;
+    size_t n = strlen(unix_addrs[_i].path);
+    ck_assert_int_eq(un->sun_family, AF_UNIX);
+    ck_assert_uint_eq(len, offsetof(struct sockaddr_un, sun_path) + 1 + n);
+    if (unix_addrs[_i].abstract) {
+        ck_assert_int_eq(un->sun_path[0], '\0');
+        ck_assert_mem_eq(un->sun_path + 1, unix_addrs[_i].path, n);
+    } else {
+        ck_assert_str_eq(un->sun_path, unix_addrs[_i].path);
+    }
+    /* zero-filled past the name, so that two parses of one address compare equal bytewise */
+    for (size_t i = n + (unix_addrs[_i].abstract ? 1 : 0); i < sizeof(un->sun_path); i++)
+        ck_assert_int_eq(un->sun_path[i], 0);
+}
+END_TEST
+
+/* sun_path holds 108 bytes: a path of 107 and its NUL, or a NUL and an abstract name of 107. */
+START_TEST(unix_lengths)
+{
+    char in[300];
+    struct sockaddr_storage ss;
+    socklen_t len;
+
+    for (size_t n = 100; n <= 120; n++) {
+        for (int abstract = 0; abstract < 2; abstract++) {
+            snprintf(in, sizeof(in), "unix:%s", abstract ? "@" : "/");
+            size_t used = strlen(in);
+            memset(in + used, 'x', n - 1);
+            in[used + n - 1] = '\0';
+            /* the name is n bytes: "/" + n-1 x's, or "@" then n-1 x's (abstract name of n-1) */
+            size_t name = abstract ? n - 1 : n;
+            int rc = sp_parse_unix_addr(in, &ss, &len);
+            ck_assert_msg(rc == (name <= SP_UNIX_PATH_MAX ? 0 : -ENAMETOOLONG),
+                          "%s name of %zu: rc %d", abstract ? "abstract" : "path", name, rc);
+        }
+    }
+    ck_assert_uint_eq(SP_UNIX_PATH_MAX + 1, sizeof(((struct sockaddr_un *)0)->sun_path));
+}
+END_TEST
+
+static const struct {
+    const char *in;
+    int rc;
     const char *host;
     unsigned port;
 } host_ports[] = {
@@ -313,6 +400,8 @@ static Suite *parse_suite(void)
     tcase_add_loop_test(tc, addr_table, 0, SP_ARRAY_LEN(addrs));
     tcase_add_loop_test(tc, host_port_table, 0, SP_ARRAY_LEN(host_ports));
     tcase_add_test(tc, host_port_lengths);
+    tcase_add_loop_test(tc, unix_table, 0, SP_ARRAY_LEN(unix_addrs));
+    tcase_add_test(tc, unix_lengths);
     suite_add_tcase(s, tc);
     return s;
 }
