@@ -59,14 +59,15 @@ struct sp_conf_mark {
 };
 
 struct sp_server_conf {
-    char *address; /* owned; as written, e.g. "127.0.0.1:9001" or "db.internal:5432" */
-    struct sockaddr_storage addr; /* the numeric address; all zero (AF_UNSPEC) if needs_resolve */
-    socklen_t addrlen;            /* 0 if needs_resolve */
-    bool needs_resolve;           /* address is a DNS name: resolve host, every dns_refresh */
-    char *host;                   /* owned; the lowercased name if needs_resolve, else NULL */
-    uint16_t port;                /* host byte order; set for both kinds of address */
-    unsigned weight;              /* 1..1000, default 1 */
-    bool backup;                  /* default false */
+    char *address; /* owned; as written, e.g. "127.0.0.1:9001", "db.internal:5432", "unix:/x" */
+    /* the numeric or unix: address (AF_UNIX, port 0); all zero (AF_UNSPEC) if needs_resolve */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;  /* 0 if needs_resolve */
+    bool needs_resolve; /* address is a DNS name: resolve host, every dns_refresh */
+    char *host;         /* owned; the lowercased name if needs_resolve, else NULL */
+    uint16_t port;      /* host byte order; set for both kinds of address */
+    unsigned weight;    /* 1..1000, default 1 */
+    bool backup;        /* default false */
     struct sp_conf_mark mark;
 };
 
@@ -146,17 +147,19 @@ struct sp_limits_conf {
 };
 
 struct sp_listener_conf {
-    char *name;   /* owned */
-    char *listen; /* owned; as written */
-    struct sockaddr_storage addr;
+    char *name;                   /* owned */
+    char *listen;                 /* owned; as written */
+    struct sockaddr_storage addr; /* AF_INET, AF_INET6 or AF_UNIX (unix:/path, unix:@name) */
     socklen_t addrlen;
-    char *upstream_name;               /* owned */
-    struct sp_upstream_conf *upstream; /* borrowed from the same sp_config; never NULL */
-    uint64_t connect_timeout_ms;       /* default 2s, >0 */
-    uint64_t idle_timeout_ms;          /* default 5m, 0 = none */
-    unsigned max_connections;          /* default 10000, 1..1000000 */
-    unsigned backlog;                  /* default 511 */
-    enum sp_relay_mode relay;          /* default: the top-level relay */
+    int unix_mode;                      /* unix_mode: permission bits of the file; -1 unset */
+    struct sp_conf_mark unix_mode_mark; /* line 0 when absent */
+    char *upstream_name;                /* owned */
+    struct sp_upstream_conf *upstream;  /* borrowed from the same sp_config; never NULL */
+    uint64_t connect_timeout_ms;        /* default 2s, >0 */
+    uint64_t idle_timeout_ms;           /* default 5m, 0 = none */
+    unsigned max_connections;           /* default 10000, 1..1000000 */
+    unsigned backlog;                   /* default 511 */
+    enum sp_relay_mode relay;           /* default: the top-level relay */
     /* deployment: PROXY protocol from a load balancer in front, client filters, SNI routes */
     bool accept_proxy_protocol;         /* default false: expect a v1/v2 header first */
     uint64_t proxy_protocol_timeout_ms; /* default 5s, >0: for the whole header to arrive */
@@ -167,6 +170,8 @@ struct sp_listener_conf {
     struct sp_conf_mark proxy_from_mark; /* proxy_protocol_from's value; line 0 when absent */
     struct sp_cidr_list allow;           /* owned; empty = everyone (the default) */
     struct sp_cidr_list deny;            /* owned; wins over allow (sp_cidr_allowed) */
+    struct sp_conf_mark allow_mark;      /* line 0 when absent */
+    struct sp_conf_mark deny_mark;       /* line 0 when absent */
     uint64_t tls_inspect_timeout_ms;     /* default 5s, >0: for the ClientHello (routes only) */
     struct sp_route_conf *routes;        /* owned array; NULL when no routes */
     size_t nroutes;

@@ -177,7 +177,10 @@ static void format_text(struct out *o, const struct sp_access_entry *e, const ch
     put_str(o, " listener=");
     put_text_value(o, e->listener);
     put_str(o, " client=");
-    put_str(o, client); /* an address we formatted, or "-" */
+    if (strcmp(client, "-") == 0)
+        put_str(o, client);
+    else /* an address we formatted; a unix: path may hold anything but a NUL */
+        put_text_value(o, client);
     put_str(o, " upstream=");
     put_text_value(o, e->upstream);
     put_str(o, " server=");

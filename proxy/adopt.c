@@ -3,6 +3,7 @@
 #include "adopt.h"
 
 #include "listener.h"
+#include "listener_unix.h"
 #include "log.h"
 #include "sock.h"
 
@@ -46,15 +47,17 @@ static void tune(const struct sp_listener_conf *lc, int fd)
     (void)listen(fd, (int)lc->backlog);
 }
 
-/* Listener i with its k inherited sockets `fds`. */
+/* Listener i with its k inherited sockets `fds`. A unix: listener has no SO_REUSEPORT
+ * siblings: like a shared socket, every worker accepts on its one socket. */
 static int place(struct sp_adopted *a, const struct sp_listener_conf *lc, size_t i,
                  unsigned nworkers, int *fds, size_t k, bool shared)
 {
+    bool one_queue = shared || lc->addr.ss_family == AF_UNIX;
     int rc = 0;
     for (size_t j = 0; j < k; j++)
         tune(lc, fds[j]);
     for (unsigned w = 0; w < nworkers && rc == 0; w++) {
-        if (shared) {
+        if (one_queue) {
             int fd = fcntl(fds[w % k], F_DUPFD_CLOEXEC, 3);
             a->sets[w][i] = fd;
             rc = fd == -1 ? -errno : 0;
@@ -67,7 +70,7 @@ static int place(struct sp_adopted *a, const struct sp_listener_conf *lc, size_t
             a->sets[w][i] = rc == 0 ? a->sets[w][i] : -1;
         }
     }
-    for (size_t j = nworkers; j < k && rc == 0; j++) {
+    for (size_t j = nworkers; j < k && rc == 0 && !one_queue; j++) {
         rc = add_extra(a, (unsigned)(j % nworkers), i, fds[j]);
         fds[j] = -1;
     }
@@ -79,18 +82,52 @@ static int place(struct sp_adopted *a, const struct sp_listener_conf *lc, size_t
     }
     if (rc == 0)
         sp_log_info("listener %s: %zu inherited socket%s%s", lc->name, k, k == 1 ? "" : "s",
-                    shared         ? ", shared by every worker"
+                    one_queue      ? ", shared by every worker"
                     : k < nworkers ? ", and new SO_REUSEPORT siblings for the other workers"
                     : k > nworkers ? "; some workers accept on more than one"
                                    : ", one per worker");
     return rc;
 }
 
+/* A unix: listener bound here: one socket (its file recorded in `files`), a duplicate for
+ * every worker. */
+static int bind_unix(struct sp_adopted *a, const struct sp_listener_conf *lc, size_t i,
+                     unsigned nworkers, struct sp_unix_files *files)
+{
+    int fd = sp_listener_unix_bind(lc, files);
+    if (fd < 0)
+        return fd;
+    a->sets[0][i] = fd;
+    for (unsigned w = 1; w < nworkers; w++) {
+        a->sets[w][i] = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (a->sets[w][i] == -1) {
+            int err = -errno;
+            sp_log_error("listener %s: cannot share %s with worker %u: %s", lc->name, lc->listen, w,
+                         uv_strerror(err));
+            return err;
+        }
+    }
+    return 0;
+}
+
+/* The socket file of a unix: listener taken over from the old splicer, which created it and
+ * leaves it to us: recorded in a->claimed, for the server to own once the takeover holds. A
+ * socket systemd passed on (shared) keeps its file with systemd. */
+static int claim_file(struct sp_adopted *a, const struct sp_listener_conf *lc, bool shared)
+{
+    const struct sockaddr_un *un = (const struct sockaddr_un *)&lc->addr;
+    if (lc->addr.ss_family != AF_UNIX || shared || un->sun_path[0] == '\0')
+        return 0;
+    return sp_unix_files_claim(&a->claimed, un->sun_path);
+}
+
 static int adopt_one(struct sp_adopted *a, const struct sp_listener_conf *lc, size_t i,
-                     unsigned nworkers, struct sp_inherit *in)
+                     unsigned nworkers, struct sp_inherit *in, struct sp_unix_files *files)
 {
     const struct sockaddr *addr = (const struct sockaddr *)&lc->addr;
     size_t k = in != NULL ? sp_inherit_count(in, addr) : 0;
+    if (k == 0 && lc->addr.ss_family == AF_UNIX)
+        return bind_unix(a, lc, i, nworkers, files);
     if (k == 0) {
         for (unsigned w = 0; w < nworkers; w++) {
             int fd = sp_listener_bind(lc);
@@ -111,11 +148,11 @@ static int adopt_one(struct sp_adopted *a, const struct sp_listener_conf *lc, si
     }
     int rc = place(a, lc, i, nworkers, fds, k, shared);
     free(fds);
-    return rc;
+    return rc == 0 ? claim_file(a, lc, shared) : rc;
 }
 
 int sp_adopt_listeners(const struct sp_config *cfg, unsigned nworkers, struct sp_inherit *in,
-                       struct sp_adopted *out)
+                       struct sp_unix_files *files, struct sp_adopted *out)
 {
     *out = (struct sp_adopted){0};
     out->sets = calloc(nworkers, sizeof(*out->sets));
@@ -127,7 +164,7 @@ int sp_adopt_listeners(const struct sp_config *cfg, unsigned nworkers, struct sp
             out->sets[w][i] = -1;
     }
     for (size_t i = 0; i < cfg->nlisteners && rc == 0; i++)
-        rc = adopt_one(out, &cfg->listeners[i], i, nworkers, in);
+        rc = adopt_one(out, &cfg->listeners[i], i, nworkers, in, files);
     if (rc != 0)
         sp_adopted_free(out, nworkers, cfg->nlisteners);
     return rc;
@@ -149,5 +186,6 @@ void sp_adopted_free(struct sp_adopted *a, unsigned nworkers, size_t nlisteners)
     }
     free(a->extra);
     free(a->shared);
+    sp_unix_files_deinit(&a->claimed); /* not ours unless the server took them */
     *a = (struct sp_adopted){0};
 }

@@ -8,6 +8,7 @@
 #include "config_deploy.h"
 #include "config_health.h"
 #include "config_limits.h"
+#include "config_unix.h"
 #include "config_yaml.h"
 #include "parse.h"
 #include "sock.h"
@@ -16,6 +17,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 /* sp_cfg_parse_enum stores an unsigned index; these enums must have that representation */
@@ -70,6 +72,10 @@ static int cmp_addr(const struct sockaddr_storage *a, const struct sockaddr_stor
 {
     if (a->ss_family != b->ss_family)
         return a->ss_family < b->ss_family ? -1 : 1;
+    if (a->ss_family == AF_UNIX) {
+        const struct sockaddr_un *x = (const void *)a, *y = (const void *)b;
+        return memcmp(x->sun_path, y->sun_path, sizeof(x->sun_path));
+    }
     if (a->ss_family == AF_INET) {
         const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
         int c = memcmp(&x->sin_addr, &y->sin_addr, sizeof(x->sin_addr));
@@ -111,6 +117,12 @@ static int server_addr(struct sp_cfg_walk *w, yaml_node_t *val, const char *what
     int rc = sp_cfg_scalar(w, val, what, &s);
     if (rc != 0)
         return rc;
+    if (sp_parse_is_unix(s)) {
+        rc = sp_cfg_unix_addr(w, val, s, what, &srv->addr, &srv->addrlen);
+        if (rc == 0 && (srv->address = strdup(s)) == NULL)
+            rc = sp_cfg_oom(w);
+        return rc;
+    }
     rc = sp_parse_addr(s, &srv->addr, &srv->addrlen);
     if (rc == 0) {
         const struct sockaddr_in *sin = (const void *)&srv->addr;
@@ -125,8 +137,8 @@ static int server_addr(struct sp_cfg_walk *w, yaml_node_t *val, const char *what
                            what);
     if (rc != 0)
         return sp_cfg_fail(w, val->start_mark,
-                           "invalid address '%.64s' for %s (expected IPv4:port, [IPv6]:port or "
-                           "host:port)",
+                           "invalid address '%.64s' for %s (expected IPv4:port, [IPv6]:port, "
+                           "host:port or unix:/path)",
                            s, what);
     if (srv->needs_resolve && (srv->host = strdup(host)) == NULL)
         return sp_cfg_oom(w);
@@ -422,7 +434,14 @@ static int p_listen(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_no
     (void)f;
 
     b->lmarks[l - b->cfg->listeners].listen = val->start_mark;
-    return parse_address(w, val, what, &l->listen, &l->addr, &l->addrlen);
+    const char *s;
+    int rc = sp_cfg_scalar(w, val, what, &s);
+    if (rc != 0 || !sp_parse_is_unix(s))
+        return parse_address(w, val, what, &l->listen, &l->addr, &l->addrlen);
+    rc = sp_cfg_unix_addr(w, val, s, what, &l->addr, &l->addrlen);
+    if (rc == 0 && (l->listen = strdup(s)) == NULL)
+        rc = sp_cfg_oom(w);
+    return rc;
 }
 
 static int p_upstream_ref(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
@@ -473,8 +492,15 @@ static const struct sp_cfg_field listener_fields[] = {
      .parse = sp_cfg_parse_duration,
      .off = offsetof(struct sp_listener_conf, proxy_protocol_timeout_ms),
      .min = 1},
-    {.key = "allow", .parse = sp_cfg_parse_cidrs, .off = offsetof(struct sp_listener_conf, allow)},
-    {.key = "deny", .parse = sp_cfg_parse_cidrs, .off = offsetof(struct sp_listener_conf, deny)},
+    {.key = "allow",
+     .parse = sp_cfg_parse_cidrs_marked,
+     .off = offsetof(struct sp_listener_conf, allow),
+     .off2 = offsetof(struct sp_listener_conf, allow_mark)},
+    {.key = "deny",
+     .parse = sp_cfg_parse_cidrs_marked,
+     .off = offsetof(struct sp_listener_conf, deny),
+     .off2 = offsetof(struct sp_listener_conf, deny_mark)},
+    {.key = "unix_mode", .parse = sp_cfg_parse_unix_mode},
     {.key = "tls_inspect_timeout",
      .parse = sp_cfg_parse_duration,
      .off = offsetof(struct sp_listener_conf, tls_inspect_timeout_ms),
@@ -493,6 +519,7 @@ static void listener_defaults(void *entry)
     l->relay = SP_RELAY_MODE_COUNT; /* "not set": inherits the top-level relay in resolve() */
     l->proxy_protocol_timeout_ms = 5000;
     l->tls_inspect_timeout_ms = 5000;
+    l->unix_mode = -1;
 }
 
 static int p_listeners(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
@@ -740,6 +767,8 @@ static int resolve(struct build *b)
         if (l->upstream == NULL)
             return undefined_upstream(b, l, b->lmarks[i].upstream);
         rc = sp_cfg_resolve_routes(&b->walk, cfg, l);
+        if (rc == 0)
+            rc = sp_cfg_check_unix(&b->walk, l, b->lmarks[i].listen);
         if (rc == 0)
             rc = sp_cfg_check_proxy_from(&b->walk, l);
         if (rc != 0)

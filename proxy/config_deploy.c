@@ -122,7 +122,8 @@ int sp_cfg_parse_proxy_from(struct sp_cfg_walk *w, const struct sp_cfg_field *f,
 int sp_cfg_check_proxy_from(struct sp_cfg_walk *w, const struct sp_listener_conf *l)
 {
     bool from = l->proxy_from_mark.line > 0;
-    if (l->accept_proxy_protocol && !from)
+    /* a unix listener's peers are whoever its file lets in (config_unix.c) */
+    if (l->accept_proxy_protocol && !from && l->addr.ss_family != AF_UNIX)
         return sp_cfg_fail(w, yaml_mark(l->accept_pp_mark),
                            "listener '%.64s' accepts PROXY headers but has no "
                            "'proxy_protocol_from': list the load balancers allowed to send one "

@@ -269,7 +269,10 @@ static int send_local_header(struct check *c)
 static int send_http_request(struct check *c)
 {
     char req[SP_HEALTH_HTTP_REQ_MAX];
-    int n = sp_health_http_request(&c->conf->http, c->server->conf->address, req, sizeof(req));
+    const struct sp_server_conf *sc = c->server->conf;
+    /* "unix:/path" is no host name: a server on a Unix socket is asked for "localhost" */
+    const char *host = sc->addr.ss_family == AF_UNIX ? "localhost" : sc->address;
+    int n = sp_health_http_request(&c->conf->http, host, req, sizeof(req));
     if (n < 0)
         return n;
     ssize_t sent = send(c->fd, req, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);

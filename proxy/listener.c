@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* Accepts per readiness event: enough to drain a burst, few enough to keep relaying fair. */
@@ -142,10 +143,12 @@ static void fd_exhausted(struct sp_listener *l, int err)
 /* With accept_proxy_protocol, only the load balancers in proxy_protocol_from may speak first:
  * anyone else could write a header that picks its own address for allow/deny, source_hash and
  * the logs. Such a peer is closed before a byte is read or a server is asked, and does not
- * take a max_connections slot. Returns true when `fd` was closed. */
+ * take a max_connections slot. Returns true when `fd` was closed. On a unix: listener the
+ * socket file's permissions decide who may connect, and so who may send a header. */
 static bool untrusted(struct sp_listener *l, int fd, const struct sockaddr *peer)
 {
-    if (!l->conf->accept_proxy_protocol || sp_cidr_match(&l->conf->proxy_from, peer))
+    if (!l->conf->accept_proxy_protocol || sp_cidr_match(&l->conf->proxy_from, peer) ||
+        peer->sa_family == AF_UNIX)
         return false;
     close(fd);
     atomic_fetch_add_explicit(&l->stats->untrusted, 1, memory_order_relaxed);

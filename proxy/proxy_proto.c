@@ -111,7 +111,9 @@ static int encode_v2(const struct sockaddr *src, const struct sockaddr *dst, cha
     size_t blen = 0;
 
     memcpy(h, v2_sig, sizeof(v2_sig));
-    h[12] = V2_VERSION_HI | (src == NULL || dst == NULL ? V2_CMD_LOCAL : V2_CMD_PROXY);
+    /* Without an inet form (a unix: client): LOCAL, which the receiver must accept, using the
+     * connection's own endpoints; PROXY with family UNSPEC it may refuse (the spec, 2.2). */
+    h[12] = V2_VERSION_HI | (is_inet(src) && is_inet(dst) ? V2_CMD_PROXY : V2_CMD_LOCAL);
     h[13] = V2_AF_UNSPEC << 4 | V2_TP_UNSPEC;
     if (same_family(src, dst, &s, &d) && s.ss_family == AF_INET) {
         const struct sockaddr_in *x = (const void *)&s, *y = (const void *)&d;

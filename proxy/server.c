@@ -12,6 +12,7 @@
 #include "control.h"
 #include "health.h"
 #include "listener.h"
+#include "listener_unix.h"
 #include "log.h"
 #include "runtime.h"
 #include "sdnotify.h"
@@ -22,6 +23,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -37,12 +39,14 @@ struct server {
     struct sp_runtime *rt;     /* one reference: the config in force */
     struct sp_worker *workers; /* owned array */
     unsigned nworkers;
-    struct sp_health *health;     /* owned; NULL without health checks */
-    struct sp_admin *admin;       /* owned; NULL without an admin block */
-    struct sp_access_log *alog;   /* owned: the access log writer */
-    struct sp_resolved resolved;  /* owned: addresses of the servers given by name */
-    struct sp_resolver *resolver; /* owned; NULL when no server is given by name */
-    struct sp_pipe_budget pipes;  /* the workers' pipe memory; its limit follows reloads */
+    struct sp_health *health;        /* owned; NULL without health checks */
+    struct sp_admin *admin;          /* owned; NULL without an admin block */
+    struct sp_access_log *alog;      /* owned: the access log writer */
+    struct sp_resolved resolved;     /* owned: addresses of the servers given by name */
+    struct sp_resolver *resolver;    /* owned; NULL when no server is given by name */
+    struct sp_pipe_budget pipes;     /* the workers' pipe memory; its limit follows reloads */
+    struct sp_unix_files unix_files; /* socket files of unix: listeners that we created */
+    struct sp_unix_files claimed;    /* those taken over: ours once the takeover holds */
     uint64_t fd_fixed; /* descriptors open besides connections, pipes and listening sockets */
     struct sp_ratelimit shed_log; /* on_server_down: shutdown lines, a few a second */
     _Atomic unsigned exited;
@@ -97,10 +101,31 @@ static bool kept(const struct sp_config *old, const struct sp_listener_conf *lc)
     return false;
 }
 
+/* A unix: listener has no SO_REUSEPORT: the first worker's socket is bound, and the others get
+ * duplicates of it (listener_unix.h). */
+static int bind_one(const struct sp_listener_conf *lc, int **sets, unsigned w, size_t i,
+                    struct sp_unix_files *files)
+{
+    if (lc->addr.ss_family != AF_UNIX)
+        return sp_listener_bind(lc);
+    if (w == 0)
+        return sp_listener_unix_bind(lc, files);
+    int fd = fcntl(sets[0][i], F_DUPFD_CLOEXEC, 0);
+    if (fd == -1) {
+        int err = -errno;
+        sp_log_error("listener %s: cannot share %s with worker %u: %s", lc->name, lc->listen, w,
+                     uv_strerror(err));
+        return err;
+    }
+    return fd;
+}
+
 /* One socket per worker per listener of `cfg`, except -1 where `old` already listens on that
  * address (the worker keeps that socket). Binding everything before any worker switches means
- * a bad address leaves the running config untouched. Returns NULL on failure (logged). */
-static int **bind_all(const struct sp_config *cfg, const struct sp_config *old, unsigned nworkers)
+ * a bad address leaves the running config untouched (and removes the socket files it made).
+ * Returns NULL on failure (logged). */
+static int **bind_all(const struct sp_config *cfg, const struct sp_config *old, unsigned nworkers,
+                      struct sp_unix_files *files)
 {
     int **sets = calloc(nworkers, sizeof(*sets));
     if (sets == NULL)
@@ -114,7 +139,7 @@ static int **bind_all(const struct sp_config *cfg, const struct sp_config *old, 
         for (size_t i = 0; i < cfg->nlisteners; i++) {
             if (kept(old, &cfg->listeners[i]))
                 continue;
-            sets[w][i] = sp_listener_bind(&cfg->listeners[i]);
+            sets[w][i] = bind_one(&cfg->listeners[i], sets, w, i, files);
             if (sets[w][i] < 0) {
                 sets[w][i] = -1;
                 goto fail;
@@ -125,6 +150,7 @@ static int **bind_all(const struct sp_config *cfg, const struct sp_config *old, 
 
 fail:
     free_fd_sets(sets, nworkers, cfg->nlisteners);
+    sp_unix_files_prune(files, old);
     return NULL;
 }
 
@@ -153,7 +179,7 @@ static int init_workers(struct server *srv)
     srv->workers = calloc(n, sizeof(*srv->workers));
     if (srv->workers == NULL)
         return -ENOMEM;
-    int rc = sp_adopt_listeners(srv->rt->cfg, n, srv->inherit, &ad);
+    int rc = sp_adopt_listeners(srv->rt->cfg, n, srv->inherit, &srv->unix_files, &ad);
     if (rc != 0)
         return rc == -ENOMEM ? rc : -EADDRNOTAVAIL;
     unsigned made = 0;
@@ -170,6 +196,8 @@ static int init_workers(struct server *srv)
     srv->shared_ino = ad.shared;
     srv->nshared = ad.nshared;
     ad.shared = NULL;
+    srv->claimed = ad.claimed;
+    ad.claimed = (struct sp_unix_files){0};
     sp_adopted_free(&ad, n, srv->rt->cfg->nlisteners);
     if (rc != 0) {
         for (unsigned i = 0; i < made; i++) {
@@ -477,7 +505,8 @@ static void on_dns_change(void *arg)
                      (unsigned long long)srv->rt->generation);
         return;
     }
-    sets = bind_all(rt->cfg, srv->rt->cfg, srv->nworkers); /* every listener is kept: all -1 */
+    sets = bind_all(rt->cfg, srv->rt->cfg, srv->nworkers,
+                    &srv->unix_files); /* every listener is kept: all -1 */
     if (sets == NULL) {
         sp_runtime_unref(rt);
         return;
@@ -529,7 +558,7 @@ static const char *reload(struct server *srv)
         sp_config_free(cfg);
         return reload_failed(srv, "out of memory");
     }
-    int **sets = bind_all(rt->cfg, cur, srv->nworkers);
+    int **sets = bind_all(rt->cfg, cur, srv->nworkers, &srv->unix_files);
     if (sets == NULL) {
         sp_log_error("reload failed: a new listener could not be bound; keeping generation %llu",
                      (unsigned long long)srv->rt->generation);
@@ -541,6 +570,7 @@ static const char *reload(struct server *srv)
     sp_resolver_stop(srv->resolver);
     srv->resolver = NULL;
     publish(srv, rt, sets, "removed by a reload");
+    sp_unix_files_prune(&srv->unix_files, srv->rt->cfg); /* the dropped unix: listeners' files */
     sp_resolved_deinit(&srv->resolved);
     srv->resolved = resolved;
     start_resolver(srv);
@@ -605,6 +635,8 @@ static void ctl_handover(void *ctx, uint32_t pid)
     snprintf(why, sizeof(why), "taken over by pid %u", pid);
     sp_admin_stop(srv->admin);
     srv->admin = NULL;
+    /* The new process accepts on our unix: sockets and removes their files when done. */
+    sp_unix_files_deinit(&srv->unix_files);
     begin_drain(srv, why);
 }
 
@@ -776,6 +808,7 @@ static int start(struct server *srv, const struct sp_server_opts *o)
                          srv->took_over_from);
         sp_takeover_free(srv->takeover);
         srv->takeover = NULL;
+        sp_unix_files_deinit(&srv->claimed); /* the old process keeps serving on them */
         sp_admin_stop(srv->admin);
         srv->admin = NULL;
         deinit_workers(srv);
@@ -786,6 +819,8 @@ static int start(struct server *srv, const struct sp_server_opts *o)
                     srv->took_over_from);
         sp_takeover_free(srv->takeover);
         srv->takeover = NULL;
+        if (sp_unix_files_move(&srv->unix_files, &srv->claimed) != 0)
+            sp_unix_files_deinit(&srv->claimed); /* then they outlive us: harmless, stale */
         if (srv->control != NULL && sp_control_install(srv->control) != 0)
             stop_control(srv);
     }
@@ -839,7 +874,9 @@ int sp_server_run(struct sp_config *cfg, const struct sp_server_opts *opts)
     sp_admin_stop(srv.admin); /* before the workers it reads from go away */
     for (unsigned i = 0; i < srv.nworkers; i++)
         sp_worker_join(&srv.workers[i]);
-    sp_access_log_stop(srv.alog); /* after the workers' last lines */
+    sp_access_log_stop(srv.alog);               /* after the workers' last lines */
+    sp_unix_files_prune(&srv.unix_files, NULL); /* every socket is closed by now */
+    sp_unix_files_deinit(&srv.unix_files);
     uv_loop_close(&srv.loop);
     free(srv.workers);
     sp_runtime_unref(srv.rt);

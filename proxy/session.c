@@ -697,6 +697,8 @@ void sp_session_start(struct sp_listener *l, int fd, const struct sockaddr *peer
     s->start_ms = uv_now(&w->loop);
     if (len <= sizeof(s->peer))
         memcpy(&s->peer, peer, len);
+    else /* a named unix peer: only its family is kept; log_access asks for its path */
+        s->peer.sa.sa_family = peer->sa_family;
     sp_tried_init(&s->tried);
     sp_relay_dir_init(&s->dir[CLI], -1, -1, SP_POLICY_SPLICE);
     sp_relay_dir_init(&s->dir[UPS], -1, -1, SP_POLICY_SPLICE);
@@ -737,14 +739,27 @@ static void close_side(struct sp_session *s, int side, bool reset)
     s->fd[side] = -1;
 }
 
+/* The client of a unix: listener for the access log: its socket's path, if it bound one (most
+ * clients do not: "unix:"). Only asked when there is a line to write. */
+static const struct sockaddr *unix_peer(const struct sp_session *s, struct sockaddr_storage *ss)
+{
+    socklen_t len = sizeof(*ss);
+    memset(ss, 0, sizeof(*ss));
+    if (s->fd[CLI] == -1 || getpeername(s->fd[CLI], (struct sockaddr *)ss, &len) == -1)
+        memset(ss, 0, sizeof(*ss));
+    ss->ss_family = AF_UNIX;
+    return (const struct sockaddr *)ss;
+}
+
 static void log_access(struct sp_session *s, enum sp_end end)
 {
     const struct sp_config *cfg = s->gen->rt->cfg;
     if (!cfg->access_log.enabled)
         return;
+    struct sockaddr_storage un;
     struct sp_access_entry e = {
         .listener = s->lconf->name,
-        .client = &s->peer.sa,
+        .client = s->peer.sa.sa_family == AF_UNIX ? unix_peer(s, &un) : &s->peer.sa,
         .upstream = s->upstream->conf->name,
         .server = s->server != NULL ? s->server->name : NULL,
         .bytes_up = s->dir[CLI].bytes,

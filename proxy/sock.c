@@ -8,6 +8,7 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 int sp_sock_listen(const struct sockaddr *sa, socklen_t len, int backlog, bool reuseport)
@@ -44,7 +45,8 @@ int sp_sock_connect(const struct sockaddr *sa, socklen_t len, int *fd)
     *fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (*fd == -1)
         return -errno;
-    sp_sock_nodelay(*fd);
+    if (sa->sa_family != AF_UNIX) /* it has no Nagle: the setsockopt would only fail */
+        sp_sock_nodelay(*fd);
     if (connect(*fd, sa, len) == 0)
         return 0;
     int err = errno;
@@ -86,6 +88,10 @@ bool sp_sock_addr_equal(const struct sockaddr *a, const struct sockaddr *b)
         const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
         return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
     }
+    if (a->sa_family == AF_UNIX) {
+        const struct sockaddr_un *x = (const void *)a, *y = (const void *)b;
+        return memcmp(x->sun_path, y->sun_path, sizeof(x->sun_path)) == 0;
+    }
     if (a->sa_family != AF_INET6)
         return false;
     const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
@@ -116,6 +122,12 @@ const char *sp_sock_addr_str(const struct sockaddr *sa, char *buf, size_t len)
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
         inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
         snprintf(buf, len, "[%s]:%u", host, ntohs(in6->sin6_port));
+    } else if (sa->sa_family == AF_UNIX) {
+        const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
+        const char *p = un->sun_path;
+        bool abstract = p[0] == '\0' && p[1] != '\0';
+        snprintf(buf, len, "unix:%s%.*s", abstract ? "@" : "", (int)sizeof(un->sun_path) - 1,
+                 abstract ? p + 1 : p);
     } else {
         snprintf(buf, len, "(family %d)", sa->sa_family);
     }

@@ -186,14 +186,14 @@ START_TEST(encode_errors)
 
     ck_assert_int_eq(sp_pp_encode(0, sp, dp, out, sizeof(out)), -EINVAL);
     ck_assert_int_eq(sp_pp_encode(3, sp, dp, out, sizeof(out)), -EINVAL);
-    /* a non-inet family: v1 UNKNOWN, v2 PROXY with AF_UNSPEC */
+    /* a non-inet family (a unix: client): v1 UNKNOWN, v2 LOCAL with AF_UNSPEC */
     struct sockaddr_storage u;
     memset(&u, 0, sizeof(u));
     u.ss_family = AF_UNIX;
     ck_assert_int_eq(sp_pp_encode(1, (const void *)&u, dp, out, sizeof(out)), 15);
     ck_assert_mem_eq(out, "PROXY UNKNOWN\r\n", 15);
     ck_assert_int_eq(sp_pp_encode(2, sp, (const void *)&u, out, sizeof(out)), 16);
-    ck_assert_mem_eq(out, SIG "\x21\x00\x00\x00", 16);
+    ck_assert_mem_eq(out, SIG "\x20\x00\x00\x00", 16);
 }
 END_TEST
 
