@@ -427,7 +427,7 @@ static const struct {
      "3:13: port out of range in '127.0.0.1:70000' for 'listen' in listener 'web' (1..65535)"},
     {"address_no_port.yaml",
      "8:18: invalid address '127.0.0.1' for 'address' in server 1 of upstream 'web_pool' "
-     "(expected IPv4:port, [IPv6]:port or host:port)"},
+     "(expected IPv4:port, [IPv6]:port, host:port or unix:/path)"},
     {"address_v6_unclosed.yaml",
      "3:13: invalid address '[::1:80' for 'listen' in listener 'web' (expected IPv4:port, "
      "[IPv6]:port or *:port; host names are not supported)"},
@@ -477,7 +477,7 @@ static const struct {
                             "listener 'web' (at most 32 for IPv4, 128 for IPv6)"},
     {"server_bad_name.yaml",
      "8:18: invalid address 'db_1.internal:5432' for 'address' in server 1 of upstream "
-     "'web_pool' (expected IPv4:port, [IPv6]:port or host:port)"},
+     "'web_pool' (expected IPv4:port, [IPv6]:port, host:port or unix:/path)"},
     {"proxy_protocol_bad.yaml", "7:21: invalid value 'v3' for 'proxy_protocol' in upstream "
                                 "'web_pool' (expected one of: off, v1, v2)"},
     {"log_format_bad.yaml",
