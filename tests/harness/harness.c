@@ -133,6 +133,16 @@ static int tmpfile_new(char path[SPH_PATH_MAX], const char *tag)
     return fd;
 }
 
+int sph_tmp_path(char path[SPH_PATH_MAX], const char *tag)
+{
+    int fd = tmpfile_new(path, tag);
+    if (fd < 0)
+        return fd;
+    close(fd);
+    unlink(path); /* the name stays unique and registered: whatever is put there is removed */
+    return 0;
+}
+
 int sph_config_write(char path[SPH_PATH_MAX], const char *fmt, ...)
 {
     int fd = tmpfile_new(path, "conf");

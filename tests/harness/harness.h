@@ -35,6 +35,11 @@ bool sph_wait_atomic_ge(atomic_int *v, int target, int timeout_ms);
 
 /* ---- temp files and ports ---- */
 
+/* A fresh unused path in the suite's temp dir (short: a socket file's path must fit in the
+ * 108 bytes of sun_path), registered so that sph_cleanup() removes what is created there.
+ * Returns 0 or -errno. */
+int sph_tmp_path(char path[SPH_PATH_MAX], const char *tag);
+
 /* Writes a config rendered from a printf template to a new mkstemp file under /tmp (in the
  * sph_suite_setup() directory when there is one), registered
  * for removal by sph_cleanup(). path gets the name. Returns 0 or -errno. */
