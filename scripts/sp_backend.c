@@ -21,6 +21,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "parse.h"
+#include "sock_unix.h"
+
 #define SCRATCH_SIZE    (64 * 1024)
 #define PATTERN_PERIOD  251 /* source bytes are i % 251, so a reader can verify them */
 #define MAX_EVENTS      256
@@ -58,7 +61,8 @@ struct backend {
     struct options opt;
     int epfd;
     int lfd;
-    int sfd; /* signalfd */
+    struct sp_unix_file file; /* the socket file of a unix: address, removed at exit */
+    int sfd;                  /* signalfd */
     bool listen_paused;
     uint64_t next_id;
     struct conn *conns; /* owned list of live connections */
@@ -79,7 +83,8 @@ static void usage(FILE *f, const char *argv0)
             "\n"
             "A small TCP backend for the splicer demo and benchmarks.\n"
             "  LISTEN_ADDR:PORT  e.g. 127.0.0.1:9001, [::1]:9001, localhost:9001; port 0 picks\n"
-            "                    a free port (printed on stderr at start)\n"
+            "                    a free port (printed on stderr at start); or a Unix socket,\n"
+            "                    unix:/path/app.sock (a stale file is replaced) or unix:@name\n"
             "  --mode echo       echo everything back (default)\n"
             "  --mode name       write \"NAME\\n\" on connect, then echo\n"
             "  --mode sink       read and discard\n"
@@ -222,9 +227,29 @@ static void format_addr(const struct sockaddr *sa, socklen_t len, char *buf, siz
         snprintf(buf, buflen, "%s:%s", host, port);
 }
 
-/* Returns a listening non-blocking socket, or -1 after printing why. */
-static int listen_on(const char *argv0, const char *addr)
+/* unix:/path or unix:@name: a stale socket file is replaced, as splicer does. */
+static int listen_unix(const char *argv0, const char *addr, struct sp_unix_file *file)
 {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (sp_parse_unix_addr(addr, &ss, &len) != 0) {
+        fprintf(stderr, "%s: bad address '%s' (want unix:/absolute/path or unix:@name)\n", argv0,
+                addr);
+        return -1;
+    }
+    int fd = sp_unix_listen((struct sockaddr *)&ss, len, -1, SOMAXCONN, file);
+    if (fd < 0) {
+        fprintf(stderr, "%s: listen %s: %s\n", argv0, addr, strerror(-fd));
+        return -1;
+    }
+    return fd;
+}
+
+/* Returns a listening non-blocking socket, or -1 after printing why. */
+static int listen_on(const char *argv0, const char *addr, struct sp_unix_file *file)
+{
+    if (sp_parse_is_unix(addr))
+        return listen_unix(argv0, addr, file);
     char host[256], port[16];
     if (split_addr(addr, host, sizeof(host), port, sizeof(port)) != 0) {
         fprintf(stderr, "%s: bad address '%s' (want HOST:PORT or [V6]:PORT)\n", argv0, addr);
@@ -526,7 +551,7 @@ static int setup(struct backend *b, const char *argv0)
         fprintf(stderr, "%s: signals: %s\n", argv0, strerror(errno));
         return -1;
     }
-    b->lfd = listen_on(argv0, b->opt.addr);
+    b->lfd = listen_on(argv0, b->opt.addr, &b->file);
     if (b->lfd == -1)
         return -1;
     b->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -548,6 +573,7 @@ static void teardown(struct backend *b)
         close(b->epfd);
     if (b->lfd != -1)
         close(b->lfd);
+    sp_unix_file_remove(&b->file);
     if (b->sfd != -1)
         close(b->sfd);
 }
@@ -566,7 +592,9 @@ int main(int argc, char **argv)
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
         char where[80] = "?";
-        if (getsockname(b.lfd, (struct sockaddr *)&ss, &len) == 0)
+        if (sp_parse_is_unix(b.opt.addr))
+            snprintf(where, sizeof(where), "%.79s", b.opt.addr);
+        else if (getsockname(b.lfd, (struct sockaddr *)&ss, &len) == 0)
             format_addr((struct sockaddr *)&ss, len, where, sizeof(where));
         fprintf(stderr, "%s: listening on %s, mode %s\n", b.opt.name, where,
                 mode_names[b.opt.mode]);
