@@ -34,6 +34,11 @@ int sp_unix_files_claim(struct sp_unix_files *files, const char *path);
  * nothing moved). */
 int sp_unix_files_move(struct sp_unix_files *to, struct sp_unix_files *from);
 
+/* Applies the unix_mode of every unix listener of `cfg` that has one to the file recorded for
+ * its path (a reload that keeps the socket but changes the mode; without unix_mode the file
+ * keeps its mode). A file that is no longer ours is left alone. */
+void sp_unix_files_apply_modes(const struct sp_unix_files *files, const struct sp_config *cfg);
+
 /* Forgets the records (without removing anything) and frees the array. */
 void sp_unix_files_deinit(struct sp_unix_files *files);
 

@@ -116,6 +116,30 @@ void sp_unix_files_prune(struct sp_unix_files *files, const struct sp_config *ke
     files->n = kept;
 }
 
+void sp_unix_files_apply_modes(const struct sp_unix_files *files, const struct sp_config *cfg)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct sp_listener_conf *l = &cfg->listeners[i];
+        const struct sockaddr_un *un = (const struct sockaddr_un *)&l->addr;
+        if (l->addr.ss_family != AF_UNIX || l->unix_mode < 0)
+            continue;
+        for (size_t j = 0; j < files->n; j++) {
+            const struct sp_unix_file *f = &files->v[j];
+            struct stat st;
+            if (strncmp(f->path, un->sun_path, sizeof(f->path)) != 0 || lstat(f->path, &st) != 0 ||
+                st.st_dev != f->dev || st.st_ino != f->ino ||
+                (st.st_mode & 07777) == (mode_t)l->unix_mode)
+                continue;
+            if (chmod(f->path, (mode_t)l->unix_mode) == 0)
+                sp_log_info("listener %s: %s now has mode %04o", l->name, f->path,
+                            (unsigned)l->unix_mode);
+            else
+                sp_log_warn("listener %s: cannot set mode %04o on %s: %s", l->name,
+                            (unsigned)l->unix_mode, f->path, strerror(errno));
+        }
+    }
+}
+
 void sp_unix_files_deinit(struct sp_unix_files *files)
 {
     free(files->v);

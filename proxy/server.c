@@ -571,6 +571,7 @@ static const char *reload(struct server *srv)
     srv->resolver = NULL;
     publish(srv, rt, sets, "removed by a reload");
     sp_unix_files_prune(&srv->unix_files, srv->rt->cfg); /* the dropped unix: listeners' files */
+    sp_unix_files_apply_modes(&srv->unix_files, srv->rt->cfg); /* kept sockets, new unix_mode */
     sp_resolved_deinit(&srv->resolved);
     srv->resolved = resolved;
     start_resolver(srv);

@@ -463,8 +463,8 @@ END_TEST
     "shutdown_timeout: 1s\naccess_log: stderr\nadmin:\n  listen: 127.0.0.1:%d\n"                   \
     "listeners:\n  tcp:\n    listen: 127.0.0.1:%d\n    upstream: pool\n"
 
-/* SIGHUP adds a unix: listener (its file appears), moves the server to unix: and back, and
- * removes the listener again (its file goes). */
+/* SIGHUP adds a unix: listener (its file appears), moves the server to unix: and back, applies
+ * a new unix_mode to the socket it keeps, and removes the listener again (its file goes). */
 START_TEST(reload)
 {
     char conf[SPH_PATH_MAX], sock[SPH_PATH_MAX], srv[SPH_PATH_MAX], body[1024], line[64];
@@ -507,9 +507,27 @@ START_TEST(reload)
     ck_assert_str_eq(line, "unix");
     close(fd);
 
+    /* the same socket, kept, with a unix_mode now */
+    ck_assert_int_eq(sph_config_rewrite(conf,
+                                        RELOAD_HEAD "  ux:\n    listen: unix:%s\n"
+                                                    "    unix_mode: \"0604\"\n"
+                                                    "    upstream: pool\n"
+                                                    "upstreams:\n  pool:\n    servers:\n"
+                                                    "      - address: unix:%s\n",
+                                        x.admin, port, sock, srv),
+                     0);
+    ck_assert_int_eq(sph_proc_signal_wait_log(&x.proc, SIGHUP, "generation 3", 5000), 0);
+    struct stat st;
+    ck_assert_int_eq(lstat(sock, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 07777, 0604);
+    fd = un_connect(sock);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_gt(sph_read_line(fd, line, sizeof(line), SPH_IO_MS), 0);
+    close(fd);
+
     /* - the unix listener, and the server back on TCP */
     ck_assert_int_eq(sph_config_rewrite(conf, "%s", body), 0);
-    ck_assert_int_eq(sph_proc_signal_wait_log(&x.proc, SIGHUP, "generation 3", 5000), 0);
+    ck_assert_int_eq(sph_proc_signal_wait_log(&x.proc, SIGHUP, "generation 4", 5000), 0);
     ck_assert_msg(sph_wait_until(path_absent, sock, 3000), "the socket file outlived its listener");
     ck_assert_int_lt(un_connect(sock), 0);
     fd = sph_connect(AF_INET, port, SPH_IO_MS);
