@@ -215,6 +215,17 @@ START_TEST(tcp_listener_to_unix)
     snprintf(series, sizeof(series),
              "splicer_server_connections_total{upstream=\"pool\",server=\"unix:%s\"}", srv);
     ck_assert_int_eq(sph_metric(x.admin, series), 1);
+
+    /* drained through the admin endpoint by its address, the '/' percent-encoded */
+    char url[3 * SPH_PATH_MAX + 64], *u = url;
+    u += sprintf(u, "/upstreams/pool/servers/unix:");
+    for (const char *p = srv; *p != '\0'; p++)
+        u += *p == '/' ? sprintf(u, "%%2F") : sprintf(u, "%c", *p);
+    sprintf(u, "/drain");
+    ck_assert_int_eq(sph_admin_req(x.admin, "POST", url, NULL, 0), 200);
+    snprintf(series, sizeof(series), "splicer_server_drained{upstream=\"pool\",server=\"unix:%s\"}",
+             srv);
+    ck_assert_int_eq(sph_metric(x.admin, series), 1);
     sph_cleanup();
 }
 END_TEST
