@@ -3,7 +3,8 @@
  * an upgrade sees no refused and no reset connection, a 256 MiB transfer begun in the old
  * process completes intact, the new process serves (its pid in /status), the old one exits 0;
  * with the worker count going down and up again (three processes); failed takeovers leave the
- * old process serving; a second instance is refused; inherited descriptors are served on. */
+ * old process serving; a second instance is refused; inherited descriptors are served on; a
+ * unix: listener's socket and file go over to the new process. */
 #include "harness.h"
 
 #include <check.h>
@@ -368,6 +369,60 @@ START_TEST(workers_down_and_up)
 }
 END_TEST
 
+/* A ping through the unix socket at `path`: 0 when echoed. */
+static int unix_ping(const char *path)
+{
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    snprintf(un.sun_path, sizeof(un.sun_path), "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    int rc = connect(fd, (struct sockaddr *)&un, sizeof(un)) == 0 ? sph_ping(fd, 5000) : -errno;
+    close(fd);
+    return rc;
+}
+
+static ino_t socket_file_ino(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) ? st.st_ino : 0;
+}
+
+/* A unix: listener goes over with its one socket, which both workers of the new process
+ * share; its file outlives the old process, which created it, and goes with the new one. */
+START_TEST(unix_listener_taken_over)
+{
+    struct env e;
+    env_init(&e);
+    char sock[64], extra[200], conf[SPH_PATH_MAX];
+    snprintf(sock, sizeof(sock), "%.30s/front.sock", ctl_dir);
+    snprintf(extra, sizeof(extra),
+             "  local:\n"
+             "    listen: unix:%s\n"
+             "    upstream: pool\n",
+             sock);
+    write_conf(conf, &e, 2, ctl_path, extra);
+    struct sph_proc p1, p2;
+    start_old(&p1, conf, e.port);
+    ck_assert_int_eq(unix_ping(sock), 0);
+    ino_t ino = socket_file_ino(sock);
+    ck_assert_msg(ino != 0, "no socket file at %s", sock);
+
+    takeover(&p2, conf, e.admin);
+    expect_exit(&p1, 0, 30000);
+    char *err = sph_proc_stderr(&p2);
+    ck_assert_msg(strstr(err, "listener local: 1 inherited socket, shared by every worker") != NULL,
+                  "stderr:\n%s", err);
+    free(err);
+    ck_assert_msg(socket_file_ino(sock) == ino, "the old process took %s with it", sock);
+    for (int i = 0; i < 8; i++)
+        ck_assert_int_eq(unix_ping(sock), 0);
+
+    ck_assert_int_eq(sph_proc_signal(&p2, SIGTERM), 0);
+    expect_exit(&p2, 0, 30000);
+    ck_assert_msg(socket_file_ino(sock) == 0, "the new process left %s behind", sock);
+}
+END_TEST
+
 /* Serves a ping through the listener, and /status still names `pid`. */
 static void still_serving(const struct env *e, const struct sph_proc *p)
 {
@@ -644,6 +699,7 @@ static void add_cases(Suite *s)
     tcase_set_timeout(tc, 280);
     tcase_add_test(tc, upgrade_under_load);
     tcase_add_test(tc, workers_down_and_up);
+    tcase_add_test(tc, unix_listener_taken_over);
     tcase_add_test(tc, failures_keep_old_serving);
     tcase_add_test(tc, second_instance_refused);
     tcase_add_test(tc, reload_keeps_control_socket);
