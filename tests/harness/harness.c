@@ -470,7 +470,7 @@ bool sph_port_listening(int port)
 }
 
 /* 1 when process pid itself holds a socket listening on port (in its own network namespace),
- * 0 when it holds none, -errno when its descriptors cannot be read. */
+ * 0 when it holds none, -errno when its descriptors cannot be listed or read. */
 static int pid_listens(pid_t pid, int port)
 {
     unsigned long inodes[LISTEN_INODES_MAX];
@@ -484,12 +484,16 @@ static int pid_listens(pid_t pid, int port)
     DIR *d = opendir(path);
     if (d == NULL)
         return -errno;
-    int found = 0;
+    int found = 0, denied = 0;
     for (struct dirent *e; found == 0 && n > 0 && (e = readdir(d)) != NULL;) {
         char link[320], target[64];
         unsigned long inode;
         snprintf(link, sizeof(link), "%s/%s", path, e->d_name);
         ssize_t len = readlink(link, target, sizeof(target) - 1);
+        /* Root without CAP_SYS_PTRACE (a container) may list another user's descriptors but
+         * not read where they point. */
+        if (len == -1 && (errno == EACCES || errno == EPERM))
+            denied = -errno;
         if (len <= 0)
             continue;
         target[len] = '\0';
@@ -499,7 +503,7 @@ static int pid_listens(pid_t pid, int port)
             found = inodes[i] == inode;
     }
     closedir(d);
-    return found;
+    return found != 0 ? found : denied;
 }
 
 int sph_splicer_start(struct sph_proc *p, const char *conf, int port, int timeout_ms)
