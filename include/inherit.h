@@ -62,8 +62,4 @@ void sp_inherit_close_unused(struct sp_inherit *in);
 /* Closes what is left and frees the table. */
 void sp_inherit_deinit(struct sp_inherit *in);
 
-/* True when a and b are the same listening address: AF_INET/AF_INET6 address and port, or
- * AF_UNIX path (abstract names included). */
-bool sp_inherit_same_addr(const struct sockaddr *a, const struct sockaddr *b);
-
 #endif

@@ -21,6 +21,10 @@ struct sp_unix_files {
  * or -errno. */
 int sp_listener_unix_bind(const struct sp_listener_conf *conf, struct sp_unix_files *files);
 
+/* A duplicate of `fd`, the one socket of the unix: listener `conf`, for `worker` to accept on
+ * (a failure is logged). Returns the new fd or -errno. */
+int sp_listener_unix_share(const struct sp_listener_conf *conf, int fd, unsigned worker);
+
 /* Removes every recorded file that no unix listener of `keep` listens on (keep NULL: all of
  * them), if it is still the file this process created there. */
 void sp_unix_files_prune(struct sp_unix_files *files, const struct sp_config *keep);

@@ -99,13 +99,10 @@ static int bind_unix(struct sp_adopted *a, const struct sp_listener_conf *lc, si
         return fd;
     a->sets[0][i] = fd;
     for (unsigned w = 1; w < nworkers; w++) {
-        a->sets[w][i] = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-        if (a->sets[w][i] == -1) {
-            int err = -errno;
-            sp_log_error("listener %s: cannot share %s with worker %u: %s", lc->name, lc->listen, w,
-                         uv_strerror(err));
-            return err;
-        }
+        int dup = sp_listener_unix_share(lc, fd, w);
+        if (dup < 0)
+            return dup;
+        a->sets[w][i] = dup;
     }
     return 0;
 }

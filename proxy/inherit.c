@@ -23,28 +23,6 @@
 
 static const char *const source_names[SP_INHERIT_SOURCE_COUNT] = {"systemd", "takeover"};
 
-static const char *addr_str(const struct sockaddr *sa, char *buf, size_t len)
-{
-    if (sa->sa_family != AF_UNIX)
-        return sp_sock_addr_str(sa, buf, len);
-    const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
-    if (un->sun_path[0] == '\0')
-        snprintf(buf, len, "unix:@%.*s", (int)sizeof(un->sun_path) - 1, un->sun_path + 1);
-    else
-        snprintf(buf, len, "unix:%.*s", (int)sizeof(un->sun_path), un->sun_path);
-    return buf;
-}
-
-bool sp_inherit_same_addr(const struct sockaddr *a, const struct sockaddr *b)
-{
-    if (a->sa_family != AF_UNIX || b->sa_family != AF_UNIX)
-        return sp_sock_addr_equal(a, b);
-    const struct sockaddr_un *x = (const void *)a, *y = (const void *)b;
-    if (x->sun_path[0] == '\0' || y->sun_path[0] == '\0') /* abstract: all bytes count */
-        return memcmp(x->sun_path, y->sun_path, sizeof(x->sun_path)) == 0;
-    return strncmp(x->sun_path, y->sun_path, sizeof(x->sun_path)) == 0;
-}
-
 /* The checks that make a descriptor usable as a listener; 0 or -errno with `why` filled. */
 static int check_socket(int fd, struct sp_inherited *e, char *why, size_t whylen)
 {
@@ -112,7 +90,7 @@ int sp_inherit_add(struct sp_inherit *in, int fd, enum sp_inherit_source src, bo
     in->v[in->n++] = e;
     char addr[SP_ADDRSTRLEN + 64];
     sp_log_debug("inherited from %s: descriptor %d listening on %s", source_names[src], fd,
-                 addr_str((struct sockaddr *)&e.addr, addr, sizeof(addr)));
+                 sp_sock_addr_str((struct sockaddr *)&e.addr, addr, sizeof(addr)));
     return 0;
 }
 
@@ -164,7 +142,7 @@ size_t sp_inherit_count(const struct sp_inherit *in, const struct sockaddr *addr
 {
     size_t n = 0;
     for (size_t i = 0; i < in->n; i++)
-        n += in->v[i].fd != -1 && sp_inherit_same_addr((struct sockaddr *)&in->v[i].addr, addr);
+        n += in->v[i].fd != -1 && sp_sock_addr_equal((struct sockaddr *)&in->v[i].addr, addr);
     return n;
 }
 
@@ -172,7 +150,7 @@ int sp_inherit_take(struct sp_inherit *in, const struct sockaddr *addr, bool *sh
 {
     for (size_t i = 0; i < in->n; i++) {
         struct sp_inherited *e = &in->v[i];
-        if (e->fd == -1 || !sp_inherit_same_addr((struct sockaddr *)&e->addr, addr))
+        if (e->fd == -1 || !sp_sock_addr_equal((struct sockaddr *)&e->addr, addr))
             continue;
         int fd = e->fd;
         e->fd = -1;
@@ -192,7 +170,7 @@ void sp_inherit_close_unused(struct sp_inherit *in)
         char addr[SP_ADDRSTRLEN + 64];
         sp_log_warn("%s socket %s: no listener of the config has this address; closed it",
                     source_names[e->source],
-                    addr_str((struct sockaddr *)&e->addr, addr, sizeof(addr)));
+                    sp_sock_addr_str((struct sockaddr *)&e->addr, addr, sizeof(addr)));
         close(e->fd);
         e->fd = -1;
     }

@@ -5,6 +5,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -83,6 +84,18 @@ int sp_unix_files_move(struct sp_unix_files *to, struct sp_unix_files *from)
     }
     sp_unix_files_deinit(from);
     return 0;
+}
+
+int sp_listener_unix_share(const struct sp_listener_conf *conf, int fd, unsigned worker)
+{
+    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (dup == -1) {
+        int err = -errno;
+        sp_log_error("listener %s: cannot share %s with worker %u: %s", conf->name, conf->listen,
+                     worker, uv_strerror(err));
+        return err;
+    }
+    return dup;
 }
 
 static bool still_listened(const struct sp_config *keep, const char *path)

@@ -23,7 +23,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -108,16 +107,7 @@ static int bind_one(const struct sp_listener_conf *lc, int **sets, unsigned w, s
 {
     if (lc->addr.ss_family != AF_UNIX)
         return sp_listener_bind(lc);
-    if (w == 0)
-        return sp_listener_unix_bind(lc, files);
-    int fd = fcntl(sets[0][i], F_DUPFD_CLOEXEC, 0);
-    if (fd == -1) {
-        int err = -errno;
-        sp_log_error("listener %s: cannot share %s with worker %u: %s", lc->name, lc->listen, w,
-                     uv_strerror(err));
-        return err;
-    }
-    return fd;
+    return w == 0 ? sp_listener_unix_bind(lc, files) : sp_listener_unix_share(lc, sets[0][i], w);
 }
 
 /* One socket per worker per listener of `cfg`, except -1 where `old` already listens on that

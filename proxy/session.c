@@ -744,9 +744,9 @@ static void close_side(struct sp_session *s, int side, bool reset)
 static const struct sockaddr *unix_peer(const struct sp_session *s, struct sockaddr_storage *ss)
 {
     socklen_t len = sizeof(*ss);
-    memset(ss, 0, sizeof(*ss));
-    if (s->fd[CLI] == -1 || getpeername(s->fd[CLI], (struct sockaddr *)ss, &len) == -1)
-        memset(ss, 0, sizeof(*ss));
+    memset(ss, 0, sizeof(*ss)); /* unnamed when getpeername fails or the client bound no name */
+    if (s->fd[CLI] != -1)
+        (void)getpeername(s->fd[CLI], (struct sockaddr *)ss, &len);
     ss->ss_family = AF_UNIX;
     return (const struct sockaddr *)ss;
 }

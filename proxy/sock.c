@@ -90,7 +90,9 @@ bool sp_sock_addr_equal(const struct sockaddr *a, const struct sockaddr *b)
     }
     if (a->sa_family == AF_UNIX) {
         const struct sockaddr_un *x = (const void *)a, *y = (const void *)b;
-        return memcmp(x->sun_path, y->sun_path, sizeof(x->sun_path)) == 0;
+        if (x->sun_path[0] == '\0' || y->sun_path[0] == '\0') /* abstract: every byte counts */
+            return memcmp(x->sun_path, y->sun_path, sizeof(x->sun_path)) == 0;
+        return strncmp(x->sun_path, y->sun_path, sizeof(x->sun_path)) == 0; /* a path, to its NUL */
     }
     if (a->sa_family != AF_INET6)
         return false;
