@@ -93,6 +93,32 @@ int sp_cfg_first_duplicate(const void *ctx, size_t n, sp_cfg_cmp_fn cmp, size_t 
 int sp_cfg_walk_map(struct sp_cfg_walk *w, yaml_node_t *map, const struct sp_cfg_field *tab,
                     size_t n, void *obj, const char *where, yaml_mark_t owner);
 
+/* A libyaml (0-based) mark as the config model keeps positions: 1-based line and column. */
+struct sp_conf_mark sp_cfg_mark(yaml_mark_t m);
+
+/* A named section (listeners, upstreams): a mapping from each entry's name to its keys, parsed
+ * into an array of structs that each hold a char *name and a struct sp_conf_mark mark. */
+struct sp_cfg_section {
+    const char *kind; /* "listener", for messages */
+    const struct sp_cfg_field *fields;
+    size_t nfields;
+    size_t size;                   /* of one entry */
+    size_t name_off;               /* of its char *name */
+    size_t mark_off;               /* of its struct sp_conf_mark mark */
+    void (*defaults)(void *entry); /* fills an entry before its keys are read */
+};
+
+/* The number of entries of the named section `val` (the value of key `what`); an absent or
+ * empty section is an error. */
+int sp_cfg_section_count(struct sp_cfg_walk *w, const struct sp_cfg_section *sc, yaml_node_t *val,
+                         const char *what, size_t *n);
+
+/* Parses the n entries of the named section `val` into `entries`, a zeroed array of n that the
+ * caller has already stored where the field parsers (and the free on failure) find it. Refuses
+ * a name that is not a non-empty string, and a name used twice. */
+int sp_cfg_parse_section(struct sp_cfg_walk *w, const struct sp_cfg_section *sc, yaml_node_t *val,
+                         void *entries, size_t n);
+
 /* Field parsers. Destinations: unsigned (uint, with min/max), uint64_t milliseconds (duration,
  * with min), uint64_t bytes (size, with min/max), bool, unsigned enum index (enum, with
  * names), char * owned (string), char * owned + size_t length (bytes, keeps NULs). */

@@ -1,7 +1,7 @@
 /* config.c: the configuration model. One key table per section (top level, listener, upstream,
  * server, health_check), the defaults, the cross-checks that need the whole file (upstream names
- * resolve, listen addresses are unique) and the public load/free API. The YAML mechanics and
- * the generic value parsers live in config_yaml.c. */
+ * resolve, listen addresses are unique) and the public load/free API. The YAML mechanics, the
+ * walk of named sections and the generic value parsers live in config_yaml.c. */
 #include "config.h"
 #include "common.h"
 #include "config_admin.h"
@@ -54,12 +54,6 @@ static const char *const pp_send_names[SP_PP_SEND_COUNT + 1] = {"off", "v1", "v2
 static struct build *build_of(struct sp_cfg_walk *w)
 {
     return sp_container_of(w, struct build, walk);
-}
-
-static struct sp_conf_mark conf_mark(yaml_mark_t m)
-{
-    struct sp_conf_mark c = {(int)m.line + 1, (int)m.column + 1};
-    return c;
 }
 
 static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
@@ -225,7 +219,7 @@ static int p_servers(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_n
         char where[128];
         snprintf(where, sizeof(where), "server %zu of upstream '%.64s'", i + 1, up->name);
         srv->weight = 1;
-        srv->mark = conf_mark(item->start_mark);
+        srv->mark = sp_cfg_mark(item->start_mark);
         rc = sp_cfg_expect(w, item, YAML_MAPPING_NODE, where);
         if (rc == 0)
             rc = sp_cfg_walk_map(w, item, server_fields, SP_ARRAY_LEN(server_fields), srv, where,
@@ -295,133 +289,30 @@ static void upstream_defaults(void *entry)
     u->shutdown_spread_ms = 5000;
 }
 
-/* The key of a listener or upstream entry is its name: a non-empty scalar. */
-static int section_name(struct sp_cfg_walk *w, const yaml_node_t *k, const char *kind,
-                        const char **name)
-{
-    if (k->type != YAML_SCALAR_NODE)
-        return sp_cfg_fail(w, k->start_mark, "expected a scalar %s name, found %s", kind,
-                           sp_cfg_kind(k));
-    const char *s = (const char *)k->data.scalar.value;
-    if (s[0] == '\0' || strlen(s) != k->data.scalar.length)
-        return sp_cfg_fail(w, k->start_mark, "%s name must be a non-empty string", kind);
-    *name = s;
-    return 0;
-}
-
-/* Counts the entries of a mapping of named sections; an absent or empty one is an error. */
-static int section_count(struct sp_cfg_walk *w, yaml_node_t *val, const char *what,
-                         const char *kind, size_t *n)
-{
-    int rc = sp_cfg_expect(w, val, YAML_MAPPING_NODE, what);
-    if (rc != 0)
-        return rc;
-    *n = (size_t)(val->data.mapping.pairs.top - val->data.mapping.pairs.start);
-    if (*n == 0)
-        return sp_cfg_fail(w, val->start_mark, "%s is empty (at least one %s is required)", what,
-                           kind);
-    return 0;
-}
-
-/* The named sections (listeners, upstreams) are arrays of structs, each with a name and a
- * mark; one description lets a single function parse an entry of either. */
-struct section {
-    const char *kind; /* "listener" */
-    const struct sp_cfg_field *fields;
-    size_t nfields;
-    size_t size;     /* of one entry */
-    size_t name_off; /* of its char *name */
-    size_t mark_off; /* of its struct sp_conf_mark mark */
-};
-
-static char **entry_name(const struct section *sc, void *entries, size_t i)
-{
-    return (char **)(void *)((char *)entries + i * sc->size + sc->name_off);
-}
-
-static struct sp_conf_mark *entry_mark(const struct section *sc, void *entries, size_t i)
-{
-    return (struct sp_conf_mark *)(void *)((char *)entries + i * sc->size + sc->mark_off);
-}
-
-/* Entry i of a named section: a unique name, kept with its position, then its fields. */
-static int parse_entry(struct sp_cfg_walk *w, const struct section *sc, yaml_node_pair_t *p,
-                       void *entries, size_t i)
-{
-    yaml_node_t *k = sp_cfg_node(w, p->key), *v = sp_cfg_node(w, p->value);
-    const char *name = NULL;
-    char where[96];
-
-    int rc = section_name(w, k, sc->kind, &name);
-    if (rc != 0)
-        return rc;
-    *entry_mark(sc, entries, i) = conf_mark(k->start_mark);
-    if ((*entry_name(sc, entries, i) = strdup(name)) == NULL)
-        return sp_cfg_oom(w);
-    snprintf(where, sizeof(where), "%s '%.64s'", sc->kind, name);
-    rc = sp_cfg_expect(w, v, YAML_MAPPING_NODE, where);
-    if (rc == 0)
-        rc = sp_cfg_walk_map(w, v, sc->fields, sc->nfields, (char *)entries + i * sc->size, where,
-                             k->start_mark);
-    return rc;
-}
-
-struct named {
-    const struct section *sc;
-    void *entries;
-};
-
-static int cmp_name(const void *ctx, size_t a, size_t b)
-{
-    const struct named *nm = ctx;
-    return strcmp(*entry_name(nm->sc, nm->entries, a), *entry_name(nm->sc, nm->entries, b));
-}
-
-/* Parses the n entries of the named section `val`, then refuses a name used twice. */
-static int parse_entries(struct sp_cfg_walk *w, const struct section *sc, yaml_node_t *val,
-                         void *entries, size_t n, void (*defaults)(void *entry))
-{
-    for (size_t i = 0; i < n; i++) {
-        defaults((char *)entries + i * sc->size);
-        int rc = parse_entry(w, sc, &val->data.mapping.pairs.start[i], entries, i);
-        if (rc != 0)
-            return rc;
-    }
-    struct named nm = {sc, entries};
-    size_t first, dup;
-    int rc = sp_cfg_first_duplicate(&nm, n, cmp_name, &first, &dup);
-    if (rc < 0)
-        return sp_cfg_oom(w);
-    if (rc == 0)
-        return 0;
-    yaml_node_t *k = sp_cfg_node(w, val->data.mapping.pairs.start[dup].key);
-    return sp_cfg_fail(w, k->start_mark, "duplicate %s '%.64s' (first at line %d)", sc->kind,
-                       *entry_name(sc, entries, dup), entry_mark(sc, entries, first)->line);
-}
-
 static int p_upstreams(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
                        void *obj, const char *what)
 {
-    struct sp_config *cfg = obj;
-    size_t n;
-    (void)f;
-
-    int rc = section_count(w, val, what, "upstream", &n);
-    if (rc != 0)
-        return rc;
-    cfg->upstreams = calloc(n, sizeof(*cfg->upstreams));
-    if (cfg->upstreams == NULL)
-        return sp_cfg_oom(w);
-    cfg->nupstreams = n;
-    static const struct section upstreams = {
+    static const struct sp_cfg_section upstreams = {
         .kind = "upstream",
         .fields = upstream_fields,
         .nfields = SP_ARRAY_LEN(upstream_fields),
         .size = sizeof(struct sp_upstream_conf),
         .name_off = offsetof(struct sp_upstream_conf, name),
         .mark_off = offsetof(struct sp_upstream_conf, mark),
+        .defaults = upstream_defaults,
     };
-    return parse_entries(w, &upstreams, val, cfg->upstreams, n, upstream_defaults);
+    struct sp_config *cfg = obj;
+    size_t n;
+    (void)f;
+
+    int rc = sp_cfg_section_count(w, &upstreams, val, what, &n);
+    if (rc != 0)
+        return rc;
+    cfg->upstreams = calloc(n, sizeof(*cfg->upstreams));
+    if (cfg->upstreams == NULL)
+        return sp_cfg_oom(w);
+    cfg->nupstreams = n;
+    return sp_cfg_parse_section(w, &upstreams, val, cfg->upstreams, n);
 }
 
 /* ---- listeners -------------------------------------------------------------------------- */
@@ -525,12 +416,21 @@ static void listener_defaults(void *entry)
 static int p_listeners(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
                        void *obj, const char *what)
 {
+    static const struct sp_cfg_section listeners = {
+        .kind = "listener",
+        .fields = listener_fields,
+        .nfields = SP_ARRAY_LEN(listener_fields),
+        .size = sizeof(struct sp_listener_conf),
+        .name_off = offsetof(struct sp_listener_conf, name),
+        .mark_off = offsetof(struct sp_listener_conf, mark),
+        .defaults = listener_defaults,
+    };
     struct build *b = build_of(w);
     struct sp_config *cfg = obj;
     size_t n;
     (void)f;
 
-    int rc = section_count(w, val, what, "listener", &n);
+    int rc = sp_cfg_section_count(w, &listeners, val, what, &n);
     if (rc != 0)
         return rc;
     cfg->listeners = calloc(n, sizeof(*cfg->listeners));
@@ -538,15 +438,7 @@ static int p_listeners(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml
     if (cfg->listeners == NULL || b->lmarks == NULL)
         return sp_cfg_oom(w);
     cfg->nlisteners = n;
-    static const struct section listeners = {
-        .kind = "listener",
-        .fields = listener_fields,
-        .nfields = SP_ARRAY_LEN(listener_fields),
-        .size = sizeof(struct sp_listener_conf),
-        .name_off = offsetof(struct sp_listener_conf, name),
-        .mark_off = offsetof(struct sp_listener_conf, mark),
-    };
-    return parse_entries(w, &listeners, val, cfg->listeners, n, listener_defaults);
+    return sp_cfg_parse_section(w, &listeners, val, cfg->listeners, n);
 }
 
 /* ---- top level -------------------------------------------------------------------------- */

@@ -87,12 +87,6 @@ int sp_cfg_parse_cidrs(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml
 
 /* ---- who may send a PROXY header -------------------------------------------------------- */
 
-static struct sp_conf_mark mark_of(const yaml_node_t *val)
-{
-    struct sp_conf_mark m = {(int)val->start_mark.line + 1, (int)val->start_mark.column + 1};
-    return m;
-}
-
 static yaml_mark_t yaml_mark(struct sp_conf_mark m)
 {
     yaml_mark_t y = {0, (size_t)m.line - 1, (size_t)m.col - 1};
@@ -105,7 +99,7 @@ int sp_cfg_parse_accept_pp(struct sp_cfg_walk *w, const struct sp_cfg_field *f, 
     struct sp_listener_conf *l = obj;
     int rc = sp_cfg_parse_bool(w, f, val, obj, what);
     if (rc == 0)
-        l->accept_pp_mark = mark_of(val);
+        l->accept_pp_mark = sp_cfg_mark(val->start_mark);
     return rc;
 }
 
@@ -115,7 +109,7 @@ int sp_cfg_parse_proxy_from(struct sp_cfg_walk *w, const struct sp_cfg_field *f,
     struct sp_listener_conf *l = obj;
     int rc = sp_cfg_parse_cidrs(w, f, val, obj, what);
     if (rc == 0)
-        l->proxy_from_mark = mark_of(val);
+        l->proxy_from_mark = sp_cfg_mark(val->start_mark);
     return rc;
 }
 

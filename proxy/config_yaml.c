@@ -597,3 +597,103 @@ int sp_cfg_parse_bytes(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml
     *FIELD_AT(obj, f->off2, size_t) = len;
     return 0;
 }
+
+struct sp_conf_mark sp_cfg_mark(yaml_mark_t m)
+{
+    struct sp_conf_mark c = {(int)m.line + 1, (int)m.column + 1};
+    return c;
+}
+
+/* ---- named sections --------------------------------------------------------------------- */
+
+/* The key of a listener or upstream entry is its name: a non-empty scalar. */
+static int section_name(struct sp_cfg_walk *w, const yaml_node_t *k, const char *kind,
+                        const char **name)
+{
+    if (k->type != YAML_SCALAR_NODE)
+        return sp_cfg_fail(w, k->start_mark, "expected a scalar %s name, found %s", kind,
+                           sp_cfg_kind(k));
+    const char *s = (const char *)k->data.scalar.value;
+    if (s[0] == '\0' || strlen(s) != k->data.scalar.length)
+        return sp_cfg_fail(w, k->start_mark, "%s name must be a non-empty string", kind);
+    *name = s;
+    return 0;
+}
+
+int sp_cfg_section_count(struct sp_cfg_walk *w, const struct sp_cfg_section *sc, yaml_node_t *val,
+                         const char *what, size_t *n)
+{
+    int rc = sp_cfg_expect(w, val, YAML_MAPPING_NODE, what);
+    if (rc != 0)
+        return rc;
+    *n = (size_t)(val->data.mapping.pairs.top - val->data.mapping.pairs.start);
+    if (*n == 0)
+        return sp_cfg_fail(w, val->start_mark, "%s is empty (at least one %s is required)", what,
+                           sc->kind);
+    return 0;
+}
+
+static char **entry_name(const struct sp_cfg_section *sc, void *entries, size_t i)
+{
+    return (char **)(void *)((char *)entries + i * sc->size + sc->name_off);
+}
+
+static struct sp_conf_mark *entry_mark(const struct sp_cfg_section *sc, void *entries, size_t i)
+{
+    return (struct sp_conf_mark *)(void *)((char *)entries + i * sc->size + sc->mark_off);
+}
+
+/* Entry i of a named section: a unique name, kept with its position, then its fields. */
+static int parse_entry(struct sp_cfg_walk *w, const struct sp_cfg_section *sc, yaml_node_pair_t *p,
+                       void *entries, size_t i)
+{
+    yaml_node_t *k = sp_cfg_node(w, p->key), *v = sp_cfg_node(w, p->value);
+    const char *name = NULL;
+    char where[96];
+
+    int rc = section_name(w, k, sc->kind, &name);
+    if (rc != 0)
+        return rc;
+    *entry_mark(sc, entries, i) = sp_cfg_mark(k->start_mark);
+    if ((*entry_name(sc, entries, i) = strdup(name)) == NULL)
+        return sp_cfg_oom(w);
+    snprintf(where, sizeof(where), "%s '%.64s'", sc->kind, name);
+    rc = sp_cfg_expect(w, v, YAML_MAPPING_NODE, where);
+    if (rc == 0)
+        rc = sp_cfg_walk_map(w, v, sc->fields, sc->nfields, (char *)entries + i * sc->size, where,
+                             k->start_mark);
+    return rc;
+}
+
+struct named {
+    const struct sp_cfg_section *sc;
+    void *entries;
+};
+
+static int cmp_name(const void *ctx, size_t a, size_t b)
+{
+    const struct named *nm = ctx;
+    return strcmp(*entry_name(nm->sc, nm->entries, a), *entry_name(nm->sc, nm->entries, b));
+}
+
+int sp_cfg_parse_section(struct sp_cfg_walk *w, const struct sp_cfg_section *sc, yaml_node_t *val,
+                         void *entries, size_t n)
+{
+    int rc;
+    for (size_t i = 0; i < n; i++) {
+        sc->defaults((char *)entries + i * sc->size);
+        rc = parse_entry(w, sc, &val->data.mapping.pairs.start[i], entries, i);
+        if (rc != 0)
+            return rc;
+    }
+    struct named nm = {sc, entries};
+    size_t first, dup;
+    rc = sp_cfg_first_duplicate(&nm, n, cmp_name, &first, &dup);
+    if (rc < 0)
+        return sp_cfg_oom(w);
+    if (rc == 0)
+        return 0;
+    yaml_node_t *k = sp_cfg_node(w, val->data.mapping.pairs.start[dup].key);
+    return sp_cfg_fail(w, k->start_mark, "duplicate %s '%.64s' (first at line %d)", sc->kind,
+                       *entry_name(sc, entries, dup), entry_mark(sc, entries, first)->line);
+}
