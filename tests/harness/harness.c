@@ -521,8 +521,15 @@ int sph_splicer_start(struct sph_proc *p, const char *conf, int port, int timeou
         int own = pid_listens(p->pid, port);
         if (own > 0 || (own < 0 && sph_port_listening(port)))
             return 0;
-        if (sph_proc_wait(p, 0) != -ETIMEDOUT)
+        int code = sph_proc_wait(p, 0);
+        if (code != -ETIMEDOUT) {
+            /* The callers print strerror(ECHILD) and splicer's stderr; how it ended is only here
+             * (a signal, or a sanitizer's runtime failing before main, leaves stderr empty). */
+            fprintf(stderr, "sph_splicer_start: splicer (pid %d) ended before listening: %s %d\n",
+                    (int)p->pid, code >= 128 ? "signal" : "exit code",
+                    code >= 128 ? code - 128 : code);
             return -ECHILD;
+        }
         if (sph_now_ms() >= deadline)
             return -ETIMEDOUT;
         sph_sleep_ms(5);
