@@ -93,8 +93,10 @@ int sp_cfg_first_duplicate(const void *ctx, size_t n, sp_cfg_cmp_fn cmp, size_t 
 int sp_cfg_walk_map(struct sp_cfg_walk *w, yaml_node_t *map, const struct sp_cfg_field *tab,
                     size_t n, void *obj, const char *where, yaml_mark_t owner);
 
-/* A libyaml (0-based) mark as the config model keeps positions: 1-based line and column. */
+/* A libyaml (0-based) mark as the config model keeps positions: 1-based line and column, and
+ * back, for a cross-check that reports at a position the model kept. */
 struct sp_conf_mark sp_cfg_mark(yaml_mark_t m);
+yaml_mark_t sp_cfg_yaml_mark(struct sp_conf_mark m);
 
 /* A named section (listeners, upstreams): a mapping from each entry's name to its keys, parsed
  * into an array of structs that each hold a char *name and a struct sp_conf_mark mark. */

@@ -87,12 +87,6 @@ int sp_cfg_parse_cidrs(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml
 
 /* ---- who may send a PROXY header -------------------------------------------------------- */
 
-static yaml_mark_t yaml_mark(struct sp_conf_mark m)
-{
-    yaml_mark_t y = {0, (size_t)m.line - 1, (size_t)m.col - 1};
-    return y;
-}
-
 int sp_cfg_parse_accept_pp(struct sp_cfg_walk *w, const struct sp_cfg_field *f, yaml_node_t *val,
                            void *obj, const char *what)
 {
@@ -118,7 +112,7 @@ int sp_cfg_check_proxy_from(struct sp_cfg_walk *w, const struct sp_listener_conf
     bool from = l->proxy_from_mark.line > 0;
     /* a unix listener's peers are whoever its file lets in (config_unix.c) */
     if (l->accept_proxy_protocol && !from && l->addr.ss_family != AF_UNIX)
-        return sp_cfg_fail(w, yaml_mark(l->accept_pp_mark),
+        return sp_cfg_fail(w, sp_cfg_yaml_mark(l->accept_pp_mark),
                            "listener '%.64s' accepts PROXY headers but has no "
                            "'proxy_protocol_from': list the load balancers allowed to send one "
                            "(a header from any other peer would choose its own client "
@@ -126,12 +120,12 @@ int sp_cfg_check_proxy_from(struct sp_cfg_walk *w, const struct sp_listener_conf
                            "[\"0.0.0.0/0\", \"::/0\"]",
                            l->name);
     if (from && !l->accept_proxy_protocol)
-        return sp_cfg_fail(w, yaml_mark(l->proxy_from_mark),
+        return sp_cfg_fail(w, sp_cfg_yaml_mark(l->proxy_from_mark),
                            "'proxy_protocol_from' in listener '%.64s' needs "
                            "accept_proxy_protocol: true (remove it, or turn PROXY headers on)",
                            l->name);
     if (from && l->proxy_from.n == 0)
-        return sp_cfg_fail(w, yaml_mark(l->proxy_from_mark),
+        return sp_cfg_fail(w, sp_cfg_yaml_mark(l->proxy_from_mark),
                            "'proxy_protocol_from' in listener '%.64s' is empty: every connection "
                            "would be closed (list the load balancers' addresses)",
                            l->name);
@@ -261,7 +255,7 @@ int sp_cfg_resolve_routes(struct sp_cfg_walk *w, struct sp_config *cfg, struct s
                 best = cfg->upstreams[j].name;
             }
         }
-        yaml_mark_t m = {0, (size_t)r->upstream_mark.line - 1, (size_t)r->upstream_mark.col - 1};
+        yaml_mark_t m = sp_cfg_yaml_mark(r->upstream_mark);
         if (best != NULL)
             return sp_cfg_fail(w, m,
                                "route %zu of listener '%.64s' uses undefined upstream '%.64s' "

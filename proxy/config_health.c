@@ -301,8 +301,7 @@ int sp_cfg_check_all_down(struct sp_cfg_walk *w, const struct sp_upstream_conf *
 {
     if (up->all_down != SP_ALL_DOWN_FAIL_OPEN || up->health.enabled)
         return 0;
-    yaml_mark_t m = {0, (size_t)up->all_down_mark.line - 1, (size_t)up->all_down_mark.col - 1};
-    return sp_cfg_fail(w, m,
+    return sp_cfg_fail(w, sp_cfg_yaml_mark(up->all_down_mark),
                        "all_down: fail_open in upstream '%.64s' needs a health_check block "
                        "(without active checks no server is ever marked down)",
                        up->name);

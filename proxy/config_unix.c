@@ -9,12 +9,6 @@
 #include <string.h>
 #include <sys/un.h>
 
-static yaml_mark_t yaml_mark(struct sp_conf_mark m)
-{
-    yaml_mark_t y = {0, (size_t)m.line - 1, (size_t)m.col - 1};
-    return y;
-}
-
 static bool is_unix(const struct sp_listener_conf *l)
 {
     return l->addr.ss_family == AF_UNIX;
@@ -112,15 +106,15 @@ static int check_no_ip(struct sp_cfg_walk *w, const struct sp_listener_conf *l, 
                               "connect is up to the socket file's permissions: unix_mode), "
                               "unless a PROXY header names one (accept_proxy_protocol)";
     if (l->allow_mark.line > 0)
-        return sp_cfg_fail(w, yaml_mark(l->allow_mark),
+        return sp_cfg_fail(w, sp_cfg_yaml_mark(l->allow_mark),
                            "'allow' in listener '%.64s' matches client IP addresses, but %s",
                            l->name, why);
     if (l->deny_mark.line > 0)
-        return sp_cfg_fail(w, yaml_mark(l->deny_mark),
+        return sp_cfg_fail(w, sp_cfg_yaml_mark(l->deny_mark),
                            "'deny' in listener '%.64s' matches client IP addresses, but %s",
                            l->name, why);
     if (l->limits.enabled)
-        return sp_cfg_fail(w, yaml_mark(l->limits.mark),
+        return sp_cfg_fail(w, sp_cfg_yaml_mark(l->limits.mark),
                            "'limits' in listener '%.64s' counts clients by IP address, but %s",
                            l->name, why);
     const struct sp_upstream_conf *up = hashing_upstream(l);
@@ -136,12 +130,12 @@ static int check_no_ip(struct sp_cfg_walk *w, const struct sp_listener_conf *l, 
 int sp_cfg_check_unix(struct sp_cfg_walk *w, const struct sp_listener_conf *l, yaml_mark_t listen)
 {
     if (l->unix_mode_mark.line > 0 && !is_unix(l))
-        return sp_cfg_fail(w, yaml_mark(l->unix_mode_mark),
+        return sp_cfg_fail(w, sp_cfg_yaml_mark(l->unix_mode_mark),
                            "'unix_mode' in listener '%.64s' sets a socket file's permissions, "
                            "but it listens on TCP ('%.64s'), not on unix:/path",
                            l->name, l->listen);
     if (l->unix_mode_mark.line > 0 && is_abstract(l))
-        return sp_cfg_fail(w, yaml_mark(l->unix_mode_mark),
+        return sp_cfg_fail(w, sp_cfg_yaml_mark(l->unix_mode_mark),
                            "'unix_mode' in listener '%.64s': the abstract socket '%.64s' has no "
                            "file, so no permissions to set (use unix:/path for that)",
                            l->name, l->listen);
@@ -150,14 +144,14 @@ int sp_cfg_check_unix(struct sp_cfg_walk *w, const struct sp_listener_conf *l, y
     if (!l->accept_proxy_protocol)
         return check_no_ip(w, l, listen);
     if (is_abstract(l))
-        return sp_cfg_fail(w, yaml_mark(l->accept_pp_mark),
+        return sp_cfg_fail(w, sp_cfg_yaml_mark(l->accept_pp_mark),
                            "listener '%.64s' accepts PROXY headers on the abstract socket "
                            "'%.64s', which has no permissions: any process in the network "
                            "namespace could send one and choose its client address (listen on "
                            "unix:/path with unix_mode instead)",
                            l->name, l->listen);
     if (l->proxy_from_mark.line > 0)
-        return sp_cfg_fail(w, yaml_mark(l->proxy_from_mark),
+        return sp_cfg_fail(w, sp_cfg_yaml_mark(l->proxy_from_mark),
                            "'proxy_protocol_from' in listener '%.64s' lists IP addresses, but the "
                            "peers of a unix listener have none: whoever the socket file's "
                            "permissions let connect (unix_mode) may send a PROXY header; remove "

@@ -604,6 +604,12 @@ struct sp_conf_mark sp_cfg_mark(yaml_mark_t m)
     return c;
 }
 
+yaml_mark_t sp_cfg_yaml_mark(struct sp_conf_mark m)
+{
+    yaml_mark_t y = {0, (size_t)m.line - 1, (size_t)m.col - 1};
+    return y;
+}
+
 /* ---- named sections --------------------------------------------------------------------- */
 
 /* The key of a listener or upstream entry is its name: a non-empty scalar. */
