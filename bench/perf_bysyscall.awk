@@ -2,7 +2,7 @@
 # samples went, by what the thread was doing: in the kernel, the syscall it was in (the
 # __x64_sys_NAME frame of the stack), or a page fault, or an interrupt/softirq taken outside a
 # syscall; in user space, the library or binary (and, with -v syms=1, the symbol). One line per
-# class, "percent samples class", largest first (the caller sorts). Used by bench/profile_short.sh.
+# class, "percent samples class", largest first (the caller sorts). Used by bench/profile.sh.
 function flush(    c, i) {
     if (n == 0) return
     c = ""
