@@ -7,6 +7,8 @@
 #        QUICK=1 bench/run.sh         smoke run: short runs, 1 round, fewer connections
 #        SCENARIOS="bulk short" PEERS="direct splicer haproxy" bench/run.sh
 #        TOPOLOGY=veth SCENARIOS=bulk PEERS="routed splicer haproxy" bench/run.sh
+#        SCENARIOS=bulk PEERS="direct splicer splicer-p64k haproxy-splice" bench/run.sh
+#        (splicer-pSIZE: splicer with pipe_size SIZE instead of 1m, e.g. splicer-p256k)
 # Writes bench/RESULTS.md (RESULTS= to change) and raw per-round data under bench/out/RUN_ID/.
 set -euo pipefail
 
@@ -272,19 +274,20 @@ proxy_start() {
         TARGET_PORT=$up
         return 0
         ;;
-    splicer | splicer-copy | splicer-auto | splicer-limits | splicer-w[0-9]*)
-        local relay=splice workers=1 admin="" limits=""
+    splicer | splicer-copy | splicer-auto | splicer-limits | splicer-w[0-9]* | splicer-p[0-9]*)
+        local relay=splice workers=1 admin="" limits="" pipe=1m
         [[ $peer == splicer-copy ]] && relay=copy
         [[ $peer == splicer-auto ]] && relay=auto
         # limits the one client address never reaches: the cost of counting, not of refusing
         [[ $peer == splicer-limits ]] &&
             limits=$'    limits:\n      per_source_connections: 1000000\n      per_source_rate: 1000000/s'
         [[ $peer == splicer-w[0-9]* ]] && workers=${peer#splicer-w}
+        [[ $peer == splicer-p[0-9]* ]] && pipe=${peer#splicer-p}
         [[ -n $SPLICER_ADMIN ]] && admin="admin: {listen: 127.0.0.1:$ADMIN_PORT}"
         cat >"$dir/splicer.yaml" <<EOF
 workers: $workers
 relay: $relay
-pipe_size: 1m
+pipe_size: $pipe
 log_level: warn
 shutdown_timeout: 1s
 $admin
@@ -883,6 +886,8 @@ peer_versions() {
     echo "- command: \`QUICK=$QUICK DURATION=$DURATION ROUNDS=$ROUNDS PIN=$PIN $CMDLINE\`"
     echo "- machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM"
     echo "- kernel: $(uname -r)"
+    # they decide how much is in flight, hence how warm in cache the bytes are when read
+    echo "- TCP: congestion control $(sysctl -n net.ipv4.tcp_congestion_control 2>/dev/null), default qdisc $(sysctl -n net.core.default_qdisc 2>/dev/null), tcp_rmem $(sysctl -n net.ipv4.tcp_rmem 2>/dev/null | tr -s '\t ' ' '), tcp_wmem $(sysctl -n net.ipv4.tcp_wmem 2>/dev/null | tr -s '\t ' ' ')"
     if [[ $PIN == 1 ]]; then
         echo "- **pinned**: every proxy, client and backend process runs on CPU $PIN_CPU (\`taskset -c $PIN_CPU\`),"
         echo "  so no cross-CPU wake-ups; \"machine CPU\" is the busy time of CPU $PIN_CPU. Ratios are from this mode."
