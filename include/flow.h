@@ -75,6 +75,18 @@ static inline bool sp_flow_may_read(const struct sp_side side[2], int d)
     return side[d].readable;
 }
 
+/* Whether socket x should report input edges now. A direction whose destination holds it back
+ * (bytes pending, the destination full) reads nothing until they drain, and then reads on from
+ * what side[x] remembers, so input edges meanwhile could only wake the worker for nothing: one
+ * per segment the sender adds, which on a bulk upload is most wake-ups. Its source's EPOLLIN is
+ * then left out of the set (one epoll_ctl each way per stall). Not when the destination has
+ * failed: what the source sends is read and dropped then (SP_STEP_DISCARD). */
+static inline bool sp_flow_wants_input(const struct sp_relay_dir dir[2],
+                                       const struct sp_side side[2], int x)
+{
+    return dir[x].pending == 0 || side[x ^ 1].failed;
+}
+
 /* Takes note of what a pump of dir[d] found (its status, src_empty and src_err), so the flags
  * say what the kernel would say now. Clears dir[d].src_empty. */
 void sp_flow_note(struct sp_relay_dir dir[2], struct sp_side side[2], int d,

@@ -3,8 +3,12 @@
  * only replaces the per-socket uv_poll_t handles, whose every change of interest costs libuv
  * two epoll_ctl calls. Here a socket is added once, for everything at once
  * (EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET), and leaves the set by its close(): per connection that
- * is one epoll_ctl per socket and nothing else, however the traffic goes (flow.h says how the
- * owner keeps track of edge-triggered readiness).
+ * is one epoll_ctl per socket, whatever the traffic (flow.h says how the owner keeps track of
+ * edge-triggered readiness). The one change of interest is EPOLLIN, left out while the owner
+ * cannot read a socket's input anyway (sp_poller_want_input, flow.h's sp_flow_wants_input): a
+ * bulk transfer held back by its destination costs at most two epoll_ctl calls per stall, not a
+ * wake-up for each segment its sender adds meanwhile. Exchanges of small messages never stall,
+ * and never pay it.
  *
  * When libuv reports the set readable, the poller takes one batch of events without blocking
  * and hands each to the owner's callback. An owner closed earlier in the same batch may still
@@ -50,6 +54,10 @@ int sp_poller_init(struct sp_poller *p, uv_loop_t *loop, sp_poller_event_fn on_e
  * 1), for every event, edge-triggered. The events it is ready for now come as a first event.
  * The socket leaves the set when it is closed. Returns 0 or -errno. */
 int sp_poller_add(struct sp_poller *p, int fd, void *owner, int side);
+
+/* Adds EPOLLIN back to fd's events (want_input) or leaves it out; the rest stays. Taking it
+ * back reports input already waiting as a new edge. Returns 0 or -errno. */
+int sp_poller_want_input(struct sp_poller *p, int fd, void *owner, int side, bool want_input);
 
 /* Queues `link` to be passed to on_run on the next loop iteration; no-op when queued. */
 void sp_poller_defer(struct sp_poller *p, struct sp_poller_link *link);

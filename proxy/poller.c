@@ -80,13 +80,23 @@ int sp_poller_init(struct sp_poller *p, uv_loop_t *loop, sp_poller_event_fn on_e
     return 0;
 }
 
-int sp_poller_add(struct sp_poller *p, int fd, void *owner, int side)
+static int ctl(struct sp_poller *p, int op, int fd, void *owner, int side, bool input)
 {
     struct epoll_event ev = {
-        .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+        .events = (input ? EPOLLIN : 0) | EPOLLOUT | EPOLLRDHUP | EPOLLET,
         .data.ptr = (void *)((uintptr_t)owner | (uintptr_t)(side & 1)),
     };
-    return epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) == -1 ? -errno : 0;
+    return epoll_ctl(p->epfd, op, fd, &ev) == -1 ? -errno : 0;
+}
+
+int sp_poller_add(struct sp_poller *p, int fd, void *owner, int side)
+{
+    return ctl(p, EPOLL_CTL_ADD, fd, owner, side, true);
+}
+
+int sp_poller_want_input(struct sp_poller *p, int fd, void *owner, int side, bool want_input)
+{
+    return ctl(p, EPOLL_CTL_MOD, fd, owner, side, want_input);
 }
 
 void sp_poller_defer(struct sp_poller *p, struct sp_poller_link *l)

@@ -79,6 +79,7 @@ struct sp_session {
     uv_timer_t timer;       /* inspect or connect timeout, then idle_timeout while RELAYING */
     int fd[2];              /* owned; -1 once closed; both in the worker's epoll set while open */
     struct sp_side side[2]; /* what the kernel last said of each socket */
+    bool input_off[2];      /* EPOLLIN left out of the socket's events (sp_flow_wants_input) */
     uint8_t state;
     bool lowat;         /* SO_RCVLOWAT raised on the client for a partial ClientHello */
     int8_t linger_side; /* S_LINGERING: the side still open */
@@ -199,6 +200,10 @@ static void abort_from(struct sp_session *s, int x)
         session_close(s, 0, end);
         return;
     }
+    /* What the open side still sends is read and thrown away from now on (linger_step). */
+    if (s->input_off[other] &&
+        sp_poller_want_input(&s->worker->poller, s->fd[other], s, other, true) == 0)
+        s->input_off[other] = false;
     s->state = S_LINGERING;
     s->linger_side = (int8_t)other;
     s->linger_end = (uint8_t)end;
@@ -206,6 +211,26 @@ static void abort_from(struct sp_session *s, int x)
                                                  : LINGER_MAX_MS;
     s->linger_until_ms = now_ms(s) + cap;
     on_linger_timer(&s->timer);
+}
+
+/* Brings each socket's EPOLLIN in line with sp_flow_wants_input before the session waits. A
+ * socket whose input cannot be watched again is treated as failed, so the connection ends
+ * rather than waiting for an edge that would never come. Returns -1 when that happened. */
+static int want_input(struct sp_session *s)
+{
+    int rc = 0;
+    for (int x = 0; x < 2; x++) {
+        bool want = sp_flow_wants_input(s->dir, s->side, x);
+        if (want == !s->input_off[x])
+            continue; /* already so */
+        if (sp_poller_want_input(&s->worker->poller, s->fd[x], s, x, want) == 0) {
+            s->input_off[x] = !want;
+        } else if (want) {
+            s->side[x].failed = true;
+            rc = -1;
+        }
+    }
+    return rc;
 }
 
 /* Runs one direction and accounts what it delivered. False when it yielded: the session runs
@@ -236,6 +261,8 @@ static void relay_run(struct sp_session *s)
         struct sp_step st = sp_flow_next(s->dir, s->side);
         switch (st.kind) {
         case SP_STEP_WAIT:
+            if (want_input(s) != 0)
+                break; /* a side failed: decide again */
             return;
         case SP_STEP_PUMP:
             if (!pump(s, st.index))
@@ -285,6 +312,7 @@ static void on_idle_timer(uv_timer_t *t)
 static int watch(struct sp_session *s, int side)
 {
     s->side[side] = (struct sp_side){0};
+    s->input_off[side] = false;
     return sp_poller_add(&s->worker->poller, s->fd[side], s, side);
 }
 

@@ -1,7 +1,8 @@
 /* test_relay.c: bytes through the real proxy: large transfers intact in splice and copy mode,
  * many concurrent streams, half-close both ways, RST in both directions, a slow reader or a
- * stalled upstream that must not make splicer buffer (flat RSS), and IPv4/IPv6 mixes (group
- * "ipv6": ctest entry integration.relay.ipv6, skipped on a host without IPv6). Group "workers2"
+ * stalled upstream that must not make splicer buffer (flat RSS) nor wake for the stalled
+ * client's input, and IPv4/IPv6 mixes (group "ipv6": ctest entry integration.relay.ipv6,
+ * skipped on a host without IPv6). Group "workers2"
  * (integration.relay.workers2) runs the concurrent, half-close, reset and copy cases with
  * `workers: 2`, so that sessions of both workers share the process (the ThreadSanitizer stage of
  * scripts/test.sh runs it). */
@@ -9,6 +10,7 @@
 #include "harness.h"
 
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -371,6 +373,42 @@ START_TEST(slow_reader_flat_rss)
 }
 END_TEST
 
+/* Counts the edge-triggered entries of pid's epoll sets (the workers' relay sets: libuv's own
+ * are level-triggered) by whether their events hold EPOLLIN, from /proc/PID/fdinfo. Returns the
+ * number of entries, or -errno. */
+static int relay_set_entries(pid_t pid, int *with_input, int *without_input)
+{
+    enum { IN = 0x1, ET = 1u << 31 };
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/proc/%d/fdinfo", (int)pid);
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return -errno;
+    *with_input = *without_input = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[320], line[256];
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue; /* closed meanwhile */
+        while (fgets(line, sizeof(line), f) != NULL) {
+            int tfd;
+            unsigned events;
+            if (sscanf(line, "tfd: %d events: %x", &tfd, &events) != 2 || !(events & ET))
+                continue;
+            if (events & IN)
+                (*with_input)++;
+            else
+                (*without_input)++;
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return *with_input + *without_input;
+}
+
 /* _i = 0: splice, 1: copy. The backend accepts and never reads: once the socket buffers on the
  * way are full the client's writes must block, with splicer holding at most a bounded buffer
  * (its RSS flat), rather than reading on into memory. */
@@ -403,6 +441,17 @@ START_TEST(stalled_upstream_bounded)
                   "bytes stuck",
                   first, rss, (unsigned long long)sent);
     ck_assert_int_eq(atomic_load(&stall->bytes_in), 0);
+    /* Stalled, the client's socket is read no more, so it must not wake the worker for each
+     * segment the client adds: its EPOLLIN is out of the relay set (flow.h's
+     * sp_flow_wants_input). The server's socket still reports input. */
+    int with_in = 0, without_in = 0;
+    int n = relay_set_entries(px.proc.pid, &with_in, &without_in);
+    ck_assert_msg(n == 2, "relay set of splicer: %d entries (%s), 2 expected", n,
+                  n < 0 ? strerror(-n) : "");
+    ck_assert_msg(without_in == 1 && with_in == 1,
+                  "stalled upload: %d socket(s) without EPOLLIN, %d with it; the client's alone "
+                  "should be without",
+                  without_in, with_in);
     close(fd);
     free(buf);
 }

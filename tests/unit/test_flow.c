@@ -1,8 +1,9 @@
 /* test_flow.c: the edge-triggered relay's decisions (flow.h) driven by made-up epoll events and
  * pump results: a full pipe stops its source, a drained pipe resumes it without a new event, the
  * FIN waits for the last byte, a failure waits until what the failed side sent is delivered, and
- * a connect is judged from its events alone. Under edge triggering a flag wrongly cleared is a
- * hang, so each path that clears one is here. */
+ * a connect is judged from its events alone; a source held back by its destination is not
+ * watched for input. Under edge triggering a flag wrongly cleared is a hang, so each path that
+ * clears one is here. */
 #include "flow.h"
 
 #include <check.h>
@@ -77,6 +78,9 @@ START_TEST(full_pipe_resumes_without_new_event)
     sp_flow_note(c.dir, c.side, CLI, SP_RELAY_WANT_WRITE);
     ck_assert(!c.side[UPS].writable);
     ck_assert(c.side[CLI].readable); /* the client still holds bytes: not forgotten */
+    /* Its input edges could only wake the worker for nothing now: out of the set. */
+    ck_assert(!sp_flow_wants_input(c.dir, c.side, CLI));
+    ck_assert(sp_flow_wants_input(c.dir, c.side, UPS));
     expect(&c, SP_STEP_WAIT, -1);
     /* More bytes from the client while the pipe is full: still nothing to do. */
     sp_side_event(&c.side[CLI], EPOLLIN);
@@ -86,8 +90,23 @@ START_TEST(full_pipe_resumes_without_new_event)
     expect(&c, SP_STEP_PUMP, CLI);
     c.dir[CLI].pending = 0;
     sp_flow_note(c.dir, c.side, CLI, SP_RELAY_YIELD);
+    ck_assert(sp_flow_wants_input(c.dir, c.side, CLI));
     /* Nothing was found empty: the client is still readable, so the direction runs again. */
     expect(&c, SP_STEP_PUMP, CLI);
+}
+END_TEST
+
+/* Input stays watched while bytes wait for a destination that has failed: what the source sends
+ * then is read and dropped (DISCARD), which needs its edges. */
+START_TEST(input_watched_towards_a_failed_side)
+{
+    struct conn c;
+    conn_init(&c);
+    ck_assert(sp_flow_wants_input(c.dir, c.side, CLI));
+    c.dir[CLI].pending = 4096;
+    ck_assert(!sp_flow_wants_input(c.dir, c.side, CLI));
+    sp_side_event(&c.side[UPS], EPOLLERR | EPOLLHUP);
+    ck_assert(sp_flow_wants_input(c.dir, c.side, CLI));
 }
 END_TEST
 
@@ -321,6 +340,7 @@ static Suite *suite(void)
     tcase_add_test(tc, full_pipe_resumes_without_new_event);
     tcase_add_test(tc, short_read_and_hangup);
     tcase_add_test(tc, rdhup_without_data);
+    tcase_add_test(tc, input_watched_towards_a_failed_side);
     tcase_add_test(tc, eof_waits_for_the_pipe);
     tcase_add_test(tc, failure_waits_for_delivery);
     tcase_add_test(tc, read_error_is_a_failure);
