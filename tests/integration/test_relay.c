@@ -446,6 +446,15 @@ START_TEST(stalled_upstream_bounded)
      * sp_flow_wants_input). The server's socket still reports input. */
     int with_in = 0, without_in = 0;
     int n = relay_set_entries(px.proc.pid, &with_in, &without_in);
+    if (n == -EACCES || n == -EPERM) {
+        /* integration.relay_unprivileged: splicer runs as another user, whose descriptors this
+         * process may not inspect; integration.relay makes the check. */
+        printf("stalled_upstream_bounded: splicer's fdinfo unreadable (%s): EPOLLIN not checked\n",
+               strerror(-n));
+        close(fd);
+        free(buf);
+        return;
+    }
     ck_assert_msg(n == 2, "relay set of splicer: %d entries (%s), 2 expected", n,
                   n < 0 ? strerror(-n) : "");
     ck_assert_msg(without_in == 1 && with_in == 1,
