@@ -216,6 +216,17 @@ load() { # FILE: one run of the load; prints how many units it did
     esac
 }
 
+record_during_load() { # DATA LOG LOADFILE PERF_ARGS...: perf record over one run of the load
+    local data=$1 plog=$2 lf=$3 tracer
+    shift 3
+    perf record -q "$@" -o "$data" >"$plog" 2>&1 &
+    tracer=$!
+    sleep 1
+    load "$lf" >/dev/null
+    kill -INT "$tracer"
+    wait "$tracer" || true
+}
+
 proc_ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; } # utime stime
 cpu_ticks() { awk -v l="cpu$PIN_CPU" '$1 == l { print $2 + $3, $4, $7 + $8, $5 }' /proc/stat; }
 
@@ -244,12 +255,8 @@ for peer in "${PEERS[@]}"; do
 
     log "$peer: perf record -g -p (the proxy)"
     proxy_start "$peer"
-    perf record -q -g -p "$PROXY_PID" -o "$OUT/$peer-proxy.data" >"$OUT/logs/perf-$peer.log" 2>&1 &
-    tracer=$!
-    sleep 1
-    load "$OUT/$peer-load-perf.txt" >/dev/null
-    kill -INT "$tracer"
-    wait "$tracer" || true
+    record_during_load "$OUT/$peer-proxy.data" "$OUT/logs/perf-$peer.log" "$OUT/$peer-load-perf.txt" \
+        -g -p "$PROXY_PID"
     proxy_stop
     perf report -i "$OUT/$peer-proxy.data" --no-children --sort dso --stdio -g none \
         2>/dev/null | grep -v '^#' | grep . >"$OUT/$peer-proxy-dso.txt" || true
@@ -274,12 +281,8 @@ for peer in "${PEERS[@]}"; do
 
     log "$peer: perf record -a -C $PIN_CPU (the whole CPU)"
     proxy_start "$peer"
-    perf record -q -a -C "$PIN_CPU" -o "$OUT/$peer-cpu.data" >"$OUT/logs/perf-cpu-$peer.log" 2>&1 &
-    tracer=$!
-    sleep 1
-    load "$OUT/$peer-load-cpu.txt" >/dev/null
-    kill -INT "$tracer"
-    wait "$tracer" || true
+    record_during_load "$OUT/$peer-cpu.data" "$OUT/logs/perf-cpu-$peer.log" "$OUT/$peer-load-cpu.txt" \
+        -a -C "$PIN_CPU"
     proxy_stop
     perf report -i "$OUT/$peer-cpu.data" --sort comm --stdio 2>/dev/null | grep -v '^#' | grep . \
         >"$OUT/$peer-cpu-comm.txt" || true
