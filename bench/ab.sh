@@ -30,11 +30,9 @@ PROXY_PORT=$PORT_BASE
 SERVER_PORT=$((PORT_BASE + 1))
 PIN=(taskset -c "$PIN_CPU")
 
-log() { printf '[ab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
+LOG_TAG=ab
+# shellcheck source=bench/lib.sh
+. "$BENCH/lib.sh"
 (($# > 0)) || die "usage: bench/ab.sh LABEL=BINARY... (see the head of this file)"
 for t in iperf3 taskset; do command -v "$t" >/dev/null || die "$t is missing"; done
 LABELS=()
@@ -47,37 +45,9 @@ for arg in "$@"; do
     LABELS+=("$label")
     BIN[$label]=${arg#*=}
 done
-for p in $PROXY_PORT $SERVER_PORT; do
-    ! ss -Hltn "sport = :$p" | grep -q . || die "port $p is in use; set PORT_BASE"
-done
+port_free "$PROXY_PORT" "$SERVER_PORT"
 mkdir -p "$OUT"
 
-STARTED=()
-stop() { # PID: TERM, then KILL after 5 s
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-    local i
-    for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do stop "${STARTED[i]}"; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-wait_port() {
-    local i
-    for ((i = 0; i < 200; i++)); do
-        ss -Hltn "sport = :$1" | grep -q . && return 0
-        sleep 0.05
-    done
-    die "nothing listens on port $1"
-}
 
 "${PIN[@]}" iperf3 -s -p "$SERVER_PORT" -B 127.0.0.1 >"$OUT/iperf3-server.log" 2>&1 &
 STARTED+=($!)

@@ -45,11 +45,10 @@ PROXY_PORT=$PORT_BASE
 BACKEND_PORT=$((PORT_BASE + 2))
 PIN=(taskset -c "$PIN_CPU")
 
-log() { printf '[profile %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
+LOG_TAG=profile
+# shellcheck source=bench/lib.sh
+. "$BENCH/lib.sh"
+
 case $LOAD in
 short) TOOLS="wrk curl nginx" UNIT=connection SCALE=1e6 PER=us ;;
 redis50) TOOLS="redis-server redis-benchmark redis-cli" UNIT=request SCALE=1e6 PER=us ;;
@@ -61,35 +60,7 @@ for t in perf strace $TOOLS; do command -v "$t" >/dev/null || die "$t is missing
 mkdir -p "$OUT/www" "$OUT/logs"
 head -c 64 /dev/zero | tr '\0' x >"$OUT/www/tiny.txt"
 
-STARTED=()
-stop() { # PID: TERM, then KILL after 5 s
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-    local i
-    for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do stop "${STARTED[i]}"; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-wait_port() {
-    local i
-    for ((i = 0; i < 200; i++)); do
-        ss -Hltn "sport = :$1" | grep -q . && return 0
-        sleep 0.05
-    done
-    die "nothing listens on port $1"
-}
-for p in $PROXY_PORT $BACKEND_PORT; do
-    ! ss -Hltn "sport = :$p" | grep -q . || die "port $p is in use; set PORT_BASE"
-done
+port_free "$PROXY_PORT" "$BACKEND_PORT"
 
 case $LOAD in
 short)
