@@ -213,24 +213,23 @@ static void abort_from(struct sp_session *s, int x)
     on_linger_timer(&s->timer);
 }
 
-/* Brings each socket's EPOLLIN in line with sp_flow_wants_input before the session waits. A
- * socket whose input cannot be watched again is treated as failed, so the connection ends
- * rather than waiting for an edge that would never come. Returns -1 when that happened. */
+/* Brings each socket's EPOLLIN in line with sp_flow_wants_input before the session waits.
+ * Leaving it in when it could go costs only wake-ups, but a socket whose input cannot be
+ * watched again would wait for an edge that never comes: that (the kernel out of memory for
+ * the set) returns -errno, and the session is ended. */
 static int want_input(struct sp_session *s)
 {
-    int rc = 0;
     for (int x = 0; x < 2; x++) {
         bool want = sp_flow_wants_input(s->dir, s->side, x);
         if (want == !s->input_off[x])
             continue; /* already so */
-        if (sp_poller_want_input(&s->worker->poller, s->fd[x], s, x, want) == 0) {
+        int rc = sp_poller_want_input(&s->worker->poller, s->fd[x], s, x, want);
+        if (rc == 0)
             s->input_off[x] = !want;
-        } else if (want) {
-            s->side[x].failed = true;
-            rc = -1;
-        }
+        else if (want)
+            return rc;
     }
-    return rc;
+    return 0;
 }
 
 /* Runs one direction and accounts what it delivered. False when it yielded: the session runs
@@ -260,10 +259,15 @@ static void relay_run(struct sp_session *s)
     for (;;) {
         struct sp_step st = sp_flow_next(s->dir, s->side);
         switch (st.kind) {
-        case SP_STEP_WAIT:
-            if (want_input(s) != 0)
-                break; /* a side failed: decide again */
+        case SP_STEP_WAIT: {
+            int rc = want_input(s);
+            if (rc != 0) {
+                sp_log_warn("session %p: cannot watch a socket's input again: %s", (void *)s,
+                            uv_strerror(rc));
+                session_close(s, RESET_CLI | RESET_UPS, SP_END_LOCAL_ERROR);
+            }
             return;
+        }
         case SP_STEP_PUMP:
             if (!pump(s, st.index))
                 return;
