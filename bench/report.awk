@@ -20,7 +20,7 @@ function add(s, m, p, r, v) {
     HAS[s, m] = 1; HASP[s, p] = 1
 }
 BEGIN {
-    npeers = split("direct routed splicer splicer-copy splicer-auto splicer-limits splicer-w2 splicer-ref haproxy haproxy-splice haproxy-t2 nginx pen socat", PEER, " ")
+    npeers = split("direct routed splicer splicer-copy splicer-auto splicer-limits splicer-w2 splicer-ref haproxy haproxy-b haproxy-splice haproxy-t2 nginx pen socat", PEER, " ")
     for (i = 1; i <= npeers; i++) KNOWN[PEER[i]] = 1
     nscen = split("bulk1 bulk4 short redis1 redis50 veth-bulk1 veth-bulk4 veth-short veth-redis1 veth-redis50 idle conc scaling balance stall", SCEN, " ")
     if (only == "") only = "bulk1 bulk4 short redis1 redis50 veth-bulk1 veth-bulk4 veth-short veth-redis1 veth-redis50 idle conc scaling balance stall"
@@ -135,7 +135,7 @@ END {
     }
     # ratios to HAProxy, from the medians
     if (!ratios) exit
-    nr = split("splicer/haproxy splicer-copy/haproxy splicer-auto/haproxy splicer/haproxy-splice splicer-w2/haproxy-t2", R, " ")
+    nr = split("splicer/haproxy splicer-copy/haproxy splicer-auto/haproxy splicer/haproxy-splice splicer-w2/haproxy-t2 haproxy-b/haproxy", R, " ")
     rtab = ""
     for (si = 1; si <= nscen; si++) {
         s = SCEN[si]
@@ -160,8 +160,11 @@ END {
     print ""
     print "Above 1 means splicer has more of the measure: better for throughput and rates, worse for CPU,"
     print "latency and memory (marked ↓ = lower is better). veth-X is scenario X on the veth topology."
+    print "The last column is HAProxy against a second instance of itself (peer haproxy-b, as far from"
+    print "haproxy in each round as splicer): 1.00 in theory, so its distance from 1 is this run's noise,"
+    print "the least a difference between two peers must exceed to mean anything."
     print ""
-    print "| scenario | measure | splicer / HAProxy | splicer copy / HAProxy | splicer auto / HAProxy | splicer / HAProxy splice | splicer w2 / HAProxy t2 |"
-    print "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+    print "| scenario | measure | splicer / HAProxy | splicer copy / HAProxy | splicer auto / HAProxy | splicer / HAProxy splice | splicer w2 / HAProxy t2 | HAProxy b / HAProxy (noise) |"
+    print "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     printf "%s\n", rtab
 }

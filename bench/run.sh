@@ -37,7 +37,9 @@ SHORT_CONNS=${SHORT_CONNS:-32}    # wrk concurrent connections in scenario short
 REDIS_REQS=${REDIS_REQS:-50000}   # scenario redis: requests per DURATION second, 1 client (50: x2.4)
 PORT_BASE=${PORT_BASE:-27100}
 PEERS_GIVEN=${PEERS:+1}
-PEERS=${PEERS:-"direct splicer splicer-copy splicer-auto haproxy haproxy-splice nginx pen socat"}
+# haproxy-b is haproxy again, as far from it in each round as splicer is: their ratio, 1 in
+# theory, is the run's own noise floor, against which splicer's ratios to HAProxy are read
+PEERS=${PEERS:-"direct splicer splicer-copy splicer-auto haproxy haproxy-splice nginx haproxy-b pen socat"}
 VETH_PEERS=${VETH_PEERS:-}        # peers on veth (default: PEERS if given, else all but socat)
 TOPOLOGY=${TOPOLOGY:-both}        # loopback | veth | both
 CONC_PEERS=${CONC_PEERS:-"direct splicer splicer-copy splicer-auto haproxy haproxy-splice nginx pen"}
@@ -80,7 +82,7 @@ both) TOPOS="loopback veth" ;;
 esac
 if [[ -z $VETH_PEERS ]]; then # PEERS if given (direct becomes routed), else all but socat
     VETH_PEERS=${PEERS_GIVEN:+$PEERS}
-    VETH_PEERS=${VETH_PEERS:-"routed splicer splicer-copy splicer-auto haproxy haproxy-splice nginx pen"}
+    VETH_PEERS=${VETH_PEERS:-"routed splicer splicer-copy splicer-auto haproxy haproxy-splice nginx haproxy-b pen"}
 fi
 
 mkdir -p "$OUT/logs" "$OUT/conf" "$OUT/www"
@@ -306,7 +308,7 @@ upstreams:
 EOF
         start_bg "$name" "${p[@]}" "$SPLICER" -c "$dir/splicer.yaml"
         ;;
-    haproxy | haproxy-splice | haproxy-t2)
+    haproxy | haproxy-b | haproxy-splice | haproxy-t2)
         local threads=1 splice=""
         [[ $peer == haproxy-t2 ]] && threads=2
         [[ $peer == haproxy-splice ]] && splice=$'    option splice-request\n    option splice-response'
@@ -786,7 +788,7 @@ scenario_syscalls() {
     : >"$OUT/syscalls-bulk.tsv"
     : >"$OUT/syscalls-short.tsv"
     for peer in $RUN_PEERS; do
-        [[ $peer == direct ]] && continue
+        [[ $peer == direct || $peer == haproxy-b ]] && continue # haproxy-b: haproxy's count again
         syscall_run "$peer" bulk "$IPERF_PORT"
         syscall_run "$peer" short "$WEB_PORT"
     done
@@ -888,6 +890,12 @@ peer_versions() {
     echo "- kernel: $(uname -r)"
     # they decide how much is in flight, hence how warm in cache the bytes are when read
     echo "- TCP: congestion control $(sysctl -n net.ipv4.tcp_congestion_control 2>/dev/null), default qdisc $(sysctl -n net.core.default_qdisc 2>/dev/null), tcp_rmem $(sysctl -n net.ipv4.tcp_rmem 2>/dev/null | tr -s '\t ' ' '), tcp_wmem $(sysctl -n net.ipv4.tcp_wmem 2>/dev/null | tr -s '\t ' ' ')"
+    # conntrack on the path (loaded by any NAT or stateful rule, e.g. dockerd's) costs every
+    # connection of every peer a lookup and an entry: it dilutes the differences between proxies
+    echo "- netfilter: $(if [[ -r /proc/sys/net/netfilter/nf_conntrack_count ]]; then
+        echo "nf_conntrack loaded, $(cat /proc/sys/net/netfilter/nf_conntrack_count) entries at the end"
+    else echo "no conntrack"; fi)$(nft list tables 2>/dev/null | awk '{ t = t sep $2 " " $3; sep = ", " }
+        END { if (t != "") print "; nftables tables: " t }')"
     if [[ $PIN == 1 ]]; then
         echo "- **pinned**: every proxy, client and backend process runs on CPU $PIN_CPU (\`taskset -c $PIN_CPU\`),"
         echo "  so no cross-CPU wake-ups; \"machine CPU\" is the busy time of CPU $PIN_CPU. Ratios are from this mode."
