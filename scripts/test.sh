@@ -160,15 +160,18 @@ tsan_stage() {
     record "tsan reports" "FAILED (${#reports[@]} file(s) in $dir)"
 }
 
-# skip_reason DIR NAME: the first line the skipped ctest entry NAME printed (the reason), less
-# a leading "SKIP NAME:" or "SKIP:".
+# skip_reason DIR NAME: the reason the skipped ctest entry NAME printed: its first line that
+# starts with "SKIP NAME:" or "SKIP:", less that prefix (a test may log progress before it finds
+# it cannot run), else its first line.
 skip_reason() {
     awk -v want="$2" '
         /^[0-9]+\/[0-9]+ Test: / { cur = $3; out = 0; next }
         cur == want && /^Output:$/ { out = 1; next }
         out == 1 && /^-+$/ { out = 2; next }
         out == 2 && /^<end of output>$/ { exit }
-        out == 2 && NF > 0 { sub(/^SKIP[^:]*: */, ""); print; exit }
+        out == 2 && /^SKIP[^:]*:/ { sub(/^SKIP[^:]*: */, ""); why = $0; exit }
+        out == 2 && NF > 0 && first == "" { first = $0 }
+        END { print (why != "" ? why : first) }
     ' "$1/Testing/Temporary/LastTest.log" 2>/dev/null || true
 }
 
