@@ -357,6 +357,12 @@ bool sph_have_ipv6(char *why, size_t cap);
  * user. why (may be NULL) gets the reason when false. */
 bool sph_have_root(char *why, size_t cap);
 
+/* Whether this process may read the descriptors (/proc/PID/fdinfo) of a splicer it starts: one
+ * running as this user, or as nobody under tests/scripts/unprivileged.sh (which root without
+ * CAP_SYS_PTRACE may not inspect). Probed on a child started that way. why (may be NULL) gets
+ * the reason when false. Main thread only. */
+bool sph_can_inspect_fds(char *why, size_t cap);
+
 /* The path of program `name`: from $PATH, then /usr/local/sbin, /usr/sbin and /sbin, which an
  * ordinary user's PATH lacks although Debian installs haproxy there. NULL when not found. The
  * string lives until exit. Main thread only. */
@@ -365,6 +371,7 @@ const char *sph_tool(const char *name);
 enum sph_need {
     SPH_NEED_IPV6 = 1u << 0, /* sph_have_ipv6 */
     SPH_NEED_ROOT = 1u << 1, /* sph_have_root */
+    SPH_NEED_FDS = 1u << 2,  /* sph_can_inspect_fds */
 };
 
 #define SPH_TOOLS_MAX 4

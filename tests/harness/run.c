@@ -6,12 +6,17 @@
 #include <check.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define CAP_SYS_ADMIN_BIT    21 /* linux/capability.h */
@@ -75,6 +80,51 @@ bool sph_have_root(char *why, size_t cap)
     return true;
 }
 
+bool sph_can_inspect_fds(char *why, size_t cap)
+{
+    const char *sleep_bin = sph_tool("sleep");
+    bool other = getenv("SPLICER_REAL_BIN") != NULL; /* set by tests/scripts/unprivileged.sh */
+    int p[2];
+    if (sleep_bin == NULL || pipe2(p, O_CLOEXEC) != 0) {
+        say(why, cap, "cannot start a probe process (%s)",
+            sleep_bin == NULL ? "no sleep" : strerror(errno));
+        return false;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(p[0]);
+        struct passwd *pw = other ? getpwnam("nobody") : NULL;
+        if (other && (pw == NULL || setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 ||
+                      setuid(pw->pw_uid) != 0))
+            _exit(127);
+        /* exec, as splicer's start does: a process that only changed user is not dumpable */
+        execl(sleep_bin, "sleep", "30", (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    char c;
+    while (pid > 0 && read(p[0], &c, 1) < 0 && errno == EINTR)
+        ; /* end of file once the child has exec'd (or died) */
+    close(p[0]);
+    if (pid < 0) {
+        say(why, cap, "cannot start a probe process (fork: %s)", strerror(errno));
+        return false;
+    }
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fdinfo/0", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int err = errno;
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    if (fd < 0) {
+        say(why, cap, "cannot read the fdinfo of a process running as %s (%s)",
+            other ? "nobody, as splicer does here" : "this user", strerror(err));
+        return false;
+    }
+    close(fd);
+    return true;
+}
+
 /* Is dir/name an executable file? Then copy the path to out. */
 static bool found_in(const char *dir, size_t dlen, const char *name, char *out, size_t cap)
 {
@@ -123,6 +173,8 @@ static bool missing(const struct sph_group *g, char *why, size_t cap)
     if ((g->needs & SPH_NEED_IPV6) != 0 && !sph_have_ipv6(why, cap))
         return true;
     if ((g->needs & SPH_NEED_ROOT) != 0 && !sph_have_root(why, cap))
+        return true;
+    if ((g->needs & SPH_NEED_FDS) != 0 && !sph_can_inspect_fds(why, cap))
         return true;
     for (size_t i = 0; i < SPH_TOOLS_MAX && g->tools[i] != NULL; i++) {
         if (sph_tool(g->tools[i]) == NULL) {

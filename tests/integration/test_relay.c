@@ -433,17 +433,29 @@ static uint64_t upload_until_blocked(int fd, pid_t pid, long *rss_at_1mib)
     return sent;
 }
 
-/* _i = 0: splice, 1: copy. The backend accepts and never reads: once the socket buffers on the
- * way are full the client's writes must block, with splicer holding at most a bounded buffer
- * (its RSS flat), rather than reading on into memory. */
+/* A proxy in mode (0: splice, 1: copy) in front of a backend that accepts and never reads, and
+ * a client that uploads through it until its writes block: where both cases below start. Returns
+ * the client's socket; *sent and *rss_at_1mib as upload_until_blocked gives them. */
+static int stalled_upload(struct proxy *px, int mode, struct sph_backend **stall, uint64_t *sent,
+                          long *rss_at_1mib)
+{
+    *stall = backend_start(SPH_STALL, AF_INET);
+    proxy_start(px, mode == 0 ? "splice" : "copy", AF_INET, *stall);
+    int fd = proxy_connect(px);
+    *sent = upload_until_blocked(fd, px->proc.pid, rss_at_1mib);
+    return fd;
+}
+
+/* _i = 0: splice, 1: copy. Once the socket buffers on the way are full the client's writes must
+ * block, with splicer holding at most a bounded buffer (its RSS flat), rather than reading on
+ * into memory. */
 START_TEST(stalled_upstream_bounded)
 {
     struct proxy px;
-    struct sph_backend *stall = backend_start(SPH_STALL, AF_INET);
-    proxy_start(&px, _i == 0 ? "splice" : "copy", AF_INET, stall);
-    int fd = proxy_connect(&px);
+    struct sph_backend *stall;
+    uint64_t sent;
     long first;
-    uint64_t sent = upload_until_blocked(fd, px.proc.pid, &first);
+    int fd = stalled_upload(&px, _i, &stall, &sent, &first);
     long rss = sph_proc_rss_kb(px.proc.pid);
     ck_assert_int_gt(first, 0);
     ck_assert_msg(rss - first < RSS_SLACK,
@@ -458,16 +470,14 @@ END_TEST
 /* _i = 0: splice, 1: copy. Stalled as above, the client's socket is read no more, so it must not
  * wake the worker for each segment the client adds: its EPOLLIN is out of the relay set (flow.h's
  * sp_flow_wants_input), read from /proc/PID/fdinfo. The server's socket still reports input. In
- * group "watch": the _unprivileged entries run splicer as another user whose descriptors the
- * test may not inspect. */
+ * group "watch", which needs that fdinfo readable (SPH_NEED_FDS) and is skipped otherwise. */
 START_TEST(stalled_upload_leaves_input)
 {
     struct proxy px;
-    struct sph_backend *stall = backend_start(SPH_STALL, AF_INET);
-    proxy_start(&px, _i == 0 ? "splice" : "copy", AF_INET, stall);
-    int fd = proxy_connect(&px);
+    struct sph_backend *stall;
+    uint64_t sent;
     long first;
-    upload_until_blocked(fd, px.proc.pid, &first);
+    int fd = stalled_upload(&px, _i, &stall, &sent, &first);
     int with_in = 0, without_in = 0;
     int n = relay_set_entries(px.proc.pid, &with_in, &without_in);
     ck_assert_msg(n == 2, "relay set of splicer: %d entries (%s), 2 expected", n,
@@ -535,7 +545,7 @@ static const struct sph_group groups[] = {
     {.name = NULL, .add = add_main},
     {.name = "ipv6", .needs = SPH_NEED_IPV6, .add = add_ipv6},
     {.name = "workers2", .add = add_workers2},
-    {.name = "watch", .add = add_watch},
+    {.name = "watch", .needs = SPH_NEED_FDS, .add = add_watch},
 };
 
 int main(int argc, char **argv)
